@@ -1,0 +1,122 @@
+"""Length-prefixed msgpack framing, sans-IO: bytes in, frames out (and frames in, bytes out).
+
+`FrameReader` is shaped like h11's `Connection`: `feed(data)` buffers, `next_frame()` returns a
+frame or `NEED_DATA`. The 4-byte length is checked against the limit *before* the body is
+buffered, so a hostile prefix never makes us allocate. No sockets here.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Generic, TypeVar
+
+import msgspec
+
+from .errors import LocalProtocolError, RemoteProtocolError
+from .wire import DEFAULT_MAX_FRAME_BYTES, Frame, RuntimeFrame, SidecarFrame
+
+_PREFIX: Final = 4
+
+T = TypeVar("T")
+
+
+class _NeedData:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA: Final = _NeedData()
+
+
+class FrameReader(Generic[T]):
+    """Decode a stream of frames of type `T` from arbitrarily chunked bytes."""
+
+    __slots__ = ("_buf", "_decoder", "_eof", "_max", "_pos")
+
+    def __init__(self, frame_type: type[T], max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(frame_type)
+        self._max = max_frame_bytes
+        self._buf = bytearray()
+        self._pos = 0
+        self._eof = False
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes; `b""` means the peer closed."""
+        if not data:
+            self._eof = True
+            return
+        self._buf += data
+
+    def next_frame(self) -> T | _NeedData | None:
+        """The next complete frame, `NEED_DATA`, or `None` at a clean end of stream.
+
+        Raises `RemoteProtocolError` for an oversized length, an undecodable frame, or EOF
+        in the middle of a frame.
+        """
+        avail = len(self._buf) - self._pos
+        if avail >= _PREFIX:
+            n = int.from_bytes(self._buf[self._pos : self._pos + _PREFIX], "big")
+            if n > self._max:
+                raise RemoteProtocolError(
+                    f"frame of {n} bytes exceeds the limit of {self._max} bytes"
+                )
+            if avail >= _PREFIX + n:
+                start = self._pos + _PREFIX
+                # A copy, not a memoryview: a decoded `Raw` keeps a reference to its buffer.
+                body = bytes(self._buf[start : start + n])
+                try:
+                    frame = self._decoder.decode(body)
+                except msgspec.DecodeError as exc:
+                    raise RemoteProtocolError(f"malformed frame: {exc}") from exc
+                self._pos = start + n
+                self._compact()
+                return frame
+        if self._eof:
+            if avail:
+                raise RemoteProtocolError(f"connection closed inside a frame ({avail} bytes)")
+            return None
+        return NEED_DATA
+
+    def _compact(self) -> None:
+        # Drop consumed bytes lazily: amortised O(1) per frame instead of a copy per frame.
+        if self._pos == len(self._buf):
+            self._buf.clear()
+            self._pos = 0
+        elif self._pos > 65536 and self._pos * 2 > len(self._buf):
+            del self._buf[: self._pos]
+            self._pos = 0
+
+
+class FrameWriter:
+    """Encode frames to length-prefixed bytes, reusing one encoder and one buffer."""
+
+    __slots__ = ("_buf", "_encoder", "_max")
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self._encoder = msgspec.msgpack.Encoder()
+        self._buf = bytearray(256)
+        self._max = max_frame_bytes
+
+    def encode(self, frame: Frame) -> bytes:
+        """One frame as bytes ready for the socket."""
+        self._encoder.encode_into(frame, self._buf, _PREFIX)
+        n = len(self._buf) - _PREFIX
+        if n > self._max:
+            raise LocalProtocolError(f"frame of {n} bytes exceeds the limit of {self._max} bytes")
+        self._buf[:_PREFIX] = n.to_bytes(_PREFIX, "big")
+        return bytes(self._buf)
+
+    def encode_many(self, frames: list[Frame]) -> bytes:
+        """Several frames as one buffer, for one socket write."""
+        return b"".join([self.encode(f) for f in frames])
+
+
+def runtime_reader(max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> FrameReader[SidecarFrame]:
+    """The reader the runtime uses: it receives sidecar frames."""
+    return FrameReader(SidecarFrame, max_frame_bytes)  # type: ignore[arg-type]
+
+
+def sidecar_reader(max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> FrameReader[RuntimeFrame]:
+    """The reader the sidecar uses: it receives runtime frames."""
+    return FrameReader(RuntimeFrame, max_frame_bytes)  # type: ignore[arg-type]

@@ -1,0 +1,52 @@
+"""The project's error tree, shared by runtime, sidecar and gateway.
+
+    AsyaError
+     ├── ProtocolError            (the wire was misused; never raised directly)
+     │    ├── LocalProtocolError   we tried to send something illegal
+     │    └── RemoteProtocolError  the peer sent something illegal (bad frame, oversized frame)
+     ├── AbiError                 the handler misused the yield ABI (bad verb, denied path, ...)
+     ├── HandlerLoadError         a handler spec could not be loaded
+     └── TransportError           a queue transport failed (mapped at the transport boundary)
+          └── MessageTooLarge      a message exceeds the transport's size limit
+
+Handler exceptions are not wrapped: they travel as `error` frames built by `abi.error_frame`.
+"""
+
+from __future__ import annotations
+
+
+class AsyaError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ProtocolError(AsyaError):
+    """The wire protocol was violated. Instantiate a subclass, which says who is at fault."""
+
+    def __init__(self, message: str) -> None:
+        if type(self) is ProtocolError:
+            raise TypeError("use LocalProtocolError or RemoteProtocolError")
+        super().__init__(message)
+
+
+class LocalProtocolError(ProtocolError):
+    """We were about to violate the protocol."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer violated the protocol."""
+
+
+class AbiError(AsyaError):
+    """The handler misused the yield ABI; reported as `processing_error`."""
+
+
+class HandlerLoadError(AsyaError):
+    """The handler spec could not be turned into a callable."""
+
+
+class TransportError(AsyaError):
+    """A queue transport operation failed."""
+
+
+class MessageTooLarge(TransportError):
+    """A message is larger than the transport accepts."""

@@ -1,0 +1,67 @@
+"""The transport contract: the smallest interface every queue backend implements.
+
+Routing, retry policy and "ack only once the outputs are durable" live in the sidecar core,
+never in a transport (as redirects live in httpx's client, not its transports).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Final
+
+DEFAULT_LEASE_SECONDS: Final = 30.0
+
+
+def queue_name(namespace: str, actor: str) -> str:
+    """Upstream Asya's queue name for an actor: `asya-{namespace}-{actor}`."""
+    return f"asya-{namespace}-{actor}"
+
+
+class Delivery(abc.ABC):
+    """One received message, leased to this consumer until acked, requeued or the lease lapses."""
+
+    body: bytes
+    message_id: str
+    attempt: int  # 1 on first delivery, +1 on every redelivery (crash, requeue, lease expiry)
+
+    @abc.abstractmethod
+    async def ack(self) -> None:
+        """Remove the message for good."""
+
+    @abc.abstractmethod
+    async def requeue(self, delay: float = 0.0) -> None:
+        """Give the message back untouched, visible again after `delay` seconds."""
+
+    @abc.abstractmethod
+    async def extend(self, seconds: float) -> None:
+        """Keep the lease for `seconds` more from now (long handlers are not redelivered)."""
+
+
+class Transport(abc.ABC):
+    """A set of durable named queues."""
+
+    #: Largest body `send` accepts; above it `send` raises `MessageTooLarge`.
+    max_message_bytes: int
+
+    @abc.abstractmethod
+    async def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> None:
+        """Durably enqueue `body`; visible to consumers after `delay` seconds.
+
+        Returns only once the transport has accepted the message durably (committed,
+        publisher-confirmed, ...). Raises `TransportError` otherwise.
+        """
+
+    @abc.abstractmethod
+    async def receive(self, queue: str, *, wait: float) -> Delivery | None:
+        """Lease the next visible message, waiting up to `wait` seconds; `None` if none came.
+
+        Safe to call from many tasks at once: no two callers ever hold the same message.
+        """
+
+    @abc.abstractmethod
+    async def depths(self) -> dict[str, int]:
+        """Messages per known queue (ready + leased + delayed), for `queue ls`."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release connections; leased messages become visible again after their lease."""
