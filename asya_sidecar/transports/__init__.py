@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import msgspec
 
 from ..durations import parse_duration
-from .base import DEFAULT_LEASE_SECONDS, Delivery, Transport, queue_name
+from .base import DEFAULT_LEASE_SECONDS, Delivery, LeaseLost, Transport, queue_name
 
 KINDS = ("sqlite", "rabbitmq", "sqs")
 
@@ -64,15 +64,34 @@ class TransportConfig(msgspec.Struct, kw_only=True, frozen=True):
         return cfg
 
 
-async def open_transport(config: TransportConfig) -> Transport:
-    """Connect the transport `config.kind` names; raises `ValueError` for an unknown kind."""
-    raise NotImplementedError  # filled in by the transports work
+async def open_transport(config: TransportConfig, *, concurrency: int = 1) -> Transport:
+    """Connect the transport `config.kind` names; raises `ValueError` for an unknown kind.
+
+    `concurrency` is how many deliveries the caller holds at once: RabbitMQ's prefetch when
+    `rabbitmq_prefetch` is 0. Broker modules are imported only when chosen, so the embedded
+    transport needs neither aio-pika nor aiobotocore.
+    """
+    if config.kind == "sqlite":
+        from .sqlite import SqliteTransport
+
+        return await SqliteTransport.open(config.sqlite_path, lease_seconds=config.lease_seconds)
+    if config.kind == "rabbitmq":
+        from .rabbitmq import RabbitMQTransport
+
+        prefetch = config.rabbitmq_prefetch or max(concurrency, 1)
+        return await RabbitMQTransport.open(config, prefetch=prefetch)
+    if config.kind == "sqs":
+        from .sqs import SqsTransport
+
+        return await SqsTransport.open(config)
+    raise ValueError(f"unknown transport {config.kind!r} (one of {KINDS})")
 
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "KINDS",
     "Delivery",
+    "LeaseLost",
     "Transport",
     "TransportConfig",
     "open_transport",

@@ -7,7 +7,10 @@ never in a transport (as redirects live in httpx's client, not its transports).
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 from typing import Final
+
+from asya_runtime.errors import TransportError
 
 DEFAULT_LEASE_SECONDS: Final = 30.0
 
@@ -15,6 +18,10 @@ DEFAULT_LEASE_SECONDS: Final = 30.0
 def queue_name(namespace: str, actor: str) -> str:
     """Upstream Asya's queue name for an actor: `asya-{namespace}-{actor}`."""
     return f"asya-{namespace}-{actor}"
+
+
+class LeaseLost(TransportError):
+    """`ack`/`requeue`/`extend` came after the lease lapsed and another consumer got the message."""
 
 
 class Delivery(abc.ABC):
@@ -50,6 +57,15 @@ class Transport(abc.ABC):
         Returns only once the transport has accepted the message durably (committed,
         publisher-confirmed, ...). Raises `TransportError` otherwise.
         """
+
+    async def send_many(self, messages: Iterable[tuple[str, bytes]], *, delay: float = 0.0) -> None:
+        """Durably enqueue several `(queue, body)` pairs; all are accepted when this returns.
+
+        Transports that can do so commit them together (one transaction); the default sends
+        them one by one. On error some may have been sent (at-least-once, never silent loss).
+        """
+        for queue, body in messages:
+            await self.send(queue, body, delay=delay)
 
     @abc.abstractmethod
     async def receive(self, queue: str, *, wait: float) -> Delivery | None:

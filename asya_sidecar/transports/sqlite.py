@@ -1,0 +1,286 @@
+"""The embedded transport: durable queues in one SQLite file (WAL), shared by processes on one host.
+
+A message row is visible when `visible_at <= now` (wall clock, shared by all processes); leasing
+sets `visible_at` to the lease expiry, so a crashed consumer's message comes back by itself.
+Delays are the same column in the future. Blocking SQL runs in one worker thread at a time per
+transport; doorbells (`doorbell.py`) wake idle receivers in milliseconds instead of polling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Final, TypeVar
+
+import anyio
+
+from asya_runtime.errors import MessageTooLarge, TransportError
+
+from .base import DEFAULT_LEASE_SECONDS, Delivery, LeaseLost, Transport
+from .doorbell import Bell, Ringer, bell_directory
+
+#: Largest body accepted (SQLite itself allows ~1 GB; bigger envelopes belong in object storage).
+MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
+#: Idle receivers re-check the queue at least this often, in case a ring was lost (e.g. a
+#: sender on another host sharing the file over NFS, which we do not support but tolerate).
+SAFETY_POLL_SECONDS: Final = 0.25
+#: How long a writer waits for another process's write lock before giving up.
+BUSY_TIMEOUT_MS: Final = 10_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    body BLOB NOT NULL,
+    visible_at REAL NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    lease INTEGER
+);
+CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, visible_at, id);
+CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY) WITHOUT ROWID;
+"""
+
+T = TypeVar("T")
+_Leased = tuple[int, bytes, int, int]  # id, body, attempt, lease token
+
+
+class _Store:
+    """Blocking SQL on one connection; called from one worker thread at a time."""
+
+    def __init__(self, path: str, ringer: Ringer) -> None:
+        self._ringer = ringer
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a lease never upgrades a
+        # read lock to a write lock (the classic SQLITE_BUSY deadlock between processes).
+        self._db = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL: a commit survives a process crash; a power loss may roll back the last
+        # transactions (documented in docs/transports.md).
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        with self._transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+        self._known: set[str] = set()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _register(self, queues: Iterable[str]) -> None:
+        new = [q for q in queues if q not in self._known]
+        if new:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO queues (name) VALUES (?)", [(q,) for q in new]
+            )
+
+    def register(self, queue: str) -> None:
+        if queue not in self._known:
+            self._register([queue])
+            self._known.add(queue)
+
+    def send(self, messages: Sequence[tuple[str, bytes]], delay: float) -> None:
+        visible_at = time.time() + max(delay, 0.0)
+        queues = {q for q, _ in messages}
+        with self._transaction():
+            self._register(queues)
+            self._db.executemany(
+                "INSERT INTO messages (queue, body, visible_at) VALUES (?, ?, ?)",
+                [(q, b, visible_at) for q, b in messages],
+            )
+        self._known |= queues
+        for queue in queues:
+            self._ringer.ring(queue)
+
+    def lease(self, queue: str, seconds: float) -> tuple[_Leased | None, float | None]:
+        """Lease the next visible message, or say when the next one becomes visible (epoch s)."""
+        while True:
+            now = time.time()
+            row = self._db.execute(
+                "SELECT id FROM messages WHERE queue = ? AND visible_at <= ? "
+                "ORDER BY visible_at, id LIMIT 1",
+                (queue, now),
+            ).fetchone()
+            if row is None:
+                (next_due,) = self._db.execute(
+                    "SELECT MIN(visible_at) FROM messages WHERE queue = ?", (queue,)
+                ).fetchone()
+                if next_due is not None and next_due <= time.time():
+                    continue  # became visible between the two reads
+                return None, next_due
+            token = secrets.randbits(62)
+            # The read above took no lock; the guarded UPDATE decides who wins the message.
+            got = self._db.execute(
+                "UPDATE messages SET visible_at = ?, attempt = attempt + 1, lease = ? "
+                "WHERE id = ? AND visible_at <= ? RETURNING body, attempt",
+                (now + seconds, token, row[0], now),
+            ).fetchone()
+            if got is not None:
+                return (row[0], got[0], got[1], token), None
+
+    def ack(self, message_id: int, token: int) -> None:
+        cur = self._db.execute(
+            "DELETE FROM messages WHERE id = ? AND lease = ?", (message_id, token)
+        )
+        if cur.rowcount != 1:
+            raise LeaseLost(f"message {message_id}: lease lapsed and it was redelivered")
+
+    def requeue(self, queue: str, message_id: int, token: int, delay: float) -> None:
+        cur = self._db.execute(
+            "UPDATE messages SET visible_at = ?, lease = NULL WHERE id = ? AND lease = ?",
+            (time.time() + max(delay, 0.0), message_id, token),
+        )
+        if cur.rowcount != 1:
+            raise LeaseLost(f"message {message_id}: lease lapsed and it was redelivered")
+        self._ringer.ring(queue)
+
+    def extend(self, message_id: int, token: int, seconds: float) -> None:
+        cur = self._db.execute(
+            "UPDATE messages SET visible_at = ? WHERE id = ? AND lease = ?",
+            (time.time() + seconds, message_id, token),
+        )
+        if cur.rowcount != 1:
+            raise LeaseLost(f"message {message_id}: lease lapsed and it was redelivered")
+
+    def depths(self) -> dict[str, int]:
+        rows = self._db.execute(
+            "SELECT q.name, COUNT(m.id) FROM queues q LEFT JOIN messages m ON m.queue = q.name "
+            "GROUP BY q.name ORDER BY q.name"
+        ).fetchall()
+        return {name: count for name, count in rows}
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class SqliteDelivery(Delivery):
+    __slots__ = ("_queue", "_rowid", "_token", "_transport", "attempt", "body", "message_id")
+
+    def __init__(self, transport: SqliteTransport, queue: str, leased: _Leased) -> None:
+        self._transport = transport
+        self._queue = queue
+        self._rowid, self.body, self.attempt, self._token = leased
+        self.message_id = str(self._rowid)
+
+    async def ack(self) -> None:
+        await self._transport._run(self._transport._store.ack, self._rowid, self._token)
+
+    async def requeue(self, delay: float = 0.0) -> None:
+        store = self._transport._store
+        await self._transport._run(store.requeue, self._queue, self._rowid, self._token, delay)
+
+    async def extend(self, seconds: float) -> None:
+        store = self._transport._store
+        await self._transport._run(store.extend, self._rowid, self._token, seconds)
+
+
+class SqliteTransport(Transport):
+    """Queues in one SQLite file; open with `await SqliteTransport.open(path)`."""
+
+    max_message_bytes = MAX_MESSAGE_BYTES
+
+    def __init__(
+        self, store: _Store, ringer: Ringer, bells_dir: Path, lease_seconds: float
+    ) -> None:
+        self._store = store
+        self._ringer = ringer
+        self._bells_dir = bells_dir
+        self._lease_seconds = lease_seconds
+        self._bells: dict[str, Bell] = {}
+        # One connection, one thread at a time: SQLite serializes writers anyway, and this
+        # keeps the event loop free while a statement waits for another process's lock.
+        self._limiter = anyio.CapacityLimiter(1)
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls, path: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> SqliteTransport:
+        directory = bell_directory(path)
+        ringer = Ringer(directory)
+        try:
+            store = await anyio.to_thread.run_sync(_Store, path, ringer)
+        except sqlite3.Error as exc:
+            ringer.close()
+            raise TransportError(f"cannot open SQLite queue file {path!r}: {exc}") from exc
+        return cls(store, ringer, directory, lease_seconds)
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        if self._closed:
+            raise TransportError("transport is closed")
+        try:
+            # Shielded: a statement that started always finishes, so a cancelled caller never
+            # leaves a half-known outcome (e.g. a committed send it thinks failed).
+            with anyio.CancelScope(shield=True):
+                result = await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        except sqlite3.Error as exc:
+            raise TransportError(f"SQLite queue operation failed: {exc}") from exc
+        return result
+
+    def _check_size(self, body: bytes) -> None:
+        if len(body) > MAX_MESSAGE_BYTES:
+            raise MessageTooLarge(
+                f"message of {len(body)} bytes exceeds the SQLite transport limit of "
+                f"{MAX_MESSAGE_BYTES} bytes"
+            )
+
+    async def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> None:
+        self._check_size(body)
+        await self._run(self._store.send, [(queue, body)], delay)
+
+    async def send_many(self, messages: Iterable[tuple[str, bytes]], *, delay: float = 0.0) -> None:
+        batch = list(messages)
+        for _, body in batch:
+            self._check_size(body)
+        if batch:
+            await self._run(self._store.send, batch, delay)
+
+    def _bell(self, queue: str) -> Bell:
+        bell = self._bells.get(queue)
+        if bell is None:
+            bell = self._bells[queue] = Bell(self._bells_dir, queue)
+        return bell
+
+    async def receive(self, queue: str, *, wait: float) -> Delivery | None:
+        deadline = anyio.current_time() + max(wait, 0.0)
+        first = queue not in self._bells
+        bell = self._bell(queue)  # bound before the first look, so no ring is missed
+        if first:
+            await self._run(self._store.register, queue)
+        while True:
+            seen = bell.generation
+            leased, next_due = await self._run(self._store.lease, queue, self._lease_seconds)
+            if leased is not None:
+                return SqliteDelivery(self, queue, leased)
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                return None
+            until_due = math.inf if next_due is None else max(next_due - time.time(), 0.0)
+            await bell.wait(seen, min(remaining, SAFETY_POLL_SECONDS, until_due + 0.0005))
+
+    async def depths(self) -> dict[str, int]:
+        return await self._run(self._store.depths)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        for bell in self._bells.values():
+            bell.close()
+        self._bells.clear()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._store.close, limiter=self._limiter)
+        self._closed = True
+        self._ringer.close()
