@@ -1,0 +1,260 @@
+"""RabbitMQ transport (aio-pika): upstream Asya's topology plus delays that really wait.
+
+Topology: a durable topic exchange (`asya`), one durable queue per actor bound with routing key
+= queue name minus `asya-{namespace}-`, persistent messages, publisher confirms. Delays go
+through a headers exchange `{exchange}.delay` into per-bucket TTL queues
+`asya-{ns}-delay-{ms}` that dead-letter back into the topic exchange with the original
+routing key. Knows nothing about envelopes.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import aio_pika
+import aiormq
+import anyio
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from asya_runtime.errors import MessageTooLarge, TransportError
+
+from .base import Delivery, Transport
+from .delays import delay_bucket_ms
+
+#: Below the broker's default `max_message_size` (128 MiB), leaving room for headers.
+MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
+#: How long `send` keeps retrying while the broker is unreachable before raising.
+SEND_RETRY_SECONDS: Final = 30.0
+RECONNECT_INTERVAL_SECONDS: Final = 1.0
+ATTEMPT_HEADER: Final = "x-asya-attempt"
+DELAY_HEADER: Final = "x-asya-delay"
+
+_BROKER_ERRORS = (aio_pika.exceptions.AMQPException, aiormq.exceptions.AMQPError, ConnectionError)
+
+
+@contextlib.asynccontextmanager
+async def _mapped(what: str) -> AsyncIterator[None]:
+    """Map broker exceptions to `TransportError` at the boundary, chained."""
+    try:
+        yield
+    except _BROKER_ERRORS as exc:
+        raise TransportError(f"RabbitMQ {what} failed: {exc!r}") from exc
+
+
+def routing_key(namespace: str, queue: str) -> str:
+    """Upstream's routing key: the queue name without its `asya-{namespace}-` prefix."""
+    prefix = f"asya-{namespace}-"
+    return queue[len(prefix) :] if queue.startswith(prefix) else queue
+
+
+def attempt_of(headers: dict[str, Any], redelivered: bool) -> int:
+    """1 + deliveries before this one: our requeue counter, then the broker's own count."""
+    base = int(headers.get(ATTEMPT_HEADER, 0) or 0)
+    count = headers.get("x-delivery-count")  # quorum queues count redeliveries exactly
+    if count is not None:
+        return base + int(count) + 1
+    return base + (2 if redelivered else 1)  # classic queues: only "redelivered at least once"
+
+
+class RabbitMQDelivery(Delivery):
+    __slots__ = ("_message", "_queue", "_transport", "attempt", "body", "message_id")
+
+    def __init__(self, transport: RabbitMQTransport, queue: str, message: AbstractIncomingMessage):
+        self._transport = transport
+        self._queue = queue
+        self._message = message
+        self.body = message.body
+        self.message_id = message.message_id or ""
+        self.attempt = attempt_of(dict(message.headers or {}), bool(message.redelivered))
+
+    async def ack(self) -> None:
+        async with _mapped("ack"):
+            await self._message.ack()
+
+    async def requeue(self, delay: float = 0.0) -> None:
+        # A copy carrying the attempt count, then ack: exact `attempt` on classic queues and a
+        # real delay. A crash between the two duplicates the message (at-least-once), never loses.
+        headers = dict(self._message.headers or {})
+        headers[ATTEMPT_HEADER] = self.attempt
+        await self._transport._publish(self._queue, self.body, delay, headers, self.message_id)
+        await self.ack()
+
+    async def extend(self, seconds: float) -> None:
+        """No-op: RabbitMQ has no lease timeout; the message is ours until ack or disconnect."""
+
+
+class RabbitMQTransport(Transport):
+    """Open with `await RabbitMQTransport.open(config, prefetch=n)`."""
+
+    max_message_bytes = MAX_MESSAGE_BYTES
+
+    def __init__(self, connection: AbstractRobustConnection, namespace: str, exchange: str):
+        self._connection = connection
+        self._namespace = namespace
+        self._exchange_name = exchange
+        self._publish_channel: AbstractChannel
+        self._consume_channel: AbstractChannel
+        self._exchange: AbstractExchange
+        self._delay_exchange: AbstractExchange
+        self._declared: dict[str, AbstractQueue] = {}
+        self._declare_lock = anyio.Lock()
+        # Per queue, deliveries pushed by the broker and not yet taken by `receive`. Bounded by
+        # the channel's prefetch: the broker sends no more until some are acked.
+        self._buffers: dict[str, collections.deque[AbstractIncomingMessage]] = {}
+        self._arrived: dict[str, anyio.Event] = {}
+
+    @classmethod
+    async def open(cls, config: Any, *, prefetch: int) -> RabbitMQTransport:
+        try:
+            connection = await aio_pika.connect_robust(
+                config.rabbitmq_url, reconnect_interval=RECONNECT_INTERVAL_SECONDS
+            )
+        except (*_BROKER_ERRORS, OSError) as exc:
+            raise TransportError(f"cannot connect to RabbitMQ: {exc!r}") from exc
+        self = cls(connection, config.namespace, config.rabbitmq_exchange)
+        async with _mapped("setup"):
+            self._publish_channel = await connection.channel(
+                publisher_confirms=True, on_return_raises=True
+            )
+            self._consume_channel = await connection.channel()
+            await self._consume_channel.set_qos(prefetch_count=prefetch)
+            self._exchange = await self._publish_channel.declare_exchange(
+                config.rabbitmq_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            self._delay_exchange = await self._publish_channel.declare_exchange(
+                f"{config.rabbitmq_exchange}.delay", aio_pika.ExchangeType.HEADERS, durable=True
+            )
+        return self
+
+    async def _declare(self, queue: str) -> AbstractQueue:
+        declared = self._declared.get(queue)
+        if declared is not None:
+            return declared
+        async with self._declare_lock, _mapped(f"declaring {queue!r}"):
+            if queue not in self._declared:
+                q = await self._publish_channel.declare_queue(queue, durable=True)
+                await q.bind(self._exchange, routing_key(self._namespace, queue))
+                self._declared[queue] = q
+        return self._declared[queue]
+
+    async def _delay_exchange_for(self, bucket_ms: int) -> None:
+        name = f"asya-{self._namespace}-delay-{bucket_ms}"
+        if name in self._declared:
+            return
+        async with self._declare_lock, _mapped(f"declaring {name!r}"):
+            if name not in self._declared:
+                q = await self._publish_channel.declare_queue(
+                    name,
+                    durable=True,
+                    arguments={
+                        "x-message-ttl": bucket_ms,
+                        # Dead-lettered with its original routing key: the target actor's.
+                        "x-dead-letter-exchange": self._exchange_name,
+                    },
+                )
+                await q.bind(
+                    self._delay_exchange,
+                    arguments={"x-match": "all", DELAY_HEADER: str(bucket_ms)},
+                )
+                self._declared[name] = q
+
+    def _check_size(self, body: bytes) -> None:
+        if len(body) > MAX_MESSAGE_BYTES:
+            raise MessageTooLarge(
+                f"message of {len(body)} bytes exceeds the RabbitMQ transport limit of "
+                f"{MAX_MESSAGE_BYTES} bytes"
+            )
+
+    async def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> None:
+        self._check_size(body)
+        await self._publish(queue, body, delay, {}, uuid.uuid4().hex)
+
+    async def _publish(
+        self, queue: str, body: bytes, delay: float, headers: dict[str, Any], message_id: str
+    ) -> None:
+        """Publish and wait for the broker's confirm, retrying while the connection recovers."""
+        give_up = time.monotonic() + SEND_RETRY_SECONDS
+        backoff = 0.1
+        while True:
+            try:
+                await self._declare(queue)
+                exchange = self._exchange
+                if delay > 0:
+                    bucket = delay_bucket_ms(delay)
+                    await self._delay_exchange_for(bucket)
+                    headers = {**headers, DELAY_HEADER: str(bucket)}
+                    exchange = self._delay_exchange
+                message = aio_pika.Message(
+                    body,
+                    headers=headers,
+                    message_id=message_id,
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                )
+                async with _mapped(f"publishing to {queue!r}"):
+                    await exchange.publish(message, routing_key(self._namespace, queue))
+                return
+            except TransportError:
+                # Unconfirmed: maybe published, maybe not. Retrying may duplicate, never lose.
+                if time.monotonic() + backoff > give_up:
+                    raise
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    async def _consume(self, queue: str) -> None:
+        if queue in self._buffers:
+            return
+        buffer: collections.deque[AbstractIncomingMessage] = collections.deque()
+        self._buffers[queue] = buffer
+        self._arrived[queue] = anyio.Event()
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            buffer.append(message)
+            self._arrived[queue].set()
+
+        await self._declare(queue)
+        async with _mapped(f"consuming {queue!r}"):
+            q = await self._consume_channel.declare_queue(queue, durable=True)
+            # The robust channel re-registers this consumer after a reconnect.
+            await q.consume(on_message, no_ack=False)
+
+    async def receive(self, queue: str, *, wait: float) -> Delivery | None:
+        await self._consume(queue)
+        buffer = self._buffers[queue]
+        with anyio.move_on_after(max(wait, 0.0)):
+            while True:
+                while buffer:
+                    message = buffer.popleft()
+                    if message.channel.is_closed:
+                        continue  # from a connection that died: the broker redelivers it
+                    return RabbitMQDelivery(self, queue, message)
+                arrived = self._arrived[queue]
+                if arrived.is_set():  # already consumed by whoever it woke: wait for the next
+                    arrived = self._arrived[queue] = anyio.Event()
+                await arrived.wait()
+        return None
+
+    async def depths(self) -> dict[str, int]:
+        """Ready messages of the queues this transport declared (RabbitMQ hides the unacked)."""
+        out: dict[str, int] = {}
+        async with _mapped("depths"):
+            for name in sorted(self._declared):
+                q = await self._publish_channel.declare_queue(name, passive=True)
+                out[name] = q.declaration_result.message_count or 0
+        return out
+
+    async def aclose(self) -> None:
+        # Unacked deliveries go back to their queue (redelivered=True) when the channel closes.
+        with anyio.CancelScope(shield=True), contextlib.suppress(*_BROKER_ERRORS):
+            await self._connection.close()
