@@ -1,0 +1,289 @@
+"""The gateway client: pre-flight, FLY/status events with batching, fallbacks, never blocking.
+
+Per envelope an `EventStream` (bounded, ordered) is drained by one forwarder task, owned by the
+client's task group. The forwarder POSTs one event, or a JSON array of everything that piled up
+while the previous POST was in flight. Routing only ever calls `send_nowait`; a full buffer
+drops the event and counts it. Knows nothing about queues or the runtime.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+import httpx
+import msgspec
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .metrics import Metrics
+
+log = structlog.get_logger("asya.sidecar.gateway")
+
+Event = dict[str, Any]
+
+_TIMEOUT: Final = httpx.Timeout(5.0)
+_PREFLIGHT_TIMEOUT: Final = 2.0
+_RETRY_DELAYS: Final = (0.1, 0.3)  # "short retry, then drop"
+_BATCH_REJECTED: Final = (400, 415, 422)
+_MAX_FORWARDERS: Final = 512  # envelopes with a live forwarder; beyond this, events are dropped
+_SHUTDOWN_GRACE: Final = 3.0
+
+
+def safe_gateway_url(value: Any) -> str | None:
+    """The SSRF guard on `x-asya-gateway-url`: http/https with a non-empty host only."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return value.rstrip("/")
+
+
+def fly_event(data: dict[str, Any]) -> Event:
+    return {"type": "fly", "data": data}
+
+
+def status_event(state: str, data: dict[str, Any]) -> Event:
+    return {"type": "status", "status": state, "data": data}
+
+
+class _GatewayState:
+    """What we learned about one gateway: whether it takes batches, whether it is legacy-only."""
+
+    __slots__ = ("batches", "legacy")
+
+    def __init__(self) -> None:
+        self.batches = True
+        self.legacy = False
+
+
+class EventStream:
+    """The ordered event queue of one envelope; `close()` when the envelope is done."""
+
+    def __init__(self, send: MemoryObjectSendStream[Event] | None, metrics: Metrics) -> None:
+        self._send = send
+        self._metrics = metrics
+
+    def put(self, event: Event) -> None:
+        """Queue an event; never waits. Full buffer -> dropped and counted."""
+        if self._send is None:
+            if event["type"] == "fly":
+                self._metrics.fly_dropped.inc()
+            return
+        try:
+            self._send.send_nowait(event)
+        except anyio.WouldBlock:
+            if event["type"] == "fly":
+                self._metrics.fly_dropped.inc()
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+    def fly(self, data: dict[str, Any]) -> None:
+        self.put(fly_event(data))
+
+    def status(self, state: str, data: dict[str, Any]) -> None:
+        self.put(status_event(state, data))
+
+    def close(self) -> None:
+        if self._send is not None:
+            self._send.close()
+
+
+class NullStream(EventStream):
+    """Reporting is off for this envelope: everything is discarded silently."""
+
+    def __init__(self) -> None:
+        pass
+
+    def put(self, event: Event) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class GatewayClient:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        tg: anyio.abc.TaskGroup,
+        metrics: Metrics,
+        *,
+        default_url: str | None,
+        buffer: int,
+    ) -> None:
+        self._http = http
+        self._tg = tg
+        self._metrics = metrics
+        self.default_url = safe_gateway_url(default_url)
+        self._buffer = buffer
+        self._states: dict[str, _GatewayState] = {}
+        self._active = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._json = msgspec.json.Encoder()
+
+    def resolve(self, headers: dict[str, Any]) -> str | None:
+        """The gateway for an envelope: header (if safe) else the configured one; None = off."""
+        if str(headers.get("x-asya-mesh-status", "")).lower() == "off":
+            return None
+        raw = headers.get("x-asya-gateway-url")
+        if raw:
+            url = safe_gateway_url(raw)
+            if url is not None:
+                return url
+            log.warning("ignoring unsafe x-asya-gateway-url", value=str(raw)[:200])
+        return self.default_url
+
+    def _state(self, gw: str) -> _GatewayState:
+        st = self._states.get(gw)
+        if st is None:
+            st = self._states[gw] = _GatewayState()
+        return st
+
+    async def preflight(self, gw: str, envelope_id: str) -> str | None:
+        """The task's status at the gateway, or None on any failure (carry on)."""
+        try:
+            with anyio.fail_after(_PREFLIGHT_TIMEOUT):
+                r = await self._http.get(
+                    f"{gw}/api/v1/mesh/{envelope_id}", headers={"X-Asya-Envelope-ID": envelope_id}
+                )
+            if r.status_code >= 300:
+                return None
+            status = r.json().get("status")
+            return status if isinstance(status, str) else None
+        except Exception:  # any failure of the pre-flight = carry on
+            return None
+
+    def open(self, gw: str | None, envelope_id: str) -> EventStream:
+        """An ordered event stream for one envelope, drained by its own forwarder task."""
+        if gw is None:
+            return NullStream()
+        if self._active >= _MAX_FORWARDERS:
+            return EventStream(None, self._metrics)
+        # Bounded per envelope; overflow policy: drop the new event and count it (see put()).
+        send, recv = anyio.create_memory_object_stream[Event](self._buffer)
+        self._active += 1
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self._tg.start_soon(self._forward, gw, envelope_id, recv)
+        return EventStream(send, self._metrics)
+
+    async def _forward(
+        self, gw: str, envelope_id: str, recv: MemoryObjectReceiveStream[Event]
+    ) -> None:
+        try:
+            async with recv:
+                async for first in recv:
+                    batch = [first]
+                    while True:  # everything that piled up during the last POST
+                        try:
+                            batch.append(recv.receive_nowait())
+                        except (anyio.WouldBlock, anyio.EndOfStream):
+                            break
+                    await self.deliver(gw, envelope_id, batch)
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    async def deliver(self, gw: str, envelope_id: str, batch: list[Event]) -> None:
+        """POST `batch` in order with every fallback; failures are counted and dropped."""
+        st = self._state(gw)
+        if st.legacy:
+            for ev in batch:
+                await self._post_legacy(gw, envelope_id, ev, st)
+            return
+        if len(batch) > 1 and st.batches:
+            code = await self._post(f"{gw}/api/v1/mesh/{envelope_id}/events", envelope_id, batch)
+            if code is not None and code < 300:
+                self._count(batch, batched=True)
+                return
+            if code in _BATCH_REJECTED:
+                st.batches = False  # this gateway wants one event per request from now on
+            elif code != 404:
+                self._drop(batch)
+                return
+        for ev in batch:
+            code = await self._post(f"{gw}/api/v1/mesh/{envelope_id}/events", envelope_id, ev)
+            if code is not None and code < 300:
+                self._count([ev], batched=False)
+            elif code == 404:
+                await self._post_legacy(gw, envelope_id, ev, st)
+            else:
+                self._drop([ev])
+
+    async def _post_legacy(self, gw: str, envelope_id: str, ev: Event, st: _GatewayState) -> None:
+        if ev["type"] == "fly":
+            url, body = f"{gw}/mesh/{envelope_id}/fly", ev["data"]
+        else:
+            url, body = f"{gw}/mesh/{envelope_id}/progress", {"status": ev["status"], **ev["data"]}
+        code = await self._post(url, envelope_id, body)
+        if code is not None and code < 300:
+            st.legacy = True  # the new endpoint is missing but the legacy one works: stick to it
+            self._count([ev], batched=False)
+        else:
+            self._drop([ev])
+
+    async def _post(self, url: str, envelope_id: str, body: Any) -> int | None:
+        """POST JSON with a short retry on network errors and 5xx; the final status or None."""
+        content = self._json.encode(body)
+        headers = {"Content-Type": "application/json", "X-Asya-Envelope-ID": envelope_id}
+        code: int | None = None
+        for delay in (*_RETRY_DELAYS, math.nan):
+            try:
+                r = await self._http.post(url, content=content, headers=headers)
+                code = r.status_code
+                if code < 500:
+                    return code
+            except httpx.HTTPError as exc:
+                code = None
+                log.debug("gateway POST failed", url=url, error=repr(exc))
+            if math.isnan(delay):
+                break
+            await anyio.sleep(delay)
+        return code
+
+    def _count(self, events: list[Event], *, batched: bool) -> None:
+        n = sum(1 for e in events if e["type"] == "fly")
+        if n:
+            self._metrics.fly_forwarded.inc(n)
+            if batched:
+                self._metrics.fly_batched.inc(n)
+
+    def _drop(self, events: list[Event]) -> None:
+        n = sum(1 for e in events if e["type"] == "fly")
+        if n:
+            self._metrics.fly_dropped.inc(n)
+        log.warning("gateway events dropped", events=len(events), fly=n)
+
+    async def report(self, gw: str, envelope_id: str, event: Event, within: float = 10.0) -> None:
+        """Deliver one event now (end actors), bounded in time; failures are logged, not raised."""
+        with anyio.move_on_after(within):
+            await self.deliver(gw, envelope_id, [event])
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
+@asynccontextmanager
+async def gateway_client(
+    metrics: Metrics, *, default_url: str | None, buffer: int
+) -> AsyncIterator[GatewayClient]:
+    """A client whose forwarders all finish (or are cut off after a grace) when it closes."""
+    async with httpx.AsyncClient(timeout=_TIMEOUT) as http, anyio.create_task_group() as tg:
+        client = GatewayClient(http, tg, metrics, default_url=default_url, buffer=buffer)
+        try:
+            yield client
+            with anyio.move_on_after(_SHUTDOWN_GRACE):
+                await client.wait_idle()
+        finally:
+            tg.cancel_scope.cancel()

@@ -1,0 +1,340 @@
+"""Per-envelope processing: one worker = one runtime connection = one envelope at a time.
+
+The steps of sidecar-gateway.md "Per envelope", carried out with `routing` (pure) deciding and
+this module doing the I/O: queue sends (awaited, durable) before the ack, gateway events
+(never awaited), the invocation under one `move_on_after(min(timeout, deadline left))`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+import structlog
+
+from asya_runtime.errors import TransportError
+from asya_runtime.wire import Emit, End, Envelope, Error, Fly
+
+from . import routing
+from .config import SidecarConfig
+from .gateway import EventStream, GatewayClient
+from .metrics import Metrics
+from .resiliency import Exhausted, NoPolicy, Retry, decide
+from .routing import Names, Outgoing
+from .runtime_client import RuntimeConnection, RuntimeLost, RuntimeUnavailable, connect, wait_ready
+from .transports import Delivery, Transport, queue_name
+
+log = structlog.get_logger("asya.sidecar")
+
+_RECEIVE_WAIT: Final = 1.0
+_REQUEUE_ON_FAILURE: Final = 1.0  # seconds before a message whose outputs failed to send returns
+
+
+class RuntimeHung(Exception):
+    """The runtime did not answer `end` after a cancel within the grace period."""
+
+
+class Sidecar:
+    """What every worker shares: configuration, transport, gateway, metrics, shutdown state."""
+
+    def __init__(
+        self,
+        cfg: SidecarConfig,
+        transport: Transport,
+        gateway: GatewayClient,
+        metrics: Metrics,
+        *,
+        rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self.transport = transport
+        self.gateway = gateway
+        self.metrics = metrics
+        self.names = Names(actor=cfg.actor_name, sink=cfg.sink, sump=cfg.sump)
+        self.queue = queue_name(cfg.namespace, cfg.actor_name)
+        self.rand = rand
+        self.clock = clock
+        self.stopping = anyio.Event()
+        self._receiving: set[anyio.CancelScope] = set()
+        self._processing: set[anyio.CancelScope] = set()
+
+    def begin_shutdown(self) -> None:
+        """Stop taking new envelopes; in-flight ones carry on."""
+        self.stopping.set()
+        for scope in list(self._receiving):
+            scope.cancel()
+
+    def abort_inflight(self) -> None:
+        """Grace period over: cancel in-flight envelopes (they are requeued)."""
+        for scope in list(self._processing):
+            scope.cancel()
+
+    async def receive(self) -> Delivery | None:
+        if self.stopping.is_set():
+            return None
+        with anyio.CancelScope() as scope:
+            self._receiving.add(scope)
+            try:
+                t0 = time.perf_counter()
+                d = await self.transport.receive(self.queue, wait=_RECEIVE_WAIT)
+                if d is not None:
+                    self.metrics.receive_time.labels(self.queue, self.metrics.transport).observe(
+                        time.perf_counter() - t0
+                    )
+                return d
+            finally:
+                self._receiving.discard(scope)
+        return None
+
+    async def send(self, out: Outgoing) -> None:
+        """Durably send one outgoing envelope (shielded: a half-sent output is not an option)."""
+        q = queue_name(self.cfg.namespace, out.actor)
+        body = routing.encode(out.envelope)
+        with anyio.CancelScope(shield=True):
+            t0 = time.perf_counter()
+            await self.transport.send(q, body, delay=out.delay)
+        self.metrics.send_time.labels(q, self.metrics.transport).observe(time.perf_counter() - t0)
+        self.metrics.sent.labels(q, out.kind).inc()
+        self.metrics.size.labels("sent").observe(len(body))
+
+    async def settle(self, delivery: Delivery, process: Callable[[], Any]) -> None:
+        """Run `process()`; ack after it, requeue if it failed or was cut off by shutdown."""
+        with anyio.CancelScope() as scope:
+            self._processing.add(scope)
+            try:
+                await process()
+            except TransportError as exc:
+                log.error("sending outputs failed; message will be redelivered", error=str(exc))
+                with anyio.CancelScope(shield=True):
+                    await _quietly(delivery.requeue(_REQUEUE_ON_FAILURE))
+                return
+            finally:
+                self._processing.discard(scope)
+            with anyio.CancelScope(shield=True):
+                await _quietly(delivery.ack())
+            return
+        # Cancelled by the end of the shutdown grace: give the message back untouched.
+        with anyio.CancelScope(shield=True):
+            await _quietly(delivery.requeue(0.0))
+
+
+async def _quietly(coro: Any) -> None:
+    try:
+        await coro
+    except Exception as exc:  # ack/requeue failure: the lease expiry redelivers
+        log.warning("ack/requeue failed", error=repr(exc))
+
+
+def _route_data(env: Envelope, actor: str) -> dict[str, Any]:
+    r = env.route
+    return {"prev": list(r.prev), "curr": r.curr, "next": list(r.next), "actor": actor}
+
+
+async def run_worker(sc: Sidecar) -> None:
+    """One worker: (re)connect to the runtime, then take envelopes one by one until shutdown."""
+    path = sc.cfg.socket_path
+    while not sc.stopping.is_set():
+        with anyio.CancelScope() as wait_scope:
+            sc._receiving.add(wait_scope)  # shutdown interrupts the wait for the runtime too
+            try:
+                await wait_ready(path, sc.cfg.runtime_ready_timeout)
+            finally:
+                sc._receiving.discard(wait_scope)
+        if wait_scope.cancelled_caught:
+            return
+        try:
+            async with connect(path) as conn:
+                sc.metrics.healthy = True
+                await _serve(sc, conn)
+        except RuntimeUnavailable as exc:
+            log.info("runtime not available; waiting", error=str(exc))
+
+
+async def _serve(sc: Sidecar, conn: RuntimeConnection) -> None:
+    while not sc.stopping.is_set() and not conn.closed:
+        delivery = await sc.receive()
+        if delivery is None:
+            continue
+        if conn.closed:
+            # The runtime went away while we were idle: nothing has started, so the envelope
+            # goes back untouched and we take no more until the runtime is back.
+            with anyio.CancelScope(shield=True):
+                await _quietly(delivery.requeue(0.0))
+            return
+        await sc.settle(delivery, lambda d=delivery: process(sc, conn, d))  # type: ignore[misc]
+
+
+async def process(sc: Sidecar, conn: RuntimeConnection, delivery: Delivery) -> None:
+    """Every step for one message; returns once all outputs are durably sent."""
+    m, names = sc.metrics, sc.names
+    t0 = time.perf_counter()
+    m.received.labels(sc.queue, m.transport).inc()
+    m.size.labels("received").observe(len(delivery.body))
+    m.active.inc()
+    try:
+        parsed = routing.parse_message(delivery.body, names, sc.clock())
+        if isinstance(parsed, Outgoing):
+            m.failed.labels(sc.queue, "parse_error").inc()
+            log.warning("unparsable message sent to sump", message_id=delivery.message_id)
+            await sc.send(parsed)
+            return
+        env = parsed
+        with structlog.contextvars.bound_contextvars(envelope_id=env.id, actor=names.actor):
+            status = await _process_envelope(sc, conn, delivery, env)
+            m.processed.labels(sc.queue, status).inc()
+    finally:
+        m.active.dec()
+        m.processing.labels(sc.queue).observe(time.perf_counter() - t0)
+
+
+async def _process_envelope(
+    sc: Sidecar, conn: RuntimeConnection, delivery: Delivery, env: Envelope
+) -> str:
+    names, m = sc.names, sc.metrics
+    assert env.id is not None
+    if not routing.serves(env, names.actor):
+        m.failed.labels(sc.queue, "route_mismatch").inc()
+        await sc.send(routing.route_mismatch(env, names, sc.clock()))
+        return "error"
+    gw = sc.gateway.resolve(env.headers)
+    if gw is not None:
+        state = await sc.gateway.preflight(gw, env.id)
+        out = routing.preflight(env, state, names, sc.clock()) if state else None
+        if out is not None:
+            await sc.send(out)
+            return f"preflight_{state}"
+    left = routing.deadline_left(env, sc.clock())
+    if left is not None and left <= 0:
+        m.failed.labels(sc.queue, "sla_timeout").inc()
+        await sc.send(routing.deadline_expired(env, names, sc.clock()))
+        return "sla_expired"
+    events = sc.gateway.open(gw, env.id)
+    try:
+        events.status("received", _route_data(env, names.actor))
+        inp = routing.prepare_input(env, names, sc.clock())
+        events.status("processing", _route_data(env, names.actor))
+        timeout = sc.cfg.actor_timeout if left is None else min(sc.cfg.actor_timeout, left)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_keep_lease, delivery, sc.cfg.transport.lease_seconds)
+            try:
+                result = await _invoke(sc, conn, env, inp, timeout, events)
+            finally:
+                tg.cancel_scope.cancel()
+        return result
+    finally:
+        events.close()
+
+
+async def _keep_lease(delivery: Delivery, lease: float) -> None:
+    """Extend the lease while the handler runs, so a long handler is not redelivered."""
+    while True:
+        await anyio.sleep(max(lease / 3, 0.05))
+        try:
+            await delivery.extend(lease)
+        except Exception as exc:
+            log.warning("lease extension failed", error=repr(exc))
+
+
+async def _invoke(
+    sc: Sidecar,
+    conn: RuntimeConnection,
+    env: Envelope,
+    inp: Envelope,
+    budget: float,
+    events: EventStream,
+) -> str:
+    names, m = sc.names, sc.metrics
+    index = 0
+    error: Error | None = None
+    t0 = time.perf_counter()
+    try:
+        with anyio.move_on_after(budget) as scope:
+            async for frame in conn.invoke(inp):
+                if isinstance(frame, Fly):
+                    events.fly(frame.data)
+                elif isinstance(frame, Emit):
+                    if error is not None:
+                        continue  # nothing counts after an error frame
+                    out = routing.route_emit(inp, frame, index, names, sc.clock())
+                    await sc.send(out)
+                    if index == 0:
+                        data = _route_data(out.envelope, names.actor)
+                        data["duration_ms"] = int((time.perf_counter() - t0) * 1000)
+                        events.status("completed", data)
+                    index += 1
+                elif isinstance(frame, Error):
+                    error = frame
+                elif isinstance(frame, End):
+                    break
+    except RuntimeLost as exc:
+        m.runtime_errors.labels(sc.queue, "connection_lost").inc()
+        m.failed.labels(sc.queue, "runtime_error").inc()
+        log.warning("runtime lost mid-invocation; envelope to sump", error=str(exc))
+        await sc.send(routing.runtime_lost(env, str(exc), names, sc.clock()))
+        return "error"
+    finally:
+        m.runtime.labels(sc.queue).observe(time.perf_counter() - t0)
+    if scope.cancelled_caught:
+        await _cancel_invocation(sc, conn)
+        m.failed.labels(sc.queue, "timeout").inc()
+        await sc.send(routing.timed_out(inp, budget, names, sc.clock()))
+        return "error"
+    if error is not None:
+        m.runtime_errors.labels(sc.queue, "execution_error").inc()
+        return await _on_error(sc, inp, error)
+    if index == 0:
+        await sc.send(routing.no_output(inp, names, sc.clock()))
+        return "empty_response"
+    return "success"
+
+
+async def _cancel_invocation(sc: Sidecar, conn: RuntimeConnection) -> None:
+    """Send `cancel` and wait for `end`; a runtime that never answers makes us unhealthy."""
+    with anyio.move_on_after(sc.cfg.cancel_grace, shield=True) as grace:
+        await conn.cancel()
+        try:
+            await conn.drain_to_end()
+        except RuntimeLost:
+            return
+    if grace.cancelled_caught:
+        sc.metrics.healthy = False
+        raise RuntimeHung(f"runtime did not end a cancelled invocation in {sc.cfg.cancel_grace}s")
+
+
+async def _on_error(sc: Sidecar, inp: Envelope, err: Error) -> str:
+    first = routing.parse_rfc3339(inp.headers.get(routing.FIRST_ATTEMPT))
+    now = sc.clock()
+    attempt = inp.status.get("attempt", 1)
+    decision = decide(
+        sc.cfg.resiliency,
+        error_type=err.type or err.code,
+        mro=err.mro,
+        attempt=attempt if isinstance(attempt, int) else 1,
+        elapsed=None if first is None else now - first,
+        rand=sc.rand,
+    )
+    log.info(
+        "handler error",
+        error_type=err.type,
+        message=err.message[:500],
+        decision=type(decision).__name__,
+    )
+    out = routing.runtime_error(
+        inp, err, None if isinstance(decision, NoPolicy) else decision, sc.names, now
+    )
+    await sc.send(out)
+    if isinstance(decision, Retry):
+        return "retried"
+    if isinstance(decision, Exhausted):
+        sc.metrics.failed.labels(sc.queue, "policy_exhausted").inc()
+        return "policy_routed" if decision.on_exhausted else "error"
+    sc.metrics.failed.labels(sc.queue, "runtime_error").inc()
+    return "error"
+
+
+__all__ = ["RuntimeHung", "Sidecar", "process", "run_worker"]
