@@ -1,0 +1,1 @@
+"""Tests of the local gateway, `asya dev` and the web page."""

@@ -1,0 +1,141 @@
+"""Test helpers: an in-process gateway on a real socket, and a small SSE client."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+import msgspec
+import uvicorn
+from anyio.abc import TaskGroup
+
+from asya_gateway import GatewayConfig, TaskRegistry, create_app
+
+
+@dataclass
+class SseEvent:
+    event: str
+    data: Any
+    id: int | None
+    at: float  # monotonic arrival time
+
+    @property
+    def terminal(self) -> bool:
+        return self.event == "update" and self.data.get("status") in {
+            "succeeded",
+            "failed",
+            "canceled",
+        }
+
+
+@dataclass
+class Gateway:
+    url: str
+    registry: TaskRegistry
+    enqueued: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(**overrides: Any) -> AsyncIterator[Gateway]:
+    """uvicorn serving `create_app` in this event loop on an ephemeral port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = GatewayConfig(port=port, **overrides)
+    enqueued: list[tuple[str, bytes]] = []
+
+    async def enqueue(queue: str, body: bytes) -> None:
+        enqueued.append((queue, body))
+
+    app = create_app(config, enqueue=enqueue)
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
+    )
+    gw = Gateway(f"http://127.0.0.1:{port}", app.state.registry, enqueued)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        with anyio.fail_after(10):
+            while not server.started:
+                await anyio.sleep(0.01)
+        try:
+            yield gw
+        finally:
+            gw.registry.close_all()
+            server.should_exit = True
+    sock.close()
+
+
+async def read_sse(
+    response: httpx.Response, events: list[SseEvent], comments: list[str] | None = None
+) -> None:
+    """Append each event of an SSE response to `events` as it arrives, until the server closes."""
+    name, data, eid = "message", [], None
+    async for line in response.aiter_lines():
+        if line == "":
+            if data:
+                events.append(
+                    SseEvent(name, msgspec.json.decode("\n".join(data)), eid, time.monotonic())
+                )
+            name, data, eid = "message", [], None
+        elif line.startswith(":"):
+            if comments is not None:
+                comments.append(line[1:].strip())
+        else:
+            key, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if key == "event":
+                name = value
+            elif key == "data":
+                data.append(value)
+            elif key == "id":
+                eid = int(value)
+
+
+async def collect_stream(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None
+) -> list[SseEvent]:
+    events: list[SseEvent] = []
+    async with client.stream("GET", url, headers=headers) as resp:
+        assert resp.status_code == 200, resp.status_code
+        await read_sse(resp, events)
+    return events
+
+
+async def post_events(client: httpx.AsyncClient, base: str, task_id: str, body: Any) -> int:
+    r = await client.post(f"{base}/api/v1/mesh/{task_id}/events", json=body)
+    return r.status_code
+
+
+def fly(i: int) -> dict[str, Any]:
+    return {"type": "fly", "data": {"partial": True, "text": f"t{i}"}}
+
+
+def status(state: str, **data: Any) -> dict[str, Any]:
+    return {"type": "status", "status": state, "data": data}
+
+
+async def start_task(client: httpx.AsyncClient, base: str, route: list[str] | None = None) -> str:
+    r = await client.post(f"{base}/api/v1/mesh", json={"route": route or ["a"], "payload": {}})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+__all__ = [
+    "Gateway",
+    "SseEvent",
+    "TaskGroup",
+    "collect_stream",
+    "fly",
+    "post_events",
+    "read_sse",
+    "running_gateway",
+    "start_task",
+    "status",
+]
