@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,13 @@ class Gateway:
     enqueued: list[tuple[str, bytes]] = field(default_factory=list)
 
 
+async def wait_until(cond: Callable[[], object], limit: float = 5.0, step: float = 0.01) -> None:
+    """Poll `cond` until true (for state with no event to wait on), failing after `limit` s."""
+    with anyio.fail_after(limit):
+        while not cond():  # noqa: ASYNC110  # polled on purpose: no event to wait on here
+            await anyio.sleep(step)
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(**overrides: Any) -> AsyncIterator[Gateway]:
     """uvicorn serving `create_app` in this event loop on an ephemeral port."""
@@ -61,9 +68,7 @@ async def running_gateway(**overrides: Any) -> AsyncIterator[Gateway]:
     gw = Gateway(f"http://127.0.0.1:{port}", app.state.registry, enqueued)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
-        with anyio.fail_after(10):
-            while not server.started:
-                await anyio.sleep(0.01)
+        await wait_until(lambda: server.started, 10)
         try:
             yield gw
         finally:
@@ -138,4 +143,5 @@ __all__ = [
     "running_gateway",
     "start_task",
     "status",
+    "wait_until",
 ]

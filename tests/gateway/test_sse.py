@@ -18,6 +18,7 @@ from .helpers import (
     running_gateway,
     start_task,
     status,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -42,9 +43,7 @@ async def test_late_subscriber_gets_snapshot_then_live_then_one_terminal() -> No
         events: list[SseEvent] = []
         async with c.stream("GET", f"{gw.url}/stream/{tid}") as r, anyio.create_task_group() as tg:
             tg.start_soon(read_sse, r, events)
-            with anyio.fail_after(5):
-                while not events:
-                    await anyio.sleep(0.01)
+            await wait_until(lambda: events, 5)
             assert await post_events(c, gw.url, tid, [fly(1), SUCCESS]) == 204
         first = events[0]
         assert first.event == "update" and first.data["status"] == "running"
@@ -67,8 +66,7 @@ async def test_no_event_lost_between_snapshot_and_live() -> None:
         results: list[list[SseEvent]] = []
 
         async def subscribe_midway(after: int) -> None:
-            while gw.registry.get(tid).fly_count < after:  # type: ignore[union-attr]
-                await anyio.sleep(0.001)
+            await wait_until(lambda: gw.registry.get(tid).fly_count >= after, 30)
             results.append(await collect_stream(c, f"{gw.url}/stream/{tid}"))
 
         async with anyio.create_task_group() as tg:
@@ -162,8 +160,7 @@ async def read_sse_until(r: httpx.Response, out: list[SseEvent], n: int) -> None
         async with anyio.create_task_group() as tg:
 
             async def watch() -> None:
-                while len(out) < n:
-                    await anyio.sleep(0.005)
+                await wait_until(lambda: len(out) >= n, 30)
                 tg.cancel_scope.cancel()
 
             tg.start_soon(watch)
@@ -181,45 +178,44 @@ async def test_keepalive_comments_are_sent() -> None:
                 anyio.create_task_group() as tg,
             ):
                 tg.start_soon(read_sse, r, events, comments)
-                while len(comments) < 3:
-                    await anyio.sleep(0.01)
+                await wait_until(lambda: len(comments) >= 3, 30)
                 await post_events(c, gw.url, tid, SUCCESS)
         assert comments[:3] == ["keepalive"] * 3
         assert events[-1].terminal
 
 
 async def test_stalled_client_delays_neither_others_nor_ingest() -> None:
-    async with running_gateway(send_timeout_seconds=1.0, subscriber_buffer=64) as gw:
-        async with httpx.AsyncClient() as c:
-            tid = await start_task(c, gw.url)
-            # A client that asks for the stream and then never reads, with a tiny window.
-            stalled = socket.socket()
-            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            stalled.connect(("127.0.0.1", int(gw.url.rsplit(":", 1)[1])))
-            stalled.sendall(f"GET /stream/{tid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-            try:
-                with anyio.fail_after(5):
-                    while len(gw.registry.get(tid).subscribers) < 1:  # type: ignore[union-attr]
-                        await anyio.sleep(0.01)
-                events: list[SseEvent] = []
-                big = "x" * 4000
-                async with (
-                    c.stream("GET", f"{gw.url}/stream/{tid}") as r,
-                    anyio.create_task_group() as tg,
-                ):
-                    tg.start_soon(read_sse, r, events)
-                    with anyio.fail_after(10):  # far below n x send_timeout: nobody waited
-                        for i in range(300):
-                            body = {
-                                "type": "fly",
-                                "data": {"partial": True, "text": f"t{i}", "pad": big},
-                            }
-                            assert await post_events(c, gw.url, tid, body) == 204
-                        await post_events(c, gw.url, tid, SUCCESS)
-                assert texts(events) == [f"t{i}" for i in range(300)]
-                assert events[-1].terminal
-            finally:
-                stalled.close()
+    async with (
+        running_gateway(send_timeout_seconds=1.0, subscriber_buffer=64) as gw,
+        httpx.AsyncClient() as c,
+    ):
+        tid = await start_task(c, gw.url)
+        # A client that asks for the stream and then never reads, with a tiny window.
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", int(gw.url.rsplit(":", 1)[1])))
+        stalled.sendall(f"GET /stream/{tid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        try:
+            await wait_until(lambda: gw.registry.get(tid).subscribers, 5)
+            events: list[SseEvent] = []
+            big = "x" * 4000
+            async with (
+                c.stream("GET", f"{gw.url}/stream/{tid}") as r,
+                anyio.create_task_group() as tg,
+            ):
+                tg.start_soon(read_sse, r, events)
+                with anyio.fail_after(10):  # far below n x send_timeout: nobody waited
+                    for i in range(300):
+                        body = {
+                            "type": "fly",
+                            "data": {"partial": True, "text": f"t{i}", "pad": big},
+                        }
+                        assert await post_events(c, gw.url, tid, body) == 204
+                    await post_events(c, gw.url, tid, SUCCESS)
+            assert texts(events) == [f"t{i}" for i in range(300)]
+            assert events[-1].terminal
+        finally:
+            stalled.close()
 
 
 async def test_disconnected_clients_are_removed() -> None:
@@ -232,9 +228,7 @@ async def test_disconnected_clients_are_removed() -> None:
             async with c.stream("GET", f"{gw.url}/stream/{tid}") as r:
                 await read_sse_until(r, got, 1)
             assert got[0].event == "update"
-        with anyio.fail_after(5):
-            while task.subscribers:  # polled: nothing to wait on from outside the server
-                await anyio.sleep(0.01)
+        await wait_until(lambda: not task.subscribers, 5)
         assert await post_events(c, gw.url, tid, fly(1)) == 204
 
 
@@ -256,8 +250,7 @@ async def test_500_concurrent_subscribers_all_get_every_event() -> None:
                 async with anyio.create_task_group() as tg:
                     for i in range(n_subs):
                         tg.start_soon(sub, i)
-                    while len(task.subscribers) < n_subs:
-                        await anyio.sleep(0.05)
+                    await wait_until(lambda: len(task.subscribers) >= n_subs, 30)
                     for start in range(0, n_fly, 10):
                         await post_events(
                             c, gw.url, tid, [fly(i) for i in range(start, start + 10)]
