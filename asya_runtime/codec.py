@@ -107,6 +107,17 @@ class FrameWriter:
         self._buf[:_PREFIX] = n.to_bytes(_PREFIX, "big")
         return bytes(self._buf)
 
+    def append(self, frame: Frame, out: bytearray) -> int:
+        """Encode one frame onto the end of `out` (no intermediate copy); returns its size."""
+        start = len(out)
+        self._encoder.encode_into(frame, out, start + _PREFIX)
+        n = len(out) - start - _PREFIX
+        if n > self._max:
+            del out[start:]
+            raise LocalProtocolError(f"frame of {n} bytes exceeds the limit of {self._max} bytes")
+        out[start : start + _PREFIX] = n.to_bytes(_PREFIX, "big")
+        return n + _PREFIX
+
     def encode_many(self, frames: list[Frame]) -> bytes:
         """Several frames as one buffer, for one socket write."""
         return b"".join([self.encode(f) for f in frames])

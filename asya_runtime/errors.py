@@ -50,3 +50,18 @@ class TransportError(AsyaError):
 
 class MessageTooLarge(TransportError):
     """A message is larger than the transport accepts."""
+
+
+def error_code(exc: BaseException) -> str:
+    """The one place that picks the spec's error code for an exception.
+
+    A peer's bad bytes or a malformed envelope → `msg_parsing_error`; everything else (handler
+    exceptions, ABI misuse, unconvertible values) → `processing_error`.
+    """
+    import msgspec  # local: keep this module importable without the codec
+
+    from .wire import MSG_PARSING_ERROR, PROCESSING_ERROR
+
+    if isinstance(exc, RemoteProtocolError | msgspec.DecodeError):
+        return MSG_PARSING_ERROR
+    return PROCESSING_ERROR

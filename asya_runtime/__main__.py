@@ -1,0 +1,7 @@
+"""`python -m asya_runtime ...` is `asya-runtime ...`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,173 @@
+"""`asya-runtime`: the command line (argparse: the runtime stays light).
+
+    asya-runtime run [SPEC] [--socket PATH] [--concurrency N] [--max-frame-bytes N]
+    asya-runtime invoke [--socket PATH] [--route a,b] [--envelope] [--timeout S] JSON
+
+This is the only module that reads the environment (ASYA_HANDLER, ASYA_SOCKET_DIR,
+ASYA_SOCKET_NAME, ASYA_SOCKET_CHMOD, ASYA_RUNTIME_CONCURRENCY, ASYA_MAX_FRAME_BYTES,
+ASYA_LOG_LEVEL). Flags win over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import anyio
+import msgspec
+
+from . import __version__
+from .errors import HandlerLoadError
+from .loader import ensure_cwd_importable, load_handler
+from .server import DEFAULT_CONCURRENCY, ServerConfig, serve
+from .wire import DEFAULT_MAX_FRAME_BYTES, End, Error
+
+__all__ = ["main", "socket_path_from_env"]
+
+log = logging.getLogger("asya_runtime")
+
+
+def socket_path_from_env(env: Mapping[str, str]) -> Path:
+    """`$ASYA_SOCKET_DIR/$ASYA_SOCKET_NAME` with upstream's defaults."""
+    return Path(env.get("ASYA_SOCKET_DIR") or "/var/run/asya") / (
+        env.get("ASYA_SOCKET_NAME") or "asya-runtime.sock"
+    )
+
+
+def _chmod(env: Mapping[str, str]) -> int | None:
+    raw = env.get("ASYA_SOCKET_CHMOD", "0o666").strip()
+    if not raw:
+        return None
+    return int(raw, 8)
+
+
+def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asya-runtime", description="Run an Asya actor handler.")
+    p.add_argument("--version", action="version", version=f"asya-runtime {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="load a handler and serve asya-abi/1 on a Unix socket")
+    run.add_argument("spec", nargs="?", help="module:func, module:Class.method, module.func, "
+                     "module.Class.method (default: $ASYA_HANDLER)")
+    run.add_argument("--socket", type=Path, help="socket path (default: "
+                     "$ASYA_SOCKET_DIR/$ASYA_SOCKET_NAME, /var/run/asya/asya-runtime.sock)")
+    run.add_argument("--concurrency", type=_positive,
+                     help=f"invocations run at once (default $ASYA_RUNTIME_CONCURRENCY or "
+                     f"{DEFAULT_CONCURRENCY})")
+    run.add_argument("--max-frame-bytes", type=_positive,
+                     help="largest frame accepted or sent (default $ASYA_MAX_FRAME_BYTES or 16 MiB)")
+
+    inv = sub.add_parser("invoke", help="send one invoke and print each frame as a JSON line")
+    inv.add_argument("payload", help="payload JSON (or a whole envelope with --envelope)")
+    inv.add_argument("--socket", type=Path)
+    inv.add_argument("--route", default="", help="comma-separated actors: curr,next,...")
+    inv.add_argument("--envelope", action="store_true", help="the JSON is a full envelope")
+    inv.add_argument("--timeout", type=float, default=None, help="seconds of silence allowed")
+    return p
+
+
+def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    spec = args.spec or env.get("ASYA_HANDLER", "")
+    ensure_cwd_importable()
+    try:
+        handler = load_handler(spec)
+    except HandlerLoadError as exc:
+        print(f"asya-runtime: cannot load handler: {exc}", file=sys.stderr)
+        return 1
+    try:
+        config = ServerConfig(
+            socket_path=args.socket or socket_path_from_env(env),
+            concurrency=args.concurrency
+            or _int_env(env, "ASYA_RUNTIME_CONCURRENCY", DEFAULT_CONCURRENCY),
+            max_frame_bytes=args.max_frame_bytes
+            or _int_env(env, "ASYA_MAX_FRAME_BYTES", DEFAULT_MAX_FRAME_BYTES),
+            socket_mode=_chmod(env),
+        )
+    except ValueError as exc:
+        print(f"asya-runtime: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    try:
+        anyio.run(_serve_until_signal, handler, config)
+    except OSError as exc:
+        print(f"asya-runtime: cannot serve on {config.socket_path}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve_until_signal(handler: object, config: ServerConfig) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with anyio.create_task_group() as tg:
+            await tg.start(serve, handler, config)
+            async for signum in signals:
+                log.info("%s: shutting down", signal.Signals(signum).name)
+                tg.cancel_scope.cancel()
+                break
+
+
+def _invoke(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from .client import envelope_for, invoke_once, raw_invoke
+
+    try:
+        data = json.loads(args.payload)
+    except ValueError as exc:
+        print(f"asya-runtime: payload is not JSON: {exc}", file=sys.stderr)
+        return 2
+    if args.envelope:
+        if not isinstance(data, dict):
+            print("asya-runtime: --envelope needs a JSON object", file=sys.stderr)
+            return 2
+        request = raw_invoke(data)
+    else:
+        route = [a.strip() for a in args.route.split(",") if a.strip()]
+        request = raw_invoke(msgspec.to_builtins(envelope_for(data, route)))
+    path = str(args.socket or socket_path_from_env(env))
+    failed = False
+    try:
+        for frame in invoke_once(path, request, timeout=args.timeout):
+            sys.stdout.write(msgspec.json.encode(frame).decode() + "\n")
+            sys.stdout.flush()
+            failed = failed or isinstance(frame, Error)
+            if isinstance(frame, End):
+                break
+    except BrokenPipeError:  # our stdout was closed (`| head`)
+        return 0
+    except OSError as exc:
+        print(f"asya-runtime: {path}: {exc}", file=sys.stderr)
+        return 1
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    env = os.environ
+    level = (env.get("ASYA_LOG_LEVEL") or "INFO").upper()
+    logging.basicConfig(
+        level=level if level in logging.getLevelNamesMapping() else "INFO",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "run":
+        return _run(args, env)
+    return _invoke(args, env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

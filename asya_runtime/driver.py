@@ -1,0 +1,181 @@
+"""Drive one invocation of any handler kind, pushing frames into a sink.
+
+The only async code of the ABI: it awaits the handler (or a worker thread running it), calls
+the pure `abi.Invocation.step` on each yielded value and pushes the resulting frames. It never
+pushes `End`: the caller (server connection or `testing`) owns the invocation's framing.
+
+Sinks: the server's per-connection outbox (frames encoded at push time, written by a writer
+task) and `testing`'s list. `push` never blocks; it returns True when the driver should
+`await sink.pace()` (batch boundary or buffer above its high-water mark), which is where
+backpressure and fairness between connections happen.
+
+Sync handlers run in a worker thread (`to_thread.run_sync(abandon_on_cancel=True)`); a sync
+generator runs entirely in that thread, ABI step included, and hands each frame to the loop with
+`from_thread.run_sync`, so its FLYs stream live. After cancellation its output is discarded.
+
+This module knows nothing about sockets or framing bytes.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncGenerator, Generator
+from contextlib import aclosing
+from typing import Any, Protocol
+
+import anyio
+from anyio import from_thread, to_thread
+
+from .abi import Invocation, error_frame
+from .loader import HandlerKind, LoadedHandler
+from .wire import Envelope, Frame
+
+__all__ = ["Sink", "drive"]
+
+
+class Sink(Protocol):
+    def push(self, frame: Frame) -> bool:
+        """Queue one frame; True means "call `pace()` now"."""
+        ...
+
+    async def pace(self) -> None:
+        """Let the frames out (and wait while the buffer is full)."""
+        ...
+
+
+class _Flag:
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+
+class _Discarded(Exception):
+    """The invocation was cancelled while a worker thread still ran the handler."""
+
+
+async def drive(
+    handler: LoadedHandler,
+    envelope: Envelope,
+    sink: Sink,
+    *,
+    thread_limiter: anyio.CapacityLimiter | None = None,
+) -> None:
+    """Run `handler` on `envelope.payload`; fly/emit/error frames go to `sink`.
+
+    Handler exceptions and ABI misuse become one `error` frame; cancellation propagates.
+    """
+    inv = Invocation(envelope)
+    flag = _Flag()
+    try:
+        await _run(handler.func, handler.kind, envelope.payload, inv, sink, thread_limiter, flag)
+    except Exception as exc:
+        sink.push(error_frame(exc))
+    except BaseException:
+        flag.cancelled = True
+        raise
+
+
+async def _run(
+    func: Any,
+    kind: HandlerKind,
+    payload: Any,
+    inv: Invocation,
+    sink: Sink,
+    limiter: anyio.CapacityLimiter | None,
+    flag: _Flag,
+) -> None:
+    if kind is HandlerKind.ASYNC_GENERATOR:
+        await _drive_agen(func(payload), inv, sink)
+    elif kind is HandlerKind.ASYNC_FUNCTION:
+        await _finish(await func(payload), inv, sink, limiter, flag)
+    elif kind is HandlerKind.GENERATOR:
+        await to_thread.run_sync(
+            _drive_gen_in_thread, func, payload, inv, sink, flag,
+            abandon_on_cancel=True, limiter=limiter,
+        )
+    else:
+        result = await to_thread.run_sync(func, payload, abandon_on_cancel=True, limiter=limiter)
+        await _finish(result, inv, sink, limiter, flag)
+
+
+async def _finish(
+    result: Any,
+    inv: Invocation,
+    sink: Sink,
+    limiter: anyio.CapacityLimiter | None,
+    flag: _Flag,
+) -> None:
+    """A function's result; a returned generator or coroutine (a wrapped handler) is driven."""
+    if inspect.isasyncgen(result):
+        await _drive_agen(result, inv, sink)
+    elif inspect.isgenerator(result):
+        await to_thread.run_sync(
+            _drive_gen_in_thread, lambda _p: result, None, inv, sink, flag,
+            abandon_on_cancel=True, limiter=limiter,
+        )
+    elif inspect.iscoroutine(result):
+        await _finish(await result, inv, sink, limiter, flag)
+    else:
+        frame = inv.result(result)
+        if frame is not None:
+            sink.push(frame)
+
+
+async def _drive_agen(agen: AsyncGenerator[Any, Any], inv: Invocation, sink: Sink) -> None:
+    step = inv.step
+    push = sink.push
+    async with aclosing(agen):
+        asend = agen.asend
+        reply: Any = None
+        while True:
+            try:
+                value = await asend(reply)
+            except StopAsyncIteration:
+                return
+            frame, reply = step(value)
+            if frame is not None and push(frame):
+                await sink.pace()
+
+
+def _drive_gen_in_thread(
+    func: Any, payload: Any, inv: Invocation, sink: Sink, flag: _Flag
+) -> None:
+    """Worker thread: run a sync generator to the end, ABI step included."""
+    gen: Generator[Any, Any, Any] = func(payload)
+    try:
+        reply: Any = None
+        while not flag.cancelled:
+            try:
+                value = gen.send(reply)
+            except StopIteration:
+                return
+            frame, reply = inv.step(value)
+            if frame is not None:
+                _hand_over(sink, frame, flag)
+    except _Discarded:
+        return
+    except Exception as exc:
+        if not flag.cancelled:
+            try:
+                _hand_over(sink, error_frame(exc), flag, final=True)
+            except _Discarded:
+                pass
+    finally:
+        gen.close()
+
+
+def _hand_over(sink: Sink, frame: Frame, flag: _Flag, *, final: bool = False) -> None:
+    if flag.cancelled:
+        raise _Discarded
+    try:
+        if from_thread.run_sync(_push_unless, sink, frame, flag) and not final:
+            from_thread.run(sink.pace)
+    except RuntimeError as exc:  # the loop is gone (shutdown)
+        raise _Discarded from exc
+
+
+def _push_unless(sink: Sink, frame: Frame, flag: _Flag) -> bool:
+    if flag.cancelled:
+        raise _Discarded
+    return sink.push(frame)

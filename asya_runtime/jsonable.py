@@ -1,0 +1,60 @@
+"""Typed values → JSON data (maps with str keys, lists, str, int, float, bool, None). Pure.
+
+What upstream Asya converts, we convert, in C via `msgspec.to_builtins`: dataclasses (as dicts),
+datetimes/dates/times (ISO 8601), UUIDs and Decimals (str), sets and frozensets (lists), bytes
+(base64), enums (their value). Pydantic models are recognised by duck typing (`model_dump` for v2,
+`dict` + `__fields__` for v1): pydantic is not a dependency. Anything else raises `TypeError`
+naming the type, which the ABI reports as `processing_error`.
+
+The result never shares a mutable container with the input, so it doubles as the deep copy the
+ABI needs for SET values and emitted payloads.
+
+This module knows nothing about frames, sockets or handlers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+__all__ = ["copy_json", "to_jsonable"]
+
+
+def _enc_hook(obj: Any) -> Any:
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):  # pydantic v2
+        return dump(mode="json")
+    legacy = getattr(obj, "dict", None)
+    if callable(legacy) and hasattr(obj, "__fields__"):  # pydantic v1
+        return legacy()
+    raise TypeError(f"Not JSON serializable: {_type_name(type(obj))}")
+
+
+def _type_name(cls: type) -> str:
+    mod = cls.__module__
+    return cls.__qualname__ if mod == "builtins" else f"{mod}.{cls.__qualname__}"
+
+
+_JSON_SCALARS: Final = (str, int, float, bool, type(None))
+
+
+def to_jsonable(value: Any) -> Any:
+    """A fresh JSON-data copy of `value`; `TypeError` naming the type if it can't be converted."""
+    if type(value) in _JSON_SCALARS:
+        return value
+    try:
+        return msgspec.to_builtins(value, enc_hook=_enc_hook, str_keys=True)
+    except TypeError:
+        raise
+    except (ValueError, OverflowError) as exc:  # e.g. an int beyond 64 bits
+        raise TypeError(f"Not JSON serializable: {exc}") from exc
+
+
+def copy_json(value: Any) -> Any:
+    """Deep copy of JSON data (dicts and lists are new; scalars are immutable and shared)."""
+    if isinstance(value, dict):
+        return {k: copy_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [copy_json(v) for v in value]
+    return value
