@@ -1,0 +1,112 @@
+"""Pure tests: event parsing (single, batch, legacy) and SSE encoding tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from asya_gateway.events import (
+    BadEvent,
+    FlyIn,
+    StatusIn,
+    encode_comment,
+    encode_sse,
+    fly_event_name,
+    parse_events,
+    parse_legacy_final,
+    parse_legacy_fly,
+    parse_legacy_progress,
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "eid", "expected"),
+    [
+        ("partial", b'{"a":1}', 3, b'id: 3\nevent: partial\ndata: {"a":1}\n\n'),
+        ("update", b"{}", 0, b"id: 0\nevent: update\ndata: {}\n\n"),
+        (None, b"x", None, b"data: x\n\n"),
+        ("m", b"a\nb", None, b"event: m\ndata: a\ndata: b\n\n"),
+        ("m", b"a\r\nb\rc", None, b"event: m\ndata: a\ndata: b\ndata: c\n\n"),
+        ("m", b"", 1, b"id: 1\nevent: m\ndata: \n\n"),
+    ],
+)
+def test_encode_sse(name: str | None, data: bytes, eid: int | None, expected: bytes) -> None:
+    assert encode_sse(name, data, eid) == expected
+
+
+def test_encode_sse_rejects_multiline_event_name() -> None:
+    with pytest.raises(ValueError, match="single line"):
+        encode_sse("a\nb", b"{}")
+
+
+def test_encode_comment() -> None:
+    assert encode_comment("keepalive") == b": keepalive\n\n"
+    assert encode_comment("a\nb") == b": a\n: b\n\n"
+
+
+@pytest.mark.parametrize(
+    ("fly", "name"),
+    [
+        ({"partial": True, "text": "x"}, "partial"),
+        ({"artifact_update": {}}, "artifact_update"),
+        ({"status_update": {}}, "status_update"),
+        ({"message": {"role": "agent"}}, "message"),
+        ({"message": "hi", "stage": "x"}, "partial"),  # not the ONE top-level key
+        ({}, "partial"),
+    ],
+)
+def test_fly_event_name(fly: dict[str, object], name: str) -> None:
+    assert fly_event_name(fly) == name
+
+
+def test_parse_single_and_batch() -> None:
+    assert parse_events(b'{"type": "fly", "data": {"text": "a"}}') == [FlyIn(b'{"text": "a"}')]
+    got = parse_events(
+        b'[{"type":"fly","data":{"message":{"x":1}}},'
+        b'{"type":"status","status":"received","data":{"prev":[],"curr":"a","next":[]}}]'
+    )
+    assert got == [
+        FlyIn(b'{"message":{"x":1}}', "message"),
+        StatusIn("received", {"prev": [], "curr": "a", "next": []}),
+    ]
+    assert parse_events(b'{"type":"status","status":"succeeded"}') == [StatusIn("succeeded", {})]
+    assert parse_events(b"[]") == []
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "empty body"),
+        (b"{", "malformed JSON"),
+        (b'{"type": "nope"}', "`$.type`"),
+        (b'{"data": {}}', "missing required field `type`"),
+        (b'{"type": "fly", "data": 3}', "FLY `data` must be an object"),
+        (b'{"type": "fly"}', "FLY `data` must be an object"),
+        (b'[{"type": "status"}]', "without `status` - at `$[0]`"),
+        (b'[{"type":"fly","data":{}},{"type":"status","status":"weird"}]', "$[1].status"),
+        (b'{"type": "status", "status": "failed", "data": []}', "`data` must be an object"),
+        (b'{"type":"fly","data":' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
+        (
+            b'{"type":"status","status":"failed","data":{"e":' + b"[" * 5000 + b"]" * 5000 + b"}}",
+            "nested too deeply",
+        ),
+        (b"42", "Expected `object | array`"),
+    ],
+)
+def test_bad_bodies_name_the_problem(body: bytes, reason: str) -> None:
+    with pytest.raises(BadEvent) as info:
+        parse_events(body)
+    assert reason in str(info.value)
+
+
+def test_legacy_forms() -> None:
+    assert parse_legacy_fly(b' {"text": "a"} ') == FlyIn(b'{"text": "a"}')
+    with pytest.raises(BadEvent):
+        parse_legacy_fly(b"[1]")
+    p = parse_legacy_progress(
+        b'{"prev":["a"],"curr":"b","next":[],"status":"processing","message":"m"}'
+    )
+    assert p == StatusIn("processing", {"prev": ["a"], "curr": "b", "next": [], "message": "m"})
+    f = parse_legacy_final(b'{"id":"x","status":"failed","error":"boom"}')
+    assert f.status == "failed" and f.data["error"] == "boom"
+    with pytest.raises(BadEvent, match="unknown status"):
+        parse_legacy_progress(b'{"status":"dancing"}')
