@@ -28,7 +28,10 @@ log = structlog.get_logger("asya.sidecar.gateway")
 Event = dict[str, Any]
 
 _TIMEOUT: Final = httpx.Timeout(5.0)
-_PREFLIGHT_TIMEOUT: Final = 2.0
+_PREFLIGHT_TIMEOUT: Final = 1.0
+# After a pre-flight that failed on the network (refused, timeout), skip pre-flights to that
+# gateway for a while: a dead gateway then delays at most one envelope per window, not all.
+_PREFLIGHT_BACKOFF: Final = 30.0
 _RETRY_DELAYS: Final = (0.1, 0.3)  # "short retry, then drop"
 _BATCH_REJECTED: Final = (400, 415, 422)
 _MAX_FORWARDERS: Final = 512  # envelopes with a live forwarder; beyond this, events are dropped
@@ -59,11 +62,12 @@ def status_event(state: str, data: dict[str, Any]) -> Event:
 class _GatewayState:
     """What we learned about one gateway: whether it takes batches, whether it is legacy-only."""
 
-    __slots__ = ("batches", "legacy")
+    __slots__ = ("batches", "legacy", "preflight_after")
 
     def __init__(self) -> None:
         self.batches = True
         self.legacy = False
+        self.preflight_after = 0.0  # monotonic time before which pre-flight is skipped
 
 
 class EventStream:
@@ -152,17 +156,30 @@ class GatewayClient:
 
     async def preflight(self, gw: str, envelope_id: str) -> str | None:
         """The task's status at the gateway, or None on any failure (carry on)."""
+        st = self._state(gw)
+        if anyio.current_time() < st.preflight_after:
+            return None
         try:
             with anyio.fail_after(_PREFLIGHT_TIMEOUT):
                 r = await self._http.get(
                     f"{gw}/api/v1/mesh/{envelope_id}", headers={"X-Asya-Envelope-ID": envelope_id}
                 )
-            if r.status_code >= 300:
-                return None
-            status = r.json().get("status")
-            return status if isinstance(status, str) else None
-        except Exception:  # any failure of the pre-flight = carry on
+        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            st.preflight_after = anyio.current_time() + _PREFLIGHT_BACKOFF
+            log.warning(
+                "pre-flight failed; skipping pre-flights to this gateway for a while",
+                gateway=gw,
+                error=repr(exc),
+                seconds=_PREFLIGHT_BACKOFF,
+            )
             return None
+        if r.status_code >= 300:
+            return None
+        try:
+            status = r.json().get("status")
+        except Exception:  # any undecodable answer = carry on
+            return None
+        return status if isinstance(status, str) else None
 
     def open(self, gw: str | None, envelope_id: str) -> EventStream:
         """An ordered event stream for one envelope, drained by its own forwarder task."""

@@ -1,0 +1,247 @@
+"""E2E helpers: a recording gateway (Starlette + uvicorn in the test process), process control
+for `asya-runtime run` / `asya-sidecar run`, and direct access to the SQLite queues."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from asya_sidecar.transports import Transport, TransportConfig, open_transport, queue_name
+from tests.conftest import console_script
+
+TIMEOUT = 30  # seconds; every e2e test runs under fail_after(TIMEOUT)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    body: Any
+    headers: dict[str, str]
+    at: float
+
+
+@dataclass
+class RecordingGateway:
+    """Records every request. Knobs: per-request delay, the status of the new events endpoint,
+    whether JSON-array bodies are rejected, pre-flight answers."""
+
+    delay: float = 0.0
+    events_status: int = 204
+    reject_batches: bool = False
+    preflight: dict[str, str] = field(default_factory=dict)
+    requests: list[Recorded] = field(default_factory=list)
+    url: str = ""
+
+    async def _record(self, request: Request) -> Recorded:
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        rec = Recorded(request.method, request.url.path, body, dict(request.headers), time.time())
+        if self.delay:
+            await anyio.sleep(self.delay)
+        self.requests.append(rec)
+        return rec
+
+    async def events(self, request: Request) -> Response:
+        rec = await self._record(request)
+        if self.reject_batches and isinstance(rec.body, list):
+            return Response(status_code=422)
+        return Response(status_code=self.events_status)
+
+    async def legacy(self, request: Request) -> Response:
+        await self._record(request)
+        return Response(status_code=200)
+
+    async def get_task(self, request: Request) -> Response:
+        await self._record(request)
+        task_id = request.path_params["id"]
+        if task_id in self.preflight:
+            return JSONResponse({"id": task_id, "status": self.preflight[task_id]})
+        return Response(status_code=404)
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/api/v1/mesh/{id}/events", self.events, methods=["POST"]),
+                Route("/api/v1/mesh/{id}", self.get_task, methods=["GET"]),
+                Route("/mesh/{id}/fly", self.legacy, methods=["POST"]),
+                Route("/mesh/{id}/progress", self.legacy, methods=["POST"]),
+            ]
+        )
+
+    # -- views ----------------------------------------------------------------------------
+
+    def event_list(self, task_id: str) -> list[dict[str, Any]]:
+        """Every event for `task_id` in arrival order, batches flattened; legacy forms mapped."""
+        out: list[dict[str, Any]] = []
+        for r in self.requests:
+            if r.method != "POST" or f"/{task_id}/" not in r.path:
+                continue
+            if r.path.endswith("/events"):
+                if r.path.endswith("/events") and (r.body is None or self.events_status >= 300):
+                    continue
+                if self.reject_batches and isinstance(r.body, list):
+                    continue
+                out += r.body if isinstance(r.body, list) else [r.body]
+            elif r.path.endswith("/fly"):
+                out.append({"type": "fly", "data": r.body, "legacy": True})
+            elif r.path.endswith("/progress"):
+                out.append({"type": "status", "status": r.body.get("status"), "legacy": True})
+        return out
+
+    def flys(self, task_id: str) -> list[dict[str, Any]]:
+        return [e["data"] for e in self.event_list(task_id) if e.get("type") == "fly"]
+
+    def statuses(self, task_id: str) -> list[str]:
+        return [e["status"] for e in self.event_list(task_id) if e.get("type") == "status"]
+
+
+@asynccontextmanager
+async def serve_gateway(gw: RecordingGateway) -> AsyncIterator[RecordingGateway]:
+    config = uvicorn.Config(gw.app(), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve)
+        await wait_for(lambda: server.started, what="recording gateway started")
+        port = server.servers[0].sockets[0].getsockname()[1]
+        gw.url = f"http://127.0.0.1:{port}"
+        try:
+            yield gw
+        finally:
+            server.should_exit = True
+
+
+async def wait_for(cond: Callable[[], Any], *, what: str, within: float = 15.0) -> Any:
+    """Poll `cond` until truthy (there is no event to wait on across processes)."""
+    deadline = time.monotonic() + within
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await anyio.sleep(0.02)
+
+
+class Mesh:
+    """Processes of one test, all on one SQLite file and one temp dir; killed on close."""
+
+    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+        self.tmp = tmp
+        self.db = str(tmp / "queues.db")
+        self.env = env | {
+            "ASYA_SQLITE_PATH": self.db,
+            "ASYA_TRANSPORT": "sqlite",
+            "ASYA_NAMESPACE": "t",
+            "ASYA_METRICS_ADDR": "",
+            "ASYA_LOG_FORMAT": "json",
+            "ASYA_LOG_LEVEL": "INFO",
+        }
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.transport: Transport | None = None
+
+    def socket_dir(self, actor: str) -> Path:
+        d = self.tmp / actor
+        d.mkdir(exist_ok=True)
+        return d
+
+    def _spawn(self, args: list[str], env: dict[str, str], log: str) -> subprocess.Popen[bytes]:
+        f = open(self.tmp / log, "ab")  # noqa: SIM115 - the child owns it
+        p = subprocess.Popen(args, env=env, stdout=f, stderr=subprocess.STDOUT)
+        f.close()
+        self.procs.append(p)
+        return p
+
+    def runtime(self, actor: str, handler: str) -> subprocess.Popen[bytes]:
+        sock = str(self.socket_dir(actor) / "asya-runtime.sock")
+        return self._spawn(
+            [console_script("asya-runtime"), "run", handler, "--socket", sock],
+            self.env,
+            f"runtime-{actor}.log",
+        )
+
+    def sidecar(self, actor: str, *, end: bool = False, **extra: str) -> subprocess.Popen[bytes]:
+        env = (
+            self.env
+            | {"ASYA_ACTOR_NAME": actor, "ASYA_SOCKET_DIR": str(self.socket_dir(actor))}
+            | extra
+        )
+        if end:
+            env["ASYA_IS_END_ACTOR"] = "true"
+        return self._spawn([console_script("asya-sidecar"), "run"], env, f"sidecar-{actor}.log")
+
+    def log(self, name: str) -> str:
+        p = self.tmp / f"{name}.log"
+        return p.read_text() if p.exists() else ""
+
+    async def queues(self) -> Transport:
+        if self.transport is None:
+            self.transport = await open_transport(
+                TransportConfig(kind="sqlite", namespace="t", sqlite_path=self.db)
+            )
+        return self.transport
+
+    def q(self, actor: str) -> str:
+        return queue_name("t", actor)
+
+    async def send(self, actor: str, envelope: dict[str, Any] | bytes) -> None:
+        t = await self.queues()
+        body = envelope if isinstance(envelope, bytes) else json.dumps(envelope).encode()
+        await t.send(self.q(actor), body)
+
+    async def take(self, actor: str, *, within: float = 20.0) -> dict[str, Any]:
+        """The next envelope on `actor`'s queue (acked), waiting up to `within` seconds."""
+        t = await self.queues()
+        d = await t.receive(self.q(actor), wait=within)
+        assert d is not None, f"nothing arrived on {actor} within {within}s"
+        await d.ack()
+        out: dict[str, Any] = json.loads(d.body)
+        return out
+
+    async def depth(self, actor: str) -> int:
+        t = await self.queues()
+        return (await t.depths()).get(self.q(actor), 0)
+
+    async def aclose(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+        for p in self.procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.transport is not None:
+            with anyio.CancelScope(shield=True):
+                await self.transport.aclose()
+
+
+def envelope(task_id: str, route: list[str], payload: Any, **headers: Any) -> dict[str, Any]:
+    return {
+        "id": task_id,
+        "route": {"prev": [], "curr": route[0], "next": route[1:]},
+        "headers": headers,
+        "payload": payload,
+    }
+
+
+def sigterm(p: subprocess.Popen[bytes]) -> None:
+    os.kill(p.pid, signal.SIGTERM)
