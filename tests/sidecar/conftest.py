@@ -18,5 +18,5 @@ async def mesh(short_tmp: Path, subprocess_env: dict[str, str]) -> AsyncIterator
     finally:
         await m.aclose()
         # Shown by pytest only when the test failed.
-        for log in sorted(short_tmp.glob("*.log")):
+        for log in sorted(short_tmp.glob("*.log")):  # noqa: ASYNC240 - teardown only
             print(f"----- {log.name}\n{log.read_text()[-3000:]}")

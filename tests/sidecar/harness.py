@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,10 +225,8 @@ class Mesh:
             if p.poll() is None:
                 p.kill()
         for p in self.procs:
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
         if self.transport is not None:
             with anyio.CancelScope(shield=True):
                 await self.transport.aclose()
