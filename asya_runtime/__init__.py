@@ -1,3 +1,22 @@
-"""asya_runtime: run a handler behind the Unix socket, speaking asya-abi/1."""
+"""asya_runtime: run a handler behind the Unix socket, speaking asya-abi/1.
+
+Layout (the data path): `wire` (frame Structs, shared with the sidecar) → `codec` (bytes ⇄
+frames, sans-IO) → `paths`, `jsonable`, `abi` (pure ABI step) → `driver` (one invocation, any
+handler kind) → `server` (anyio shell) → `cli`. `loader` turns a spec into a handler,
+`connection` is the per-connection state table, `client` a tiny blocking client, and
+`testing` the public helpers for handler authors.
+"""
 
 __version__ = "0.1.0"
+
+from .errors import AbiError, HandlerLoadError  # noqa: E402
+from .loader import HandlerKind, LoadedHandler, load_handler  # noqa: E402
+
+__all__ = [
+    "AbiError",
+    "HandlerKind",
+    "HandlerLoadError",
+    "LoadedHandler",
+    "__version__",
+    "load_handler",
+]

@@ -1,0 +1,135 @@
+"""Handlers used only by the runtime tests (every kind, misuse, typed values)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import time
+from typing import Any
+
+NOT_CALLABLE = 42
+
+
+def sync_gen(payload: Any) -> Any:
+    yield "FLY", {"step": 1}
+    time.sleep(float(payload.get("sleep", 0)))
+    nxt = yield "GET", ".route.next"
+    yield "SET", ".headers.seen", nxt
+    yield {"got": payload, "next": nxt}
+
+
+async def async_fn(payload: Any) -> Any:
+    await asyncio.sleep(0)
+    return {"doubled": payload["x"] * 2}
+
+
+def sync_fn_none(payload: Any) -> None:
+    return None
+
+
+async def async_none(payload: Any) -> None:
+    return None
+
+
+async def gen_nothing(payload: Any) -> Any:
+    if False:
+        yield
+
+
+async def fly_then_sleep(payload: Any) -> Any:
+    yield "FLY", {"before": "sleep"}
+    await asyncio.sleep(float(payload.get("sleep", 1.0)))
+    yield payload
+
+
+async def mixed(payload: Any) -> Any:
+    yield "FLY", {"n": 1}
+    yield {"emit": 1}
+    yield "FLY", {"n": 2}
+    yield "SET", ".route.next", ["z"]
+    yield {"emit": 2}
+    yield "FLY", {"n": 3}
+
+
+async def misuse(payload: Any) -> Any:
+    yield "FLY", {"ok": True}
+    yield "SET", ".id", "forged"
+
+
+async def bad_verb(payload: Any) -> Any:
+    yield "EMIT", {"x": 1}
+
+
+async def raise_mid_stream(payload: Any) -> Any:
+    yield "FLY", {"n": 1}
+    yield {"first": True}
+    raise KeyError("missing-thing")
+
+
+def sync_gen_hang(payload: Any) -> Any:
+    yield "FLY", {"started": True}
+    try:
+        for _ in range(200):
+            time.sleep(0.01)
+            yield None
+    finally:
+        marker = payload.get("marker")
+        if marker:
+            with open(marker, "w") as f:
+                f.write("closed\n")
+
+
+async def agen_hang(payload: Any) -> Any:
+    yield "FLY", {"started": True}
+    try:
+        await asyncio.Event().wait()
+        yield payload
+    finally:
+        marker = payload.get("marker")
+        if marker:
+            with open(marker, "w") as f:
+                f.write("closed\n")
+
+
+@dataclasses.dataclass
+class Result:
+    when: datetime.date
+    raw: bytes
+
+
+async def typed(payload: Any) -> Any:
+    return Result(datetime.date(2024, 5, 6), b"ok")
+
+
+async def untyped(payload: Any) -> Any:
+    return {"obj": object()}
+
+
+async def big(payload: Any) -> Any:
+    return {"blob": "x" * int(payload["size"])}
+
+
+class Stateful:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def handle(self, payload: Any) -> Any:
+        self.n += 1
+        return {"n": self.n}
+
+
+class NeedsArgs:
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def handle(self, payload: Any) -> Any:
+        return payload
+
+
+class RaisesInInit:
+    def __init__(self) -> None:
+        raise RuntimeError("no model")
+
+    def handle(self, payload: Any) -> Any:
+        return payload
