@@ -1,0 +1,320 @@
+"""`asya dev`: the one-command local mesh on the embedded queue.
+
+Plans the processes (gateway; per actor a runtime and an env-configured sidecar; end-actor
+sidecars for x-sink and x-sump), runs them under `Supervisor`, waits until each is ready, then
+either streams one prompt's task to the terminal or keeps serving the web page until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Final, TextIO
+
+import anyio
+import httpx
+import msgspec
+import typer
+
+from .render import SseParser, TerminalRenderer
+from .supervisor import ChildSpec, Supervisor, python_script
+
+DEFAULT_HANDLERS: Final = {
+    "stages": "examples.handlers.stages:pipeline",
+    "tokens": "examples.handlers.tokens:stream",
+    "progress": "examples.handlers.progress:batch",
+}
+END_ACTORS: Final = ("x-sink", "x-sump")
+SOCKET_NAME: Final = "asya-runtime.sock"
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Asya developer tools.")
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    route: list[str]
+    handlers: dict[str, str]
+    port: int
+    workdir: Path
+    prompt: str | None = None
+    verbose: bool = False
+    ready_timeout: float = 60.0
+    task_timeout: float = 300.0
+    namespace: str = "dev"
+
+
+@dataclass(frozen=True)
+class MeshPlan:
+    gateway_url: str
+    children: list[ChildSpec]
+    runtime_ready_files: list[Path]
+    sidecar_health_urls: list[str]
+
+
+def parse_actor_overrides(items: list[str]) -> dict[str, str]:
+    """`name=module:attr` items into a mapping; raises `ValueError` naming a bad item."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, spec = item.partition("=")
+        if not sep or not name.strip() or not spec.strip():
+            raise ValueError(f"--actor {item!r}: expected name=module:attr")
+        out[name.strip()] = spec.strip()
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def plan_mesh(
+    opts: DevOptions, base_env: Mapping[str, str], port_for: Callable[[], int] = _free_port
+) -> MeshPlan:
+    """The processes of the mesh, each configured only through its environment."""
+    missing = [a for a in opts.route if a not in opts.handlers]
+    if missing:
+        raise ValueError(f"no handler for actor(s) {missing}: add --actor NAME=module:attr")
+    workdir = opts.workdir.resolve()
+    url = f"http://127.0.0.1:{opts.port}"
+    # Children import handlers from the current directory (e.g. examples.* in a clone).
+    pythonpath = os.pathsep.join(filter(None, [os.getcwd(), base_env.get("PYTHONPATH", "")]))
+    common = {
+        **base_env,
+        "PYTHONPATH": pythonpath,
+        "PYTHONUNBUFFERED": "1",
+        "ASYA_TRANSPORT": "sqlite",
+        "ASYA_SQLITE_PATH": str(workdir / "queues.db"),
+        "ASYA_NAMESPACE": opts.namespace,
+        "ASYA_LOG_FORMAT": "console",
+    }
+    children = [
+        ChildSpec(
+            "gateway",
+            [
+                python_script("asya-gateway"),
+                "run",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(opts.port),
+                "--public-url",
+                url,
+            ],
+            common,
+        )
+    ]
+    ready_files, health = [], []
+    for actor in opts.route:
+        sock_dir = workdir / actor  # one dir per actor: runtime-ready sits next to the socket
+        children.append(
+            ChildSpec(
+                f"{actor}/runtime",
+                [
+                    python_script("asya-runtime"),
+                    "run",
+                    opts.handlers[actor],
+                    "--socket",
+                    str(sock_dir / SOCKET_NAME),
+                ],
+                common,
+            )
+        )
+        ready_files.append(sock_dir / "runtime-ready")
+    for actor in [*opts.route, *END_ACTORS]:
+        metrics_port = port_for()
+        env = {
+            **common,
+            "ASYA_ACTOR_NAME": actor,
+            "ASYA_GATEWAY_URL": url,
+            "ASYA_METRICS_ADDR": f"127.0.0.1:{metrics_port}",
+            "ASYA_CONCURRENCY": "4",
+            "ASYA_IS_END_ACTOR": "true" if actor in END_ACTORS else "false",
+        }
+        if actor not in END_ACTORS:
+            env |= {"ASYA_SOCKET_DIR": str(workdir / actor), "ASYA_SOCKET_NAME": SOCKET_NAME}
+        children.append(ChildSpec(f"{actor}/sidecar", [python_script("asya-sidecar"), "run"], env))
+        health.append(f"http://127.0.0.1:{metrics_port}/health")
+    return MeshPlan(url, children, ready_files, health)
+
+
+async def _wait_ready(plan: MeshPlan, limit: float) -> None:
+    """Until the gateway, every runtime and every sidecar says it is ready (polled: HTTP
+    health and files have no event to wait on)."""
+    pending_urls = [f"{plan.gateway_url}/health", *plan.sidecar_health_urls]
+    pending_files = list(plan.runtime_ready_files)
+    with anyio.fail_after(limit):
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while pending_urls or pending_files:
+                pending_files = [p for p in pending_files if not p.exists()]
+                still = []
+                for url in pending_urls:
+                    try:
+                        ok = (await client.get(url)).status_code == 200
+                    except httpx.HTTPError:
+                        ok = False
+                    if not ok:
+                        still.append(url)
+                pending_urls = still
+                if pending_urls or pending_files:
+                    await anyio.sleep(0.1)
+
+
+async def stream_prompt(
+    gateway_url: str, route: list[str], prompt: str, out: TextIO, limit: float
+) -> dict[str, Any] | None:
+    """POST the task with `Accept: text/event-stream` and render its stream; the final update."""
+    renderer = TerminalRenderer(out)
+    parser = SseParser()
+    body = {"route": route, "payload": {"prompt": prompt}}
+    with anyio.fail_after(limit):
+        async with (
+            httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None)) as client,
+            client.stream(
+                "POST",
+                f"{gateway_url}/api/v1/mesh",
+                json=body,
+                headers={"Accept": "text/event-stream"},
+            ) as resp,
+        ):
+            if resp.status_code != 200:
+                await resp.aread()
+                out.write(f"asya dev: the gateway refused the task: {resp.text}\n")
+                return None
+            async for line in resp.aiter_lines():
+                for ev in parser.feed(line):
+                    renderer.event(ev.event, msgspec.json.decode(ev.data))
+    return renderer.final
+
+
+async def run_dev(opts: DevOptions, env: Mapping[str, str], out: TextIO) -> int:
+    """Run the mesh; the process exit code (0 ok, 1 task failed, 2 mesh failed, 130 Ctrl-C)."""
+    if opts.workdir.exists():
+        shutil.rmtree(opts.workdir)  # a fresh queue file: no leftovers of an earlier run replay
+    opts.workdir.mkdir(parents=True)
+    plan = plan_mesh(opts, env)
+    sup = Supervisor(out, verbose=opts.verbose)
+    code = 2
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def on_signal() -> None:
+                nonlocal code
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        out.write("\nstopping the mesh...\n")
+                        code = 130
+                        tg.cancel_scope.cancel()
+                        return
+
+            async def on_crash() -> None:
+                nonlocal code
+                await sup.crashed.wait()
+                assert sup.crash is not None
+                sup.report_crash(sup.crash)
+                code = 2
+                tg.cancel_scope.cancel()
+
+            async def main() -> None:
+                nonlocal code
+                for spec in plan.children:
+                    await sup.start(tg, spec)
+                try:
+                    await _wait_ready(plan, opts.ready_timeout)
+                except TimeoutError:
+                    out.write(f"asya dev: the mesh was not ready after {opts.ready_timeout}s\n")
+                    code = 2
+                    tg.cancel_scope.cancel()
+                    return
+                actors = ", ".join(f"{a}={opts.handlers[a]}" for a in opts.route)
+                out.write(f"mesh ready: {actors}\n")
+                if opts.prompt is None:
+                    out.write(f"open {plan.gateway_url}/ (Ctrl-C stops the mesh)\n")
+                    out.flush()
+                    await anyio.sleep_forever()
+                out.flush()
+                assert opts.prompt is not None
+                try:
+                    final = await stream_prompt(
+                        plan.gateway_url, opts.route, opts.prompt, out, opts.task_timeout
+                    )
+                except TimeoutError:
+                    out.write(f"asya dev: no result after {opts.task_timeout}s\n")
+                    final = None
+                code = 0 if final and final.get("status") == "succeeded" else 1
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(on_signal)
+            tg.start_soon(on_crash)
+            tg.start_soon(main)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await sup.stop_all()
+        sup.kill_all_now()
+    out.flush()
+    return code
+
+
+@cli.command()
+def dev(
+    prompt: Annotated[
+        str | None, typer.Option(help="Send this prompt, stream the answer, then stop.")
+    ] = None,
+    route: Annotated[str, typer.Option(help="Comma-separated actors.")] = "stages,tokens,progress",
+    actor: Annotated[
+        list[str] | None, typer.Option(help="NAME=module:attr handler; repeatable.")
+    ] = None,
+    port: Annotated[int, typer.Option(help="Gateway port.")] = 8089,
+    workdir: Annotated[
+        Path, typer.Option("--dir", help="Sockets and the queue file (wiped at start).")
+    ] = Path(".asya-dev"),
+    verbose: Annotated[bool, typer.Option(help="Show every process's log lines.")] = False,
+    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 60.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the task.")] = 300.0,
+) -> None:
+    """Start a whole local mesh (gateway, runtimes, sidecars, x-sink, x-sump) on SQLite."""
+    try:
+        handlers = {**DEFAULT_HANDLERS, **parse_actor_overrides(actor or [])}
+    except ValueError as exc:
+        typer.echo(f"asya dev: {exc}", err=True)
+        raise typer.Exit(2) from None
+    opts = DevOptions(
+        route=[a.strip() for a in route.split(",") if a.strip()],
+        handlers=handlers,
+        port=port,
+        workdir=workdir,
+        prompt=prompt,
+        verbose=verbose,
+        ready_timeout=ready_timeout,
+        task_timeout=timeout,
+    )
+    if not opts.route:
+        typer.echo("asya dev: --route names no actor", err=True)
+        raise typer.Exit(2)
+    try:
+        plan_mesh(opts, os.environ)
+    except ValueError as exc:
+        typer.echo(f"asya dev: {exc}", err=True)
+        raise typer.Exit(2) from None
+    code = anyio.run(run_dev, opts, dict(os.environ), sys.stdout)
+    raise typer.Exit(code)
+
+
+@cli.callback()
+def _root() -> None:
+    """Asya developer tools."""
+
+
+def main() -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        cli()
+
+
+__all__ = ["DEFAULT_HANDLERS", "DevOptions", "MeshPlan", "cli", "main", "plan_mesh", "run_dev"]
