@@ -38,7 +38,9 @@ MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
 SEND_RETRY_SECONDS: Final = 30.0
 RECONNECT_INTERVAL_SECONDS: Final = 1.0
 ATTEMPT_HEADER: Final = "x-asya-attempt"
-DELAY_HEADER: Final = "x-asya-delay"
+#: Which delay queue a delayed copy goes to. Not `x-`-prefixed: the headers exchange ignores
+#: such keys when matching, and the value names the queue (so namespaces never share one).
+DELAY_HEADER: Final = "asya-delay-queue"
 
 _BROKER_ERRORS = (aio_pika.exceptions.AMQPException, aiormq.exceptions.AMQPError, ConnectionError)
 
@@ -148,10 +150,10 @@ class RabbitMQTransport(Transport):
                 self._declared[queue] = q
         return self._declared[queue]
 
-    async def _delay_exchange_for(self, bucket_ms: int) -> None:
+    async def _declare_delay_queue(self, bucket_ms: int) -> str:
         name = f"asya-{self._namespace}-delay-{bucket_ms}"
         if name in self._declared:
-            return
+            return name
         async with self._declare_lock, _mapped(f"declaring {name!r}"):
             if name not in self._declared:
                 q = await self._publish_channel.declare_queue(
@@ -165,9 +167,10 @@ class RabbitMQTransport(Transport):
                 )
                 await q.bind(
                     self._delay_exchange,
-                    arguments={"x-match": "all", DELAY_HEADER: str(bucket_ms)},
+                    arguments={"x-match": "all", DELAY_HEADER: name},
                 )
                 self._declared[name] = q
+        return name
 
     def _check_size(self, body: bytes) -> None:
         if len(body) > MAX_MESSAGE_BYTES:
@@ -191,9 +194,8 @@ class RabbitMQTransport(Transport):
                 await self._declare(queue)
                 exchange = self._exchange
                 if delay > 0:
-                    bucket = delay_bucket_ms(delay)
-                    await self._delay_exchange_for(bucket)
-                    headers = {**headers, DELAY_HEADER: str(bucket)}
+                    delay_queue = await self._declare_delay_queue(delay_bucket_ms(delay))
+                    headers = {**headers, DELAY_HEADER: delay_queue}
                     exchange = self._delay_exchange
                 message = aio_pika.Message(
                     body,
@@ -250,8 +252,9 @@ class RabbitMQTransport(Transport):
         out: dict[str, int] = {}
         async with _mapped("depths"):
             for name in sorted(self._declared):
-                q = await self._publish_channel.declare_queue(name, passive=True)
-                out[name] = q.declaration_result.message_count or 0
+                underlay = await self._publish_channel.get_underlay_channel()
+                ok = await underlay.queue_declare(name, passive=True)
+                out[name] = ok.message_count or 0
         return out
 
     async def aclose(self) -> None:

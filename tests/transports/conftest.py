@@ -1,0 +1,108 @@
+"""Fixtures for the transport conformance suite: one `Transport` factory per backend."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from asya_sidecar.transports import Transport, TransportConfig, open_transport
+
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL") or os.environ.get(
+    "AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"
+)
+SQS_ENDPOINT_URL = os.environ.get("SQS_ENDPOINT_URL", "http://127.0.0.1:5000")
+NAMESPACE = "conformance"
+ROOT_DIR = Path(__file__).resolve().parents[2]
+
+OpenTransport = Callable[..., Awaitable[Transport]]
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 2
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def require_broker(kind: str) -> None:
+    """Skip locally, fail loudly under CI, when the broker for `kind` is not running."""
+    if kind == "rabbitmq":
+        ok, where = _reachable(RABBITMQ_URL, 5672), RABBITMQ_URL
+    elif kind == "sqs":
+        ok, where = _reachable(SQS_ENDPOINT_URL, 80), SQS_ENDPOINT_URL
+    else:
+        return
+    if ok:
+        return
+    reason = f"{kind} broker not reachable at {where} (start it: bash tools/services.sh start)"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def config_for(kind: str, sqlite_path: Path, **overrides: Any) -> TransportConfig:
+    """A config for `kind` reaching the local test brokers; `lease_seconds` also sets SQS's."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    fields: dict[str, Any] = {
+        "kind": kind,
+        "namespace": NAMESPACE,
+        "sqlite_path": str(sqlite_path),
+        "rabbitmq_url": RABBITMQ_URL,
+        "sqs_endpoint": SQS_ENDPOINT_URL,
+        "sqs_wait_time_seconds": 1,
+    }
+    fields.update(overrides)
+    if "lease_seconds" in overrides:
+        fields["sqs_visibility_timeout"] = overrides["lease_seconds"]
+    return TransportConfig(**fields)
+
+
+@pytest.fixture(params=["sqlite", "rabbitmq", "sqs"])
+def kind(request: pytest.FixtureRequest) -> str:
+    require_broker(request.param)
+    return str(request.param)
+
+
+@pytest.fixture
+def queue() -> str:
+    """A fresh queue per test, so tests never see each other's messages."""
+    return f"asya-{NAMESPACE}-t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def sqlite_path(short_tmp: Path) -> Path:
+    return short_tmp / "queues.db"
+
+
+@pytest.fixture
+async def open_one(kind: str, sqlite_path: Path) -> AsyncIterator[OpenTransport]:
+    """`await open_one(**config_overrides)`: a transport closed at teardown."""
+    opened: list[Transport] = []
+
+    async def factory(**overrides: Any) -> Transport:
+        t = await open_transport(config_for(kind, sqlite_path, **overrides), concurrency=8)
+        opened.append(t)
+        return t
+
+    try:
+        yield factory
+    finally:
+        for t in reversed(opened):
+            await t.aclose()
+
+
+@pytest.fixture
+async def transport(open_one: OpenTransport) -> Transport:
+    return await open_one()

@@ -1,0 +1,252 @@
+"""One conformance suite for every transport (sqlite, rabbitmq, sqs), like check_one_way_stream.
+
+Broker-backed cases skip locally when the broker is down and fail under CI (see conftest).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+
+from asya_runtime.errors import MessageTooLarge
+from asya_sidecar.transports import Delivery, Transport
+
+from .conftest import ROOT_DIR, OpenTransport, config_for
+
+pytestmark = pytest.mark.anyio
+
+
+async def receive_one(t: Transport, queue: str, wait: float = 10.0) -> Delivery:
+    d = await t.receive(queue, wait=wait)
+    assert d is not None, f"nothing arrived on {queue} within {wait}s"
+    return d
+
+
+async def test_send_receive_ack(transport: Transport, queue: str) -> None:
+    with anyio.fail_after(30):
+        await transport.send(queue, b'{"id": "1"}')
+        d = await receive_one(transport, queue)
+        assert d.body == b'{"id": "1"}'
+        assert d.attempt == 1
+        assert d.message_id
+        await d.ack()
+        assert await transport.receive(queue, wait=0.5) is None
+
+
+async def test_binary_and_empty_bodies_round_trip(transport: Transport, queue: str) -> None:
+    with anyio.fail_after(30):
+        for body in (b"", b"\x00\xff\x01 not utf-8 \xc3", "ünïcødé ✓".encode()):
+            await transport.send(queue, body)
+            d = await receive_one(transport, queue)
+            assert d.body == body
+            await d.ack()
+
+
+async def test_order_is_kept_for_one_consumer(kind: str, transport: Transport, queue: str) -> None:
+    if kind == "sqs":
+        pytest.skip("SQS standard queues are not ordered (documented)")
+    with anyio.fail_after(30):
+        await transport.send_many([(queue, f"m{i}".encode()) for i in range(20)])
+        got = []
+        for _ in range(20):
+            d = await receive_one(transport, queue)
+            got.append(d.body.decode())
+            await d.ack()
+        assert got == [f"m{i}" for i in range(20)]
+
+
+async def test_requeue_redelivers_the_same_message_with_next_attempt(
+    transport: Transport, queue: str
+) -> None:
+    with anyio.fail_after(30):
+        await transport.send(queue, b"again")
+        first = await receive_one(transport, queue)
+        await first.requeue()
+        second = await receive_one(transport, queue)
+        assert (second.body, second.attempt) == (b"again", 2)
+        assert second.message_id == first.message_id
+        await second.requeue()
+        third = await receive_one(transport, queue)
+        assert third.attempt == 3
+        await third.ack()
+        assert await transport.receive(queue, wait=0.3) is None
+
+
+async def test_delayed_send_really_waits_then_arrives(transport: Transport, queue: str) -> None:
+    with anyio.fail_after(30):
+        sent = time.monotonic()
+        await transport.send(queue, b"later", delay=2.0)
+        assert await transport.receive(queue, wait=0.5) is None
+        d = await receive_one(transport, queue, wait=15)
+        assert d.body == b"later"
+        assert time.monotonic() - sent >= 1.9
+        await d.ack()
+
+
+async def test_requeue_with_delay_really_waits(transport: Transport, queue: str) -> None:
+    with anyio.fail_after(30):
+        await transport.send(queue, b"retry me")
+        d = await receive_one(transport, queue)
+        requeued = time.monotonic()
+        await d.requeue(delay=2.0)
+        assert await transport.receive(queue, wait=0.5) is None
+        again = await receive_one(transport, queue, wait=15)
+        assert time.monotonic() - requeued >= 1.9
+        assert (again.body, again.attempt) == (b"retry me", 2)
+        await again.ack()
+
+
+async def test_extend_keeps_the_lease(open_one: OpenTransport, queue: str) -> None:
+    holder = await open_one(lease_seconds=1)
+    other = await open_one(lease_seconds=1)
+    with anyio.fail_after(30):
+        await holder.send(queue, b"long job")
+        d = await receive_one(holder, queue)
+        for _ in range(3):  # as the sidecar does while a long handler runs
+            await d.extend(2)
+            assert await other.receive(queue, wait=0.8) is None
+        await d.ack()
+        assert await other.receive(queue, wait=2.5) is None
+
+
+async def test_lease_lapses_when_not_extended(
+    kind: str, open_one: OpenTransport, queue: str
+) -> None:
+    if kind == "rabbitmq":
+        pytest.skip("RabbitMQ has no lease timeout: only a disconnect returns the message")
+    holder = await open_one(lease_seconds=1)
+    other = await open_one(lease_seconds=1)
+    with anyio.fail_after(30):
+        await holder.send(queue, b"forgotten")
+        await receive_one(holder, queue)
+        d = await receive_one(other, queue, wait=10)
+        assert (d.body, d.attempt) == (b"forgotten", 2)
+        await d.ack()
+
+
+@contextmanager
+def worker_process(spec: dict[str, Any]) -> Iterator[subprocess.Popen[str]]:
+    """`tests.transports.worker_proc` in a child process, killed at exit."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.transports.worker_proc", json.dumps(spec)],
+        cwd=ROOT_DIR,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+async def read_line(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    return await anyio.to_thread.run_sync(proc.stdout.readline, abandon_on_cancel=True)
+
+
+async def test_redelivery_after_the_consumer_dies_without_acking(
+    kind: str, open_one: OpenTransport, sqlite_path: Path, queue: str
+) -> None:
+    """SIGKILL a consumer holding a message: sqlite's lease lapses, RabbitMQ sees the
+    connection drop, SQS's visibility timeout ends; the message comes back, attempt 2."""
+    transport = await open_one(lease_seconds=1)
+    config = config_for(kind, sqlite_path, lease_seconds=1)
+    spec = {"config": _fields(config), "queue": queue, "mode": "hold"}
+    with anyio.fail_after(60), worker_process(spec) as proc:
+        await transport.send(queue, b"crash test")
+        assert (await read_line(proc)).strip() == "got 1"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        d = await receive_one(transport, queue, wait=20)
+        assert (d.body, d.attempt) == (b"crash test", 2)
+        await d.ack()
+
+
+async def test_concurrent_consumers_never_hold_the_same_message(
+    open_one: OpenTransport, queue: str
+) -> None:
+    producer = await open_one()
+    consumers = [await open_one() for _ in range(3)]
+    total = 30
+    await producer.send_many([(queue, f"job-{i}".encode()) for i in range(total)])
+    held: set[bytes] = set()
+    done: list[bytes] = []
+    all_done = anyio.Event()
+
+    async def consume(t: Transport) -> None:
+        while not all_done.is_set():
+            d = await t.receive(queue, wait=0.5)
+            if d is None:
+                continue
+            assert d.body not in held, f"{d.body!r} leased twice at once"
+            held.add(d.body)
+            await anyio.sleep(0.01)  # hold it while others are receiving
+            held.discard(d.body)
+            await d.ack()
+            done.append(d.body)
+            if len(done) == total:
+                all_done.set()
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for t in consumers:
+                for _ in range(3):
+                    tg.start_soon(consume, t)
+    assert sorted(done) == sorted(f"job-{i}".encode() for i in range(total))
+
+
+async def test_cancelled_receive_loses_nothing(open_one: OpenTransport, queue: str) -> None:
+    """A receive cancelled mid-wait may still take a message on SQS (the long poll runs on at
+    the server): then it comes back after the visibility timeout. Never lost."""
+    transport = await open_one(lease_seconds=2)
+    with anyio.fail_after(30):
+        with anyio.move_on_after(0.3):
+            await transport.receive(queue, wait=10)
+        await transport.send(queue, b"after cancel")
+        d = await receive_one(transport, queue, wait=15)
+        assert d.body == b"after cancel"
+        await d.ack()
+
+
+async def test_largest_message_round_trips_and_one_byte_more_is_refused(
+    transport: Transport, queue: str
+) -> None:
+    limit = transport.max_message_bytes
+    body = b"a" * limit
+    with anyio.fail_after(60):
+        await transport.send(queue, body)
+        d = await receive_one(transport, queue, wait=20)
+        assert len(d.body) == limit and d.body == body
+        await d.ack()
+        with pytest.raises(MessageTooLarge, match=str(limit)):
+            await transport.send(queue, body + b"a")
+        with pytest.raises(MessageTooLarge):
+            await transport.send_many([(queue, b"ok"), (queue, body + b"a")])
+
+
+async def test_depths_counts_waiting_messages(kind: str, transport: Transport, queue: str) -> None:
+    with anyio.fail_after(30):
+        await transport.send_many([(queue, b"1"), (queue, b"2")])
+        assert (await transport.depths())[queue] == 2
+        for _ in range(2):
+            await (await receive_one(transport, queue)).ack()
+        assert (await transport.depths())[queue] == 0
+
+
+def _fields(config: Any) -> dict[str, Any]:
+    return msgspec.structs.asdict(config)
