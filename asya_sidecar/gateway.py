@@ -215,12 +215,9 @@ class GatewayClient:
     async def deliver(self, gw: str, envelope_id: str, batch: list[Event]) -> None:
         """POST `batch` in order with every fallback; failures are counted and dropped."""
         st = self._state(gw)
-        if st.legacy:
-            for ev in batch:
-                await self._post_legacy(gw, envelope_id, ev, st)
-            return
-        if len(batch) > 1 and st.batches:
-            code = await self._post(f"{gw}/api/v1/mesh/{envelope_id}/events", envelope_id, batch)
+        events_url = f"{gw}/api/v1/mesh/{envelope_id}/events"
+        if not st.legacy and len(batch) > 1 and st.batches:
+            code = await self._post(events_url, envelope_id, batch)
             if code is not None and code < 300:
                 self._count(batch, batched=True)
                 return
@@ -229,8 +226,13 @@ class GatewayClient:
             elif code != 404:
                 self._drop(batch)
                 return
+        # One by one, in order. After a 404 each event is retried alone first: a gateway may
+        # answer 404 for one event (a status for an unknown task) and accept the others.
         for ev in batch:
-            code = await self._post(f"{gw}/api/v1/mesh/{envelope_id}/events", envelope_id, ev)
+            if st.legacy:
+                await self._post_legacy(gw, envelope_id, ev, st)
+                continue
+            code = await self._post(events_url, envelope_id, ev)
             if code is not None and code < 300:
                 self._count([ev], batched=False)
             elif code == 404:
