@@ -1,0 +1,397 @@
+"""End to end: `asya-runtime run` as a subprocess, a test client speaking the wire."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asya_runtime.client import raw_invoke
+from asya_runtime.wire import Emit, End, Error, Fly, Hello
+
+from .wire_client import RuntimeProcess, WireClient, envelope
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
+
+Start = Callable[..., RuntimeProcess]
+H = "tests.runtime.handlers"
+
+
+def kinds(frames: list[Any]) -> list[str]:
+    return [type(f).__name__.lower() for f in frames]
+
+
+def test_hello_is_sent_on_accept(runtime: Start) -> None:
+    rt = runtime("examples.handlers.util:echo")
+    with rt.client() as c:
+        h = c.hello()
+        assert h.protocol == 1 and h.handler == "examples.handlers.util:echo"
+        assert h.runtime.startswith("asya-runtime/") and h.pid == rt.proc.pid
+
+
+@pytest.mark.parametrize(
+    ("spec", "payload", "expected"),
+    [
+        ("examples.handlers.util:echo", {"a": 1}, [{"a": 1}]),
+        (f"{H}:async_fn", {"x": 21}, [{"doubled": 42}]),
+        ("examples.handlers.sync_upper:upper", {"text": "hi"}, [{"text": "HI"}]),
+        (f"{H}:sync_gen", {"q": 1}, [{"got": {"q": 1}, "next": ["b"]}]),
+        ("examples.handlers.fanout:split", {"items": [1, 2, 3]},
+         [{"item": i, "index": i - 1, "count": 3} for i in (1, 2, 3)]),
+        (f"{H}:sync_fn_none", {}, []),
+        (f"{H}:async_none", {}, []),
+        (f"{H}:gen_nothing", {}, []),
+        (f"{H}:typed", {}, [{"when": "2024-05-06", "raw": "b2s="}]),
+    ],
+)
+def test_handler_kinds(runtime: Start, spec: str, payload: Any, expected: list[Any]) -> None:
+    rt = runtime(spec)
+    with rt.client() as c:
+        c.hello()
+        frames = c.call(envelope(payload, ["a", "b"]))
+        emits = [f for f in frames if isinstance(f, Emit)]
+        assert [e.payload for e in emits] == expected
+        assert isinstance(frames[-1], End) and not any(isinstance(f, Error) for f in frames)
+        for e in emits:
+            assert (e.route.prev, e.route.curr, e.route.next) == (["a"], "b", [])
+
+
+def test_class_handler_keeps_state_across_invocations(runtime: Start) -> None:
+    rt = runtime("examples.handlers.counter.Counter.handle")
+    with rt.client() as c:
+        c.hello()
+        counts = [c.call(envelope({}))[0].payload["count"] for _ in range(3)]  # type: ignore[union-attr]
+    assert counts == [1, 2, 3]
+
+
+@pytest.mark.parametrize("spec", [f"{H}:fly_then_sleep", f"{H}:sync_gen"])
+def test_fly_arrives_while_handler_sleeps(runtime: Start, spec: str) -> None:
+    rt = runtime(spec)
+    with rt.client() as c:
+        c.hello()
+        t0 = time.monotonic()
+        c.invoke(envelope({"sleep": 1.0}, ["a", "b"]))
+        first = c.recv()
+        t_fly = time.monotonic() - t0
+        rest = c.until_end()
+        t_end = time.monotonic() - t0
+    assert isinstance(first, Fly)
+    assert t_fly < 0.3, t_fly
+    assert t_end >= 0.95
+    assert isinstance(rest[-2], Emit)
+
+
+def test_mixed_fly_emit_order_is_kept(runtime: Start) -> None:
+    rt = runtime(f"{H}:mixed")
+    with rt.client() as c:
+        c.hello()
+        frames = c.call(envelope({}, ["a", "b"]))
+    assert kinds(frames) == ["fly", "emit", "fly", "emit", "fly", "end"]
+    assert frames[1].route.curr == "b" and frames[3].route.curr == "z"  # type: ignore[union-attr]
+
+
+def test_exception_mid_stream(runtime: Start) -> None:
+    rt = runtime(f"{H}:raise_mid_stream")
+    with rt.client() as c:
+        c.hello()
+        frames = c.call(envelope({}))
+    assert kinds(frames) == ["fly", "emit", "error", "end"]
+    err = frames[2]
+    assert isinstance(err, Error)
+    assert (err.code, err.type, err.mro) == ("processing_error", "KeyError",
+                                             ["LookupError", "Exception"])
+    assert "missing-thing" in err.message and "raise_mid_stream" in err.traceback
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [(f"{H}:misuse", "SET denied for path '.id'"), (f"{H}:bad_verb", "ABI protocol error"),
+     (f"{H}:untyped", "Not JSON serializable: object")],
+)
+def test_abi_misuse_is_processing_error(runtime: Start, spec: str, message: str) -> None:
+    rt = runtime(spec)
+    with rt.client() as c:
+        c.hello()
+        frames = c.call(envelope({}))
+        err = next(f for f in frames if isinstance(f, Error))
+        assert err.code == "processing_error" and message in err.message
+        assert isinstance(frames[-1], End)
+        assert kinds(c.call(envelope({})))[-1] == "end"  # still usable
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"payload": 1}, "route"),
+        ({"route": {"prev": [], "curr": 5, "next": []}, "payload": 1}, "$.route.curr"),
+        ({"route": {"prev": [], "curr": "a", "next": []}}, "payload"),
+        ({"route": {"prev": [], "curr": "a", "next": []}, "payload": 1, "headers": []},
+         "$.headers"),
+        ({"route": {"prev": [], "curr": "a", "next": []}, "payload": 1, "id": 7}, "$.id"),
+    ],
+)
+def test_invalid_envelope_names_the_field_and_connection_survives(
+    runtime: Start, env: dict[str, Any], field: str
+) -> None:
+    rt = runtime("examples.handlers.util:echo")
+    with rt.client() as c:
+        c.hello()
+        frames = c.call(raw_invoke(env))
+        assert kinds(frames) == ["error", "end"]
+        err = frames[0]
+        assert isinstance(err, Error) and err.code == "msg_parsing_error" and field in err.message
+        again = c.call(envelope({"ok": 1}))
+        assert again[0].payload == {"ok": 1}  # type: ignore[union-attr]
+
+
+def test_oversized_frame_gets_error_end_and_close(runtime: Start) -> None:
+    rt = runtime("examples.handlers.util:echo", "--max-frame-bytes", "1000")
+    with rt.client() as c:
+        c.hello()
+        c.send_raw((5000).to_bytes(4, "big") + b"\x00" * 10)
+        frames = [c.recv(), c.recv()]
+        assert kinds(frames) == ["error", "end"]
+        assert frames[0].code == "msg_parsing_error"  # type: ignore[union-attr]
+        assert c.recv() is None  # closed
+    with rt.client() as c:  # the runtime itself is fine
+        c.hello()
+        assert kinds(c.call(envelope({}))) == ["emit", "end"]
+
+
+def test_oversized_output_is_processing_error(runtime: Start) -> None:
+    rt = runtime(f"{H}:big", "--max-frame-bytes", "2000")
+    with rt.client() as c:
+        c.hello()
+        frames = c.call(envelope({"size": 5000}))
+        assert kinds(frames) == ["error", "end"] and "exceeds" in frames[0].message  # type: ignore[union-attr]
+
+
+def test_invoke_while_running_is_a_protocol_error(runtime: Start) -> None:
+    rt = runtime("examples.handlers.util:sleep")
+    with rt.client() as c:
+        c.hello()
+        c.invoke(envelope({"sleep": 5}))
+        c.invoke(envelope({"sleep": 0}))
+        frames = [c.recv(), c.recv()]
+        assert kinds(frames) == ["error", "end"]
+        assert "'invoke' is not allowed while the connection is running" in frames[0].message  # type: ignore[union-attr]
+        assert c.recv() is None
+
+
+def _wait_for(path: Path, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize(
+    "spec", ["examples.handlers.util:hang", f"{H}:agen_hang", f"{H}:sync_gen_hang"]
+)
+def test_cancel_runs_finally_and_still_ends(runtime: Start, short_tmp: Path, spec: str) -> None:
+    rt = runtime(spec)
+    marker = short_tmp / "cancelled"
+    with rt.client() as c:
+        c.hello()
+        c.invoke(envelope({"marker": str(marker)}))
+        if spec != "examples.handlers.util:hang":
+            assert isinstance(c.recv(), Fly)
+        else:
+            time.sleep(0.1)
+        c.cancel()
+        frames = c.until_end()
+        assert kinds(frames) == ["end"]
+        assert _wait_for(marker)
+        c.invoke(envelope({}))  # the connection is reusable after a cancel
+        time.sleep(0.05)
+        c.cancel()
+        assert kinds(c.until_end())[-1] == "end"
+        c.cancel()  # a late cancel (no invocation running) is ignored
+        c.invoke(envelope({}))
+        c.cancel()
+        assert kinds(c.until_end())[-1] == "end"
+
+
+@pytest.mark.parametrize("spec", ["examples.handlers.util:hang", f"{H}:agen_hang"])
+def test_disconnect_runs_finally(runtime: Start, short_tmp: Path, spec: str) -> None:
+    rt = runtime(spec)
+    marker = short_tmp / "gone"
+    c = rt.client()
+    c.hello()
+    c.invoke(envelope({"marker": str(marker)}))
+    time.sleep(0.2)
+    c.close()
+    assert _wait_for(marker)
+
+
+def test_concurrent_invocations_overlap(runtime: Start) -> None:
+    rt = runtime("examples.handlers.util:sleep", "--concurrency", "4")
+    results: list[float] = []
+
+    def one() -> None:
+        with rt.client() as c:
+            c.hello()
+            t0 = time.monotonic()
+            c.call(envelope({"sleep": 0.5}))
+            results.append(time.monotonic() - t0)
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4
+    assert time.monotonic() - t0 < 0.95
+
+
+def test_concurrency_limit_queues_extra_invocations(runtime: Start) -> None:
+    rt = runtime("examples.handlers.util:sleep", "--concurrency", "2")
+    t0 = time.monotonic()
+    clients = [rt.client() for _ in range(3)]
+    for c in clients:
+        c.hello()  # hello never waits for a slot
+        c.invoke(envelope({"sleep": 0.4}))
+    for c in clients:
+        c.until_end()
+        c.close()
+    assert 0.75 < time.monotonic() - t0 < 1.5
+
+
+def test_blocking_sync_handler_does_not_stall_others(runtime: Start) -> None:
+    rt = runtime("examples.handlers.util:block")
+    with rt.client() as slow, rt.client() as fast:
+        slow.hello()
+        slow.invoke(envelope({"sleep": 1.0}))
+        time.sleep(0.05)
+        t0 = time.monotonic()
+        fast.hello()
+        fast.call(envelope({"sleep": 0}))
+        assert time.monotonic() - t0 < 0.5
+        slow.until_end()
+
+
+def test_sigterm_removes_socket_and_ready_file(runtime: Start) -> None:
+    rt = runtime("examples.handlers.util:echo")
+    ready = rt.socket.parent / "runtime-ready"
+    assert ready.read_text() == "ready"
+    assert oct(rt.socket.stat().st_mode & 0o777) == "0o666"
+    os.kill(rt.proc.pid, signal.SIGTERM)
+    assert rt.proc.wait(10) == 0
+    assert not rt.socket.exists() and not ready.exists()
+
+
+def test_sigint_with_open_invocation_cleans_up(runtime: Start) -> None:
+    rt = runtime("examples.handlers.util:hang")
+    c = rt.client()
+    c.hello()
+    c.invoke(envelope({}))
+    time.sleep(0.1)
+    os.kill(rt.proc.pid, signal.SIGINT)
+    assert rt.proc.wait(10) == 0
+    assert not rt.socket.exists()
+    c.close()
+
+
+def test_stale_socket_is_replaced(short_tmp: Path, subprocess_env: dict[str, str]) -> None:
+    path = short_tmp / "stale.sock"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))
+    s.close()  # leaves a socket file nobody listens on
+    rt = RuntimeProcess("examples.handlers.util:echo", path, subprocess_env).wait_ready()
+    try:
+        with rt.client() as c:
+            c.hello()
+    finally:
+        rt.stop()
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ("not a spec", "bad handler spec"),
+        ("no_such_mod_q:f", "module 'no_such_mod_q' not found"),
+        ("examples.handlers.util:nope", "has no attribute 'nope'"),
+        ("tests.runtime.handlers:NOT_CALLABLE", "not callable"),
+        ("tests.runtime.handlers:NeedsArgs.handle", "no arguments"),
+        ("tests.runtime.handlers:RaisesInInit.handle", "no model"),
+        (None, "no handler given"),
+    ],
+)
+def test_bad_spec_exits_nonzero_before_binding(
+    short_tmp: Path, subprocess_env: dict[str, str], spec: str | None, needle: str
+) -> None:
+    env = dict(subprocess_env)
+    env.pop("ASYA_HANDLER", None)
+    rt = RuntimeProcess(spec, short_tmp / "never.sock", env)
+    _, err = rt.proc.communicate(timeout=20)
+    assert rt.proc.returncode != 0
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], err
+    assert lines[0].startswith("asya-runtime: cannot load handler")
+    assert not (short_tmp / "never.sock").exists()
+    assert not (short_tmp / "runtime-ready").exists()
+
+
+def test_env_handler_and_socket_dir(short_tmp: Path, subprocess_env: dict[str, str]) -> None:
+    env = dict(subprocess_env, ASYA_HANDLER="examples.handlers.tokens.stream",
+               ASYA_SOCKET_DIR=str(short_tmp), ASYA_SOCKET_NAME="e.sock", ASYA_SOCKET_CHMOD="")
+    proc = subprocess.Popen([sys.executable, "-m", "asya_runtime", "run"], env=env,
+                            stderr=subprocess.DEVNULL)
+    try:
+        path = short_tmp / "e.sock"
+        deadline = time.monotonic() + 15
+        while not (short_tmp / "runtime-ready").exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        with WireClient(path) as c:
+            assert c.hello().handler == "examples.handlers.tokens.stream"
+            frames = c.call(envelope({"prompt": "x", "token_delay": 0}))
+            text = "".join(f.data["text"] for f in frames if isinstance(f, Fly))
+            assert frames[-2].payload["text"] == text  # type: ignore[union-attr]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+def test_invoke_command_prints_json_lines(runtime: Start, subprocess_env: dict[str, str]) -> None:
+    rt = runtime("examples.handlers.stages:pipeline")
+    out = subprocess.run(
+        [sys.executable, "-m", "asya_runtime", "invoke", "--socket", str(rt.socket),
+         "--route", "stages,tokens", '{"stage_delay": 0}'],
+        env=subprocess_env, capture_output=True, text=True, timeout=20, check=True,
+    )
+    lines = [json.loads(ln) for ln in out.stdout.splitlines()]
+    assert [ln["t"] for ln in lines] == ["hello"] + ["fly"] * 4 + ["emit", "end"]
+    assert lines[-2]["route"] == {"prev": ["stages"], "curr": "tokens", "next": []}
+    err = subprocess.run(
+        [sys.executable, "-m", "asya_runtime", "invoke", "--socket", str(rt.socket),
+         "--envelope", '{"payload": 1}'],
+        env=subprocess_env, capture_output=True, text=True, timeout=20,
+    )
+    assert err.returncode == 1 and '"msg_parsing_error"' in err.stdout
+
+
+def test_hello_first_even_under_load(runtime: Start) -> None:
+    rt = runtime("examples.handlers.util:fly_flood")
+    with rt.client() as busy, rt.client() as other:
+        assert isinstance(busy.recv(), Hello)
+        busy.invoke(envelope({"n": 200000}))
+        t0 = time.monotonic()
+        assert isinstance(other.recv(), Hello)
+        assert kinds(other.call(envelope({"n": 1}))) == ["fly", "emit", "end"]
+        assert time.monotonic() - t0 < 0.5
+        n = sum(isinstance(f, Fly) for f in busy.until_end())
+        assert n == 200000
