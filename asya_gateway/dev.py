@@ -236,7 +236,8 @@ async def run_dev(opts: DevOptions, env: Mapping[str, str], out: TextIO) -> int:
                 actors = ", ".join(f"{a}={opts.handlers[a]}" for a in opts.route)
                 out.write(f"mesh ready: {actors}\n")
                 if opts.prompt is None:
-                    out.write(f"open {plan.gateway_url}/ (Ctrl-C stops the mesh)\n")
+                    page = f"{plan.gateway_url}/?route={','.join(opts.route)}"
+                    out.write(f"open {page} (Ctrl-C stops the mesh)\n")
                     out.flush()
                     await anyio.sleep_forever()
                 out.flush()
