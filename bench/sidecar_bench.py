@@ -1,0 +1,225 @@
+"""Sidecar benchmark on the embedded (SQLite) queue, against a baseline measured in the same run.
+
+    .venv/bin/python bench/sidecar_bench.py [--quick]
+
+1. Throughput of a 3-actor pipeline (trivial echo handler): sidecars + runtimes vs. a baseline
+   of 3 bare queue relays (receive -> send to next -> ack, no runtime), each its own process.
+2. Latency per hop, one envelope at a time (p50/p99): sidecar hop vs. relay hop; the difference
+   is what the sidecar adds beyond the queue's own cost.
+3. I/O-bound handler (sleeps 50 ms): throughput at ASYA_CONCURRENCY 1 vs 8 (target >= 6x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from asya_sidecar.transports import TransportConfig, open_transport, queue_name  # noqa: E402
+
+BIN = Path(sys.executable).parent
+NS = "bench"
+
+
+def _env(db: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=str(ROOT),
+        ASYA_SQLITE_PATH=db,
+        ASYA_NAMESPACE=NS,
+        ASYA_TRANSPORT="sqlite",
+        ASYA_METRICS_ADDR="",
+        ASYA_LOG_LEVEL="WARNING",
+        ASYA_LOG_FORMAT="json",
+    )
+    return env
+
+
+class Procs:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.db = str(tmp / "q.db")
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, args: list[str], **extra: str) -> None:
+        env = _env(self.db) | extra
+        log = open(self.tmp / f"p{len(self.procs)}.log", "wb")  # noqa: SIM115
+        self.procs.append(subprocess.Popen(args, env=env, stdout=log, stderr=log))
+        log.close()
+
+    def actor(self, name: str, handler: str, **extra: str) -> None:
+        d = self.tmp / name
+        d.mkdir(exist_ok=True)
+        sock = str(d / "asya-runtime.sock")
+        self.spawn([str(BIN / "asya-runtime"), "run", handler, "--socket", sock])
+        self.spawn(
+            [str(BIN / "asya-sidecar"), "run"],
+            ASYA_ACTOR_NAME=name,
+            ASYA_SOCKET_DIR=str(d),
+            **extra,
+        )
+
+    def relay(self, src: str, dst: str) -> None:
+        self.spawn([sys.executable, __file__, "--relay", src, dst])
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()
+        self.procs.clear()
+
+
+def _env_body(route: list[str], payload: Any) -> bytes:
+    return json.dumps(
+        {
+            "id": str(uuid.uuid4()),
+            "route": {"prev": [], "curr": route[0], "next": route[1:]},
+            "payload": payload,
+        }
+    ).encode()
+
+
+async def _relay(src: str, dst: str) -> None:
+    """Baseline hop: what any consumer of the queue must do (receive, send on, ack)."""
+    t = await open_transport(
+        TransportConfig(kind="sqlite", namespace=NS, sqlite_path=os.environ["ASYA_SQLITE_PATH"])
+    )
+    while True:
+        d = await t.receive(queue_name(NS, src), wait=5)
+        if d is not None:
+            await t.send(queue_name(NS, dst), d.body)
+            await d.ack()
+
+
+async def _drain(t: Any, sink: str, n: int, within: float = 120) -> list[float]:
+    """Receive `n` messages from `sink`; returns arrival times."""
+    times = []
+    with anyio.fail_after(within):
+        while len(times) < n:
+            d = await t.receive(queue_name(NS, sink), wait=5)
+            if d is not None:
+                await d.ack()
+                times.append(time.perf_counter())
+    return times
+
+
+async def _warm(t: Any, first: str, sink: str, route: list[str], payload: Any) -> None:
+    for _ in range(3):
+        await t.send(queue_name(NS, first), _env_body(route, payload))
+        await _drain(t, sink, 1, within=60)
+
+
+async def throughput(t: Any, route: list[str], sink: str, n: int, payload: Any) -> float:
+    bodies = [_env_body(route, payload) for _ in range(n)]
+    t0 = time.perf_counter()
+    for b in bodies:
+        await t.send(queue_name(NS, route[0]), b)
+    times = await _drain(t, sink, n)
+    return n / (times[-1] - t0)
+
+
+async def latency(t: Any, route: list[str], sink: str, n: int) -> list[float]:
+    """Per-hop latency (ms) of single envelopes, one at a time."""
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await t.send(queue_name(NS, route[0]), _env_body(route, {"x": 1}))
+        (t1,) = await _drain(t, sink, 1)
+        out.append((t1 - t0) * 1000 / len(route))
+    return out
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+
+
+async def bench(quick: bool) -> None:
+    n_tp, n_lat, n_io = (200, 100, 40) if quick else (1000, 400, 120)
+    tmp = Path(tempfile.mkdtemp(prefix="asya-b-", dir="/tmp"))
+    procs = Procs(tmp)
+    t = await open_transport(TransportConfig(kind="sqlite", namespace=NS, sqlite_path=procs.db))
+    results: dict[str, Any] = {}
+    try:
+        # -- baseline: three relays r1 -> r2 -> r3 -> out
+        procs.relay("r1", "r2")
+        procs.relay("r2", "r3")
+        procs.relay("r3", "rout")
+        await _warm(t, "r1", "rout", ["r1"], {"x": 1})
+        base_tp = await throughput(t, ["r1"], "rout", n_tp, {"x": 1})
+        base_lat = await latency(t, ["r1", "r2", "r3"], "rout", n_lat)
+        # latency() divides by len(route); the relay chain is 3 hops too.
+        procs.close()
+
+        # -- sidecars: a -> b -> c -> x-sink
+        for a in ("a", "b", "c"):
+            procs.actor(a, "examples.handlers.util:echo")
+        route = ["a", "b", "c"]
+        await _warm(t, "a", "x-sink", route, {"x": 1})
+        sc_tp = await throughput(t, route, "x-sink", n_tp, {"x": 1})
+        sc_lat = await latency(t, route, "x-sink", n_lat)
+        procs.close()
+
+        # -- I/O-bound: one actor sleeping 50 ms, concurrency 1 vs 8
+        io: dict[int, float] = {}
+        for conc in (1, 8):
+            procs.actor(f"io{conc}", "examples.handlers.util:sleep", ASYA_CONCURRENCY=str(conc))
+            await _warm(t, f"io{conc}", "x-sink", [f"io{conc}"], {"sleep": 0.05})
+            io[conc] = await throughput(t, [f"io{conc}"], "x-sink", n_io, {"sleep": 0.05})
+            procs.close()
+
+        results = {
+            "pipeline_envelopes_per_s": round(sc_tp, 1),
+            "baseline_relay_envelopes_per_s": round(base_tp, 1),
+            "throughput_ratio_vs_baseline": round(sc_tp / base_tp, 3),
+            "hop_ms_p50": round(pct(sc_lat, 50), 3),
+            "hop_ms_p99": round(pct(sc_lat, 99), 3),
+            "baseline_hop_ms_p50": round(pct(base_lat, 50), 3),
+            "baseline_hop_ms_p99": round(pct(base_lat, 99), 3),
+            "added_ms_p50": round(pct(sc_lat, 50) - pct(base_lat, 50), 3),
+            "added_ms_p99": round(pct(sc_lat, 99) - pct(base_lat, 99), 3),
+            "io_50ms_conc1_per_s": round(io[1], 2),
+            "io_50ms_conc8_per_s": round(io[8], 2),
+            "io_speedup_8_vs_1": round(io[8] / io[1], 2),
+            "hop_ms_mean": round(statistics.mean(sc_lat), 3),
+        }
+    finally:
+        procs.close()
+        await t.aclose()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(results, indent=2))
+    print(
+        f"added latency per hop: p50 {results['added_ms_p50']} ms, "
+        f"p99 {results['added_ms_p99']} ms (target p99 <= 1 ms)"
+    )
+    print(f"I/O-bound speed-up at concurrency 8: {results['io_speedup_8_vs_1']}x (target >= 6x)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small counts; under a minute")
+    ap.add_argument("--relay", nargs=2, metavar=("SRC", "DST"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.relay:
+        anyio.run(_relay, *args.relay)
+    else:
+        anyio.run(bench, args.quick)
+
+
+if __name__ == "__main__":
+    main()
