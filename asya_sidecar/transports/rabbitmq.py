@@ -42,7 +42,12 @@ ATTEMPT_HEADER: Final = "x-asya-attempt"
 #: such keys when matching, and the value names the queue (so namespaces never share one).
 DELAY_HEADER: Final = "asya-delay-queue"
 
-_BROKER_ERRORS = (aio_pika.exceptions.AMQPException, aiormq.exceptions.AMQPError, ConnectionError)
+_BROKER_ERRORS = (
+    aio_pika.exceptions.AMQPException,
+    aio_pika.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.AMQPError,
+    ConnectionError,
+)
 
 
 @contextlib.asynccontextmanager
@@ -67,6 +72,13 @@ def attempt_of(headers: dict[str, Any], redelivered: bool) -> int:
     if count is not None:
         return base + int(count) + 1
     return base + (2 if redelivered else 1)  # classic queues: only "redelivered at least once"
+
+
+def _channel_dead(message: AbstractIncomingMessage) -> bool:
+    try:
+        return bool(message.channel.is_closed)
+    except aio_pika.exceptions.ChannelInvalidStateError:
+        return True
 
 
 class RabbitMQDelivery(Delivery):
@@ -238,7 +250,7 @@ class RabbitMQTransport(Transport):
             while True:
                 while buffer:
                     message = buffer.popleft()
-                    if message.channel.is_closed:
+                    if _channel_dead(message):
                         continue  # from a connection that died: the broker redelivers it
                     return RabbitMQDelivery(self, queue, message)
                 arrived = self._arrived[queue]

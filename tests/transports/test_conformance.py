@@ -5,6 +5,7 @@ Broker-backed cases skip locally when the broker is down and fail under CI (see 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -19,10 +20,13 @@ import anyio
 import msgspec
 import pytest
 
-from asya_runtime.errors import MessageTooLarge
-from asya_sidecar.transports import Delivery, Transport
+from asya_runtime.errors import MessageTooLarge, TransportError
+from asya_sidecar.transports import Delivery, Transport, open_transport
 
-from .conftest import ROOT_DIR, OpenTransport, config_for
+from .conftest import ROOT_DIR, OpenTransport, config_for, require_broker
+
+SERVICES_SH = "/work/shared/tools/services.sh"
+HAVE_SERVICES_SH = Path(SERVICES_SH).exists()
 
 pytestmark = pytest.mark.anyio
 
@@ -250,3 +254,68 @@ async def test_depths_counts_waiting_messages(kind: str, transport: Transport, q
 
 def _fields(config: Any) -> dict[str, Any]:
     return msgspec.structs.asdict(config)
+
+
+async def test_many_processes_share_one_sqlite_file(sqlite_path: Path, queue: str) -> None:
+    """Two producer and three consumer processes on one file: every message consumed once."""
+    config = _fields(config_for("sqlite", sqlite_path))
+    per_producer = 60
+    producers = [
+        {"config": config, "queue": queue, "mode": "produce", "count": per_producer, "tag": tag}
+        for tag in ("p0", "p1")
+    ]
+    consumer = {"config": config, "queue": queue, "mode": "drain", "idle": 3.0}
+    with contextlib.ExitStack() as stack:
+        procs = [
+            stack.enter_context(worker_process(spec)) for spec in [*producers, *[consumer] * 3]
+        ]
+
+        def collect() -> list[str]:
+            outputs = []
+            for proc in procs:
+                out, _ = proc.communicate(timeout=90)
+                assert proc.returncode == 0, f"worker exited {proc.returncode}"
+                outputs.extend(out.split())
+            return outputs
+
+        with anyio.fail_after(100):
+            lines = await anyio.to_thread.run_sync(collect, abandon_on_cancel=True)
+    consumed = [line for line in lines if line != "sent"]
+    assert lines.count("sent") == 2
+    expected = sorted(f"{tag}-{i}" for tag in ("p0", "p1") for i in range(per_producer))
+    assert sorted(consumed) == expected, "lost or duplicated messages"
+
+
+def _services(*args: str) -> None:
+    subprocess.run(["bash", SERVICES_SH, *args], check=True, capture_output=True, timeout=120)
+
+
+@pytest.mark.slow
+async def test_rabbitmq_broker_restart_while_consuming(sqlite_path: Path, queue: str) -> None:
+    """Stop and start the broker under a consumer: nothing queued is lost, the unacked message
+    comes back (attempt 2), sends and receives resume on the robust connection by themselves."""
+    require_broker("rabbitmq")
+    if not HAVE_SERVICES_SH:
+        pytest.skip(f"{SERVICES_SH} not found: cannot restart the broker")
+    transport = await open_transport(config_for("rabbitmq", sqlite_path), concurrency=4)
+    try:
+        with anyio.fail_after(180):
+            await transport.send(queue, b"in flight")
+            held = await receive_one(transport, queue)
+            await transport.send(queue, b"queued")
+            try:
+                await anyio.to_thread.run_sync(_services, "stop", "rabbitmq")
+            finally:
+                await anyio.to_thread.run_sync(_services, "start", "rabbitmq")
+            with pytest.raises(TransportError):
+                await held.ack()  # its channel died with the broker
+            await transport.send(queue, b"after restart")  # retried until reconnected
+            got = {}
+            for _ in range(3):
+                d = await receive_one(transport, queue, wait=60)
+                got[d.body] = d.attempt
+                await d.ack()
+            assert got.keys() == {b"in flight", b"queued", b"after restart"}
+            assert got[b"in flight"] == 2
+    finally:
+        await transport.aclose()
