@@ -220,6 +220,12 @@ class Mesh:
         t = await self.queues()
         return (await t.depths()).get(self.q(actor), 0)
 
+    async def wait_depth(self, actor: str, n: int, *, within: float = 10.0) -> None:
+        """Poll a queue's depth (another process changes it: no event to wait on)."""
+        with anyio.fail_after(within):
+            while await self.depth(actor) != n:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+
     async def aclose(self) -> None:
         for p in self.procs:
             if p.poll() is None:

@@ -92,6 +92,4 @@ async def test_sump_end_actor_reports_failure(mesh: Mesh) -> None:
             await wait_for(lambda: "failed" in gw.statuses("m-1"), what="sump report")
             report = next(e for e in gw.event_list("m-1") if e.get("status") == "failed")
             assert "Route mismatch" in report["data"]["error"]
-            with anyio.fail_after(5):  # reported, then acked
-                while await mesh.depth("x-sump"):
-                    await anyio.sleep(0.05)
+            await mesh.wait_depth("x-sump", 0)  # reported, then acked
