@@ -145,7 +145,7 @@ def plan_mesh(
     return MeshPlan(url, children, ready_files, health)
 
 
-async def _wait_ready(plan: MeshPlan, limit: float) -> None:
+async def wait_ready(plan: MeshPlan, limit: float) -> None:
     """Until the gateway, every runtime and every sidecar says it is ready (polled: HTTP
     health and files have no event to wait on)."""
     pending_urls = [f"{plan.gateway_url}/health", *plan.sidecar_health_urls]
@@ -227,7 +227,7 @@ async def run_dev(opts: DevOptions, env: Mapping[str, str], out: TextIO) -> int:
                 for spec in plan.children:
                     await sup.start(tg, spec)
                 try:
-                    await _wait_ready(plan, opts.ready_timeout)
+                    await wait_ready(plan, opts.ready_timeout)
                 except TimeoutError:
                     out.write(f"asya dev: the mesh was not ready after {opts.ready_timeout}s\n")
                     code = 2
@@ -318,4 +318,13 @@ def main() -> None:
         cli()
 
 
-__all__ = ["DEFAULT_HANDLERS", "DevOptions", "MeshPlan", "cli", "main", "plan_mesh", "run_dev"]
+__all__ = [
+    "DEFAULT_HANDLERS",
+    "DevOptions",
+    "MeshPlan",
+    "cli",
+    "main",
+    "plan_mesh",
+    "run_dev",
+    "wait_ready",
+]

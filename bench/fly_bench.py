@@ -1,0 +1,205 @@
+"""FLY end to end (handler -> runtime -> sidecar -> gateway -> SSE client) vs. the gateway alone.
+
+    .venv/bin/python bench/fly_bench.py [--quick]
+
+1. Throughput: one task streaming N FLYs as fast as it can (examples.handlers.util:fly_flood),
+   events/s as seen by an SSE client (target >= 20k/s). Baseline: the same N FLYs POSTed
+   straight to the gateway in batches of 100 (what a sidecar does under load), read over SSE.
+2. Latency from yield to client at a steady 1,000 FLY/s (bench/fly_handlers.py:steady stamps
+   the wall clock at each yield), p50/p99 (target p99 <= 5 ms). Baseline: one POST per FLY to
+   the gateway alone at the same rate, stamped just before the POST.
+
+The mesh is `asya dev`'s (gateway, runtime, sidecar, x-sink, x-sump on SQLite), all processes
+on this machine, the client in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import msgspec
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from asya_gateway.dev import DevOptions, plan_mesh, wait_ready  # noqa: E402
+from asya_gateway.supervisor import Supervisor  # noqa: E402
+
+HANDLERS = {"flood": "examples.handlers.util:fly_flood", "steady": "bench.fly_handlers:steady"}
+
+
+async def _read_stream(resp: httpx.Response, on_fly: Any) -> dict[str, Any]:
+    """Feed each FLY's data bytes to `on_fly`; return the terminal update."""
+    buf = b""
+    async for chunk in resp.aiter_bytes():
+        buf += chunk
+        *events, buf = buf.split(b"\n\n")
+        for ev in events:
+            lines = ev.split(b"\n")
+            name = next((ln[7:] for ln in lines if ln.startswith(b"event: ")), b"")
+            data = b"\n".join(ln[6:] for ln in lines if ln.startswith(b"data: "))
+            if name == b"partial":
+                on_fly(data)
+            elif name == b"update":
+                upd = msgspec.json.decode(data)
+                if upd["status"] in ("succeeded", "failed", "canceled"):
+                    return dict(upd)
+    raise RuntimeError("stream closed without a terminal update")
+
+
+async def _stream_task(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], on_fly: Any
+) -> dict[str, Any]:
+    async with client.stream(
+        "POST", f"{url}/api/v1/mesh", json=body, headers={"Accept": "text/event-stream"}
+    ) as resp:
+        resp.raise_for_status()
+        return await _read_stream(resp, on_fly)
+
+
+def _pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+
+
+async def mesh_throughput(client: httpx.AsyncClient, url: str, n: int) -> tuple[float, int]:
+    times: list[float] = []
+    final = await _stream_task(
+        client,
+        url,
+        {"route": ["flood"], "payload": {"n": n}},
+        lambda d: times.append(time.perf_counter()),
+    )
+    assert final["status"] == "succeeded", final
+    return (len(times) - 1) / (times[-1] - times[0]), len(times)
+
+
+async def gateway_throughput(client: httpx.AsyncClient, url: str, n: int) -> tuple[float, int]:
+    """Baseline: POST batches of 100 FLYs straight to the gateway, read them over SSE."""
+    r = await client.post(f"{url}/api/v1/mesh", json={"route": ["nobody"], "payload": {}})
+    tid = r.json()["id"]
+    times: list[float] = []
+    async with client.stream("GET", f"{url}/stream/{tid}") as s, anyio.create_task_group() as tg:
+
+        async def read() -> None:
+            await _read_stream(s, lambda d: times.append(time.perf_counter()))
+
+        tg.start_soon(read)
+        for start in range(0, n, 100):
+            batch = [{"type": "fly", "data": {"i": i, "t": 0}} for i in range(start, start + 100)]
+            await client.post(f"{url}/api/v1/mesh/{tid}/events", json=batch)
+        await client.post(
+            f"{url}/api/v1/mesh/{tid}/events",
+            json={"type": "status", "status": "succeeded", "data": {}},
+        )
+    return (len(times) - 1) / (times[-1] - times[0]), len(times)
+
+
+async def mesh_latency(client: httpx.AsyncClient, url: str, n: int) -> list[float]:
+    lat: list[float] = []
+
+    def on_fly(data: bytes) -> None:
+        lat.append((time.time_ns() - msgspec.json.decode(data)["t"]) / 1e6)
+
+    body = {"route": ["steady"], "payload": {"n": n, "rate": 1000}}
+    final = await _stream_task(client, url, body, on_fly)
+    assert final["status"] == "succeeded", final
+    return lat[len(lat) // 10 :]  # skip warm-up
+
+
+async def gateway_latency(client: httpx.AsyncClient, url: str, n: int) -> list[float]:
+    """Baseline: one POST per FLY at 1,000/s, stamped just before the POST."""
+    r = await client.post(f"{url}/api/v1/mesh", json={"route": ["nobody"], "payload": {}})
+    tid = r.json()["id"]
+    lat: list[float] = []
+
+    def on_fly(data: bytes) -> None:
+        lat.append((time.time_ns() - msgspec.json.decode(data)["t"]) / 1e6)
+
+    async with client.stream("GET", f"{url}/stream/{tid}") as s, anyio.create_task_group() as tg:
+        tg.start_soon(_read_stream, s, on_fly)
+        start = time.perf_counter()
+        for i in range(n):
+            wait = start + i / 1000 - time.perf_counter()
+            if wait > 0:
+                await anyio.sleep(wait)
+            await client.post(
+                f"{url}/api/v1/mesh/{tid}/events",
+                json={"type": "fly", "data": {"i": i, "t": time.time_ns()}},
+            )
+        await client.post(
+            f"{url}/api/v1/mesh/{tid}/events",
+            json={"type": "status", "status": "succeeded", "data": {}},
+        )
+    return lat[len(lat) // 10 :]
+
+
+async def main(quick: bool) -> None:
+    n_flood = 10_000 if quick else 50_000
+    n_steady = 1_000 if quick else 5_000
+    workdir = Path(tempfile.mkdtemp(prefix="asya-fb-", dir="/tmp"))
+    port = 18000 + os.getpid() % 1000
+    opts = DevOptions(route=list(HANDLERS), handlers=HANDLERS, port=port, workdir=workdir / "d")
+    opts.workdir.mkdir(parents=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    os.chdir(ROOT)
+    plan = plan_mesh(opts, env)
+    sup = Supervisor(sys.stderr)
+    try:
+        async with anyio.create_task_group() as tg:
+            for spec in plan.children:
+                await sup.start(tg, spec)
+            await wait_ready(plan, 60)
+            url = plan.gateway_url
+            async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None)) as client:
+                await mesh_throughput(client, url, 1000)  # warm-up
+                base_tp, base_n = await gateway_throughput(client, url, n_flood)
+                mesh_tp, mesh_n = await mesh_throughput(client, url, n_flood)
+                base_lat = await gateway_latency(client, url, n_steady)
+                mesh_lat = await mesh_latency(client, url, n_steady)
+            tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await sup.stop_all()
+        sup.kill_all_now()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"FLY throughput, one task, {n_flood} FLYs (events/s at the SSE client)")
+    print(
+        f"  baseline  POST batches of 100 -> gateway -> SSE : {base_tp:9,.0f}/s ({base_n} received)"
+    )
+    print(
+        f"  mesh      handler -> runtime -> sidecar -> gateway -> SSE : {mesh_tp:9,.0f}/s "
+        f"({mesh_n} received; target >= 20,000/s)"
+    )
+    print(f"  ratio mesh/baseline: {mesh_tp / base_tp:.2f}")
+    print(f"FLY latency yield -> client at 1,000 FLY/s ({len(mesh_lat)} samples, ms)")
+    for name, lat in (
+        ("baseline  POST -> gateway -> SSE", base_lat),
+        ("mesh      handler -> ... -> SSE", mesh_lat),
+    ):
+        print(
+            f"  {name:34s} p50 {statistics.median(lat):6.2f}  p99 {_pct(lat, 99):6.2f}  "
+            f"max {max(lat):6.2f}"
+        )
+    print(
+        f"  mesh p99 target <= 5 ms; p99 ratio mesh/baseline: "
+        f"{_pct(mesh_lat, 99) / _pct(base_lat, 99):.2f}"
+    )
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer events (well under a minute)")
+    anyio.run(main, ap.parse_args().quick)
