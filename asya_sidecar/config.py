@@ -133,6 +133,10 @@ class SidecarConfig(msgspec.Struct, kw_only=True, frozen=True):
             transport = msgspec.structs.replace(
                 transport, sqs_visibility_timeout=2 * raw.get("actor_timeout", 300.0)
             )
+        if transport.rabbitmq_prefetch == 0:  # spec default: the sidecar's concurrency
+            transport = msgspec.structs.replace(
+                transport, rabbitmq_prefetch=raw.get("concurrency", 1)
+            )
         raw["transport"] = transport
         return cls(**raw)
 

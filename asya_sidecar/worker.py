@@ -7,6 +7,7 @@ this module doing the I/O: queue sends (awaited, durable) before the ack, gatewa
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -166,7 +167,7 @@ async def _serve(sc: Sidecar, conn: RuntimeConnection) -> None:
             with anyio.CancelScope(shield=True):
                 await _quietly(delivery.requeue(0.0))
             return
-        await sc.settle(delivery, lambda d=delivery: process(sc, conn, d))  # type: ignore[misc]
+        await sc.settle(delivery, functools.partial(process, sc, conn, delivery))
 
 
 async def process(sc: Sidecar, conn: RuntimeConnection, delivery: Delivery) -> None:

@@ -18,6 +18,8 @@ MAX_BUCKET_MS: Final = 24 * 3600 * 1000
 #: SQS's own cap on DelaySeconds and on one message visibility timeout.
 SQS_MAX_DELAY_SECONDS: Final = 900
 SQS_MAX_VISIBILITY_SECONDS: Final = 12 * 3600
+#: A chained message this close to its due time is delivered rather than sent on for 1 s more.
+DUE_SLACK_SECONDS: Final = 0.25
 
 
 def delay_bucket_ms(delay: float) -> int:
@@ -36,22 +38,22 @@ def delay_bucket_ms(delay: float) -> int:
     return min(mantissa << exponent, MAX_BUCKET_MS)
 
 
-def sqs_delay_seconds(due_at: float, now: float) -> int:
-    """The next `DelaySeconds` for a message due at `due_at` (epoch seconds): 0..900, rounded up.
+def sqs_delay_seconds(due_at: float, now: float, max_hop: int = SQS_MAX_DELAY_SECONDS) -> int:
+    """The next `DelaySeconds` for a message due at `due_at` (epoch seconds): 0..max_hop.
 
-    Rounding up means a delay is never shortened; a fraction of a second becomes one second.
+    Rounded up, so a delay is never shortened; a fraction of a second becomes one second.
     """
     remaining = due_at - now
     if remaining <= 0:
         return 0
-    return min(math.ceil(remaining), SQS_MAX_DELAY_SECONDS)
+    return min(math.ceil(remaining), max_hop)
 
 
-def sqs_needs_chaining(due_at: float, now: float) -> bool:
+def sqs_needs_chaining(due_at: float, now: float, max_hop: int = SQS_MAX_DELAY_SECONDS) -> bool:
     """Whether one `DelaySeconds` hop cannot reach `due_at`, so the message carries its due time."""
-    return due_at - now > SQS_MAX_DELAY_SECONDS
+    return due_at - now > max_hop
 
 
-def sqs_is_due(due_at: float, now: float, *, slack: float = 1.0) -> bool:
-    """Whether a received chained message may be delivered (SQS delays are whole seconds)."""
+def sqs_is_due(due_at: float, now: float, *, slack: float = DUE_SLACK_SECONDS) -> bool:
+    """Whether a received chained message may be delivered (a hair early is clock noise)."""
     return due_at - now <= slack

@@ -25,6 +25,7 @@ from asya_runtime.errors import MessageTooLarge, TransportError
 
 from .base import Delivery, Transport
 from .delays import (
+    SQS_MAX_DELAY_SECONDS,
     SQS_MAX_VISIBILITY_SECONDS,
     sqs_delay_seconds,
     sqs_is_due,
@@ -111,6 +112,8 @@ class SqsTransport(Transport):
     """Open with `await SqsTransport.open(config)`; one aiobotocore client per transport."""
 
     max_message_bytes = MAX_MESSAGE_BYTES
+    #: Longest single `DelaySeconds` hop; SQS's cap. Tests lower it to exercise chaining.
+    max_delay_hop: int = SQS_MAX_DELAY_SECONDS
 
     def __init__(self, client: Any, stack: contextlib.AsyncExitStack, config: Any) -> None:
         self._client = client
@@ -164,7 +167,7 @@ class SqsTransport(Transport):
     async def _send(self, queue: str, body: bytes, due_at: float, *, attempt_base: int) -> None:
         text, attrs = encode_body(body)
         now = time.time()
-        if sqs_needs_chaining(due_at, now):
+        if sqs_needs_chaining(due_at, now, self.max_delay_hop):
             attrs[DUE_AT] = {"DataType": "String", "StringValue": repr(due_at)}
         if attempt_base:
             attrs[ATTEMPT_BASE] = {"DataType": "Number", "StringValue": str(attempt_base)}
@@ -180,7 +183,7 @@ class SqsTransport(Transport):
         kwargs: dict[str, Any] = {"QueueUrl": url, "MessageBody": text}
         if attrs:
             kwargs["MessageAttributes"] = attrs
-        if delay := sqs_delay_seconds(due_at, now):
+        if delay := sqs_delay_seconds(due_at, now, self.max_delay_hop):
             kwargs["DelaySeconds"] = delay
         async with _mapped(f"sending to {queue!r}"):
             await self._client.send_message(**kwargs)
