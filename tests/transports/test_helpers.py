@@ -1,0 +1,156 @@
+"""Unit and focused tests: routing keys, attempts, SQS body encoding, doorbells, sqlite leases,
+SQS delay chaining end to end, and the package's public names."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import anyio
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import asya_sidecar.transports as transports
+from asya_sidecar.transports import LeaseLost, open_transport
+from asya_sidecar.transports.doorbell import Bell, Ringer, bell_directory
+from asya_sidecar.transports.rabbitmq import attempt_of, routing_key
+from asya_sidecar.transports.sqs import SqsTransport, encode_body
+
+from .conftest import config_for, require_broker
+
+
+def test_public_names() -> None:
+    assert set(transports.__all__) >= {
+        "Delivery",
+        "Transport",
+        "TransportConfig",
+        "open_transport",
+        "queue_name",
+        "LeaseLost",
+    }
+    for name in transports.__all__:
+        assert hasattr(transports, name)
+
+
+def test_routing_key_strips_the_namespace_prefix_like_upstream() -> None:
+    assert routing_key("default", "asya-default-tokens") == "tokens"
+    assert routing_key("default", "asya-default-x-sink") == "x-sink"
+    assert routing_key("prod", "asya-default-tokens") == "asya-default-tokens"
+
+
+def test_attempt_counts_our_requeues_then_the_brokers_redeliveries() -> None:
+    assert attempt_of({}, redelivered=False) == 1
+    assert attempt_of({}, redelivered=True) == 2
+    assert attempt_of({"x-asya-attempt": 3}, redelivered=False) == 4
+    assert attempt_of({"x-delivery-count": 2}, redelivered=True) == 3
+
+
+@given(st.binary(max_size=300))
+def test_sqs_body_encoding_round_trips(body: bytes) -> None:
+    import base64
+
+    text, attrs = encode_body(body)
+    decoded = base64.b64decode(text) if attrs else text.encode()
+    assert decoded == body
+
+
+def test_json_bodies_travel_as_plain_text_on_sqs() -> None:
+    assert encode_body(b'{"id": "x", "payload": "\xc3\xa9"}') == ('{"id": "x", "payload": "é"}', {})
+
+
+def test_bell_directory_is_short_enough_for_socket_paths(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 120) / "q.db"
+    assert len(str(bell_directory(str(deep)))) <= 80
+    assert bell_directory(str(deep)) == bell_directory(str(deep))  # same in every process
+    assert bell_directory("/tmp/q.db") == Path("/tmp/q.db.bells")
+
+
+@pytest.mark.anyio
+async def test_a_ring_between_look_and_wait_is_not_lost(short_tmp: Path) -> None:
+    bell = Bell(short_tmp, "q")
+    ringer = Ringer(short_tmp)
+    try:
+        seen = bell.generation  # the receiver looks at the queue: empty...
+        ringer.ring("q")  # ...a sender commits and rings before the receiver waits
+        ringer.ring("other")  # a ring for another queue does not count
+        with anyio.fail_after(5):
+            await bell.wait(seen, 3)
+        assert bell.generation == seen + 1
+    finally:
+        bell.close()
+        ringer.close()
+
+
+@pytest.mark.anyio
+async def test_ringing_a_dead_receivers_bell_removes_it(short_tmp: Path) -> None:
+    bell = Bell(short_tmp, "q")
+    bell._sock.close()  # as if its process was SIGKILLed: the file stays, nobody listens
+    ringer = Ringer(short_tmp)
+    try:
+        ringer.ring("q")
+        assert not bell.path.exists()
+    finally:
+        ringer.close()
+
+
+@pytest.mark.anyio
+async def test_sqlite_ack_after_the_lease_went_elsewhere_raises_lease_lost(
+    short_tmp: Path,
+) -> None:
+    a = await open_transport(config_for("sqlite", short_tmp / "q.db", lease_seconds=0.5))
+    b = await open_transport(config_for("sqlite", short_tmp / "q.db", lease_seconds=30))
+    try:
+        with anyio.fail_after(10):
+            await a.send("q", b"x")
+            late = await a.receive("q", wait=1)
+            assert late is not None
+            taken = await b.receive("q", wait=5)
+            assert taken is not None and taken.attempt == 2
+            with pytest.raises(LeaseLost):
+                await late.ack()
+            with pytest.raises(LeaseLost):
+                await late.extend(10)
+            await taken.ack()
+            assert await a.depths() == {"q": 0}
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+@pytest.mark.anyio
+async def test_sqlite_wakes_a_receiver_at_the_due_time_without_a_ring(short_tmp: Path) -> None:
+    """The receiver learns the next due time from the queue and wakes for it by itself."""
+    t = await open_transport(config_for("sqlite", short_tmp / "q.db"))
+    try:
+        with anyio.fail_after(10):
+            await t.send("q", b"soon", delay=0.6)
+            start = time.monotonic()
+            d = await t.receive("q", wait=5)
+            assert d is not None and time.monotonic() - start >= 0.5
+    finally:
+        await t.aclose()
+
+
+@pytest.mark.anyio
+async def test_sqs_delays_longer_than_one_hop_are_chained(short_tmp: Path) -> None:
+    """With the hop cap lowered to 1 s, a 3 s delay needs three hops and still arrives, late
+    rather than early, with its attempt count intact."""
+    require_broker("sqs")
+    t = await open_transport(config_for("sqs", short_tmp / "unused.db"))
+    assert isinstance(t, SqsTransport)
+    t.max_delay_hop = 1
+    queue = f"asya-conformance-chain{uuid.uuid4().hex[:8]}"
+    try:
+        with anyio.fail_after(30):
+            sent = time.monotonic()
+            await t.send(queue, b"chained", delay=3)
+            assert await t.receive(queue, wait=1.5) is None
+            d = await t.receive(queue, wait=10)
+            assert d is not None
+            assert (d.body, d.attempt) == (b"chained", 1)
+            assert time.monotonic() - sent >= 2.75
+            await d.ack()
+    finally:
+        await t.aclose()
