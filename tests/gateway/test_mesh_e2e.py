@@ -55,11 +55,22 @@ def wait_gone(marker: str, limit: float = 15.0) -> list[int]:
 def mesh(
     short_tmp: Path, subprocess_env: dict[str, str]
 ) -> Iterator[tuple[str, subprocess.Popen[str], str]]:
-    """`asya dev --route tokens` without a prompt: (gateway url, the process, its marker dir)."""
+    """`asya dev --route tokens,bad`, no prompt: (gateway url, the process, its marker dir)."""
     port = free_port()
     workdir = str(short_tmp / "dev")
     proc = subprocess.Popen(
-        [console_script("asya"), "dev", "--route", "tokens", "--port", str(port), "--dir", workdir],
+        [
+            console_script("asya"),
+            "dev",
+            "--route",
+            "tokens,bad",
+            "--actor",
+            "bad=examples.handlers.failing:explode",
+            "--port",
+            str(port),
+            "--dir",
+            workdir,
+        ],
         env=subprocess_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -119,6 +130,29 @@ async def test_tokens_stream_incrementally_through_the_whole_mesh(
     assert wait_gone(workdir) == []
 
 
+@pytest.mark.anyio
+async def test_handler_error_ends_the_stream_with_one_failed_update(
+    mesh: tuple[str, subprocess.Popen[str], str],
+) -> None:
+    url = mesh[0]
+    with anyio.fail_after(60):
+        async with httpx.AsyncClient(timeout=30) as c:
+            events: list[SseEvent] = []
+            async with c.stream(
+                "POST",
+                f"{url}/api/v1/mesh",
+                json={"route": ["bad"], "payload": {"x": 1}},
+                headers={"Accept": "text/event-stream"},
+            ) as resp:
+                await read_sse(resp, events)
+            tid = events[0].data["id"]
+            state = (await c.get(f"{url}/api/v1/mesh/{tid}")).json()
+    terminals = [e for e in events if e.terminal]
+    assert len(terminals) == 1 and events[-1] is terminals[0]
+    assert terminals[0].data["status"] == "failed" and terminals[0].data["error"]
+    assert state["status"] == "failed"
+
+
 def test_asya_dev_prompt_streams_and_exits_zero(
     short_tmp: Path, subprocess_env: dict[str, str]
 ) -> None:
@@ -155,7 +189,7 @@ def test_killing_asya_dev_leaves_no_child_alive(
     mesh: tuple[str, subprocess.Popen[str], str],
 ) -> None:
     url, proc, workdir = mesh
-    assert len(processes_mentioning(workdir)) >= 5  # gateway, runtime, 3 sidecars (+ itself)
+    assert len(processes_mentioning(workdir)) >= 7  # gateway, 2 runtimes, 4 sidecars, itself
     proc.kill()  # SIGKILL: no chance to clean up; PR_SET_PDEATHSIG must do it
     proc.wait(10)
     assert wait_gone(workdir) == []

@@ -1,0 +1,111 @@
+"""Pure tests of `asya dev`'s mesh plan, its --actor parsing, the SSE parser and the renderer."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from pathlib import Path
+
+import pytest
+
+import asya_gateway
+from asya_gateway.dev import DEFAULT_HANDLERS, DevOptions, parse_actor_overrides, plan_mesh
+from asya_gateway.render import SseParser, TerminalRenderer
+
+
+def test_package_exports_exist() -> None:
+    for name in asya_gateway.__all__:
+        assert hasattr(asya_gateway, name), name
+
+
+def test_plan_configures_every_child_by_env(tmp_path: Path) -> None:
+    ports = itertools.count(9100)
+    opts = DevOptions(
+        route=["stages", "tokens"], handlers=DEFAULT_HANDLERS, port=8100, workdir=tmp_path / "d"
+    )
+    plan = plan_mesh(opts, {"PATH": "/bin"}, port_for=lambda: next(ports))
+    names = [c.name for c in plan.children]
+    assert names == [
+        "gateway",
+        "stages/runtime",
+        "tokens/runtime",
+        "stages/sidecar",
+        "tokens/sidecar",
+        "x-sink/sidecar",
+        "x-sump/sidecar",
+    ]
+    gateway = plan.children[0]
+    assert gateway.argv[1:] == [
+        "run",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8100",
+        "--public-url",
+        "http://127.0.0.1:8100",
+    ]
+    runtime = plan.children[2]
+    sock = str((tmp_path / "d" / "tokens" / "asya-runtime.sock").resolve())
+    assert runtime.argv[1:] == ["run", "examples.handlers.tokens:stream", "--socket", sock]
+    sidecar = plan.children[4]
+    assert sidecar.argv[1:] == ["run"]  # configured by env vars only
+    env = sidecar.env
+    assert env["ASYA_ACTOR_NAME"] == "tokens" and env["ASYA_IS_END_ACTOR"] == "false"
+    assert env["ASYA_SOCKET_DIR"] == str(Path(sock).parent)
+    assert env["ASYA_GATEWAY_URL"] == "http://127.0.0.1:8100"
+    assert env["ASYA_METRICS_ADDR"] == "127.0.0.1:9101"
+    assert env["ASYA_TRANSPORT"] == "sqlite" and env["ASYA_SQLITE_PATH"].endswith("queues.db")
+    sink = plan.children[5].env
+    assert sink["ASYA_IS_END_ACTOR"] == "true" and "ASYA_SOCKET_DIR" not in sink
+    assert plan.runtime_ready_files[1] == Path(sock).parent / "runtime-ready"
+    assert plan.sidecar_health_urls[0] == "http://127.0.0.1:9100/health"
+
+
+def test_plan_needs_a_handler_per_actor(tmp_path: Path) -> None:
+    opts = DevOptions(route=["mine"], handlers=DEFAULT_HANDLERS, port=1, workdir=tmp_path)
+    with pytest.raises(ValueError, match=r"no handler for actor\(s\) \['mine'\]"):
+        plan_mesh(opts, {})
+
+
+def test_parse_actor_overrides() -> None:
+    assert parse_actor_overrides(["a=m:f", " b = x.y:C.m "]) == {"a": "m:f", "b": "x.y:C.m"}
+    for bad in ("a", "=m:f", "a="):
+        with pytest.raises(ValueError, match="expected name=module:attr"):
+            parse_actor_overrides([bad])
+
+
+def test_sse_parser_handles_multiline_data_ids_and_comments() -> None:
+    p = SseParser()
+    lines = [": keepalive", "", "id: 4", "event: partial", "data: a", "data: b", "", "data: x", ""]
+    got = [ev for line in lines for ev in p.feed(line)]
+    assert [(e.event, e.data, e.id) for e in got] == [
+        ("partial", "a\nb", "4"),
+        ("message", "x", None),
+    ]
+
+
+def test_renderer_tokens_inline_stages_as_lines_progress_as_bar() -> None:
+    out = io.StringIO()
+    r = TerminalRenderer(out, tty=False)
+    r.event("update", {"id": "t", "status": "running", "actor": "a", "progress_percent": 5})
+    r.event("update", {"id": "t", "status": "running", "actor": "a", "progress_percent": 9})
+    r.event("partial", {"stage": "load", "message": "Loading..."})
+    r.event("partial", {"partial": True, "text": "Hel"})
+    r.event("partial", {"partial": True, "text": "lo"})
+    r.event("partial", {"type": "progress", "percent": 50, "message": "half"})
+    r.event("update", {"id": "t", "status": "succeeded", "result": {"n": 1}})
+    text = out.getvalue()
+    assert text.count("· running in a") == 1  # one line per status/actor change
+    assert "» load: Loading...\nHello\n[############............]  50.0%  half\n" in text
+    assert text.rstrip().endswith('✔ succeeded  (task t)\nresult: {\n  "n": 1\n}')
+    assert r.final is not None and r.tokens == ["Hel", "lo"]
+
+
+def test_renderer_redraws_the_bar_in_place_on_a_tty() -> None:
+    out = io.StringIO()
+    r = TerminalRenderer(out, tty=True)
+    r.event("partial", {"type": "progress", "percent": 10})
+    r.event("partial", {"type": "progress", "percent": 20})
+    r.event("update", {"id": "t", "status": "failed", "error": "boom"})
+    text = out.getvalue()
+    assert text.count("\r\x1b[2K[") == 2 and "✘ failed" in text and "error: boom" in text
