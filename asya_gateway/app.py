@@ -215,20 +215,21 @@ class Gateway:
         except BadEvent as exc:
             raise _HTTPError(400, str(exc)) from None
         except UnknownTask:
-            pass  # upstream's legacy gateway accepts unknown ids with 200
+            # Upstream's legacy gateway says 200 here; we say 404, or a sidecar falling back
+            # from a 404 on /events would conclude this gateway is legacy-only and stay so.
+            raise _HTTPError(404, f"unknown task {task_id!r}") from None
         task = self.registry.get(task_id)
         percent = round(task.progress * 100, 2) if task else 0.0
         return JSONResponse({"status": "ok", "progress_percent": percent})
 
     async def legacy_final(self, request: Request) -> Response:
+        task_id = request.path_params["id"]
         try:
-            self.registry.apply(
-                request.path_params["id"], parse_legacy_final(await self._body(request))
-            )
+            self.registry.apply(task_id, parse_legacy_final(await self._body(request)))
         except BadEvent as exc:
             raise _HTTPError(400, str(exc)) from None
         except UnknownTask:
-            pass
+            raise _HTTPError(404, f"unknown task {task_id!r}") from None  # as legacy_progress
         return JSONResponse({"status": "ok"})
 
     async def stream(self, request: Request) -> Response:

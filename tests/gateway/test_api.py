@@ -104,7 +104,10 @@ async def test_legacy_forms_have_the_same_effect() -> None:
         )
         assert r.status_code == 200 and r.json()["progress_percent"] == 50.0
         r = await c.post(f"{gw.url}/mesh/unknown/progress", json={"status": "received"})
-        assert r.status_code == 200  # upstream's legacy gateway accepts unknown ids
+        # 404, unlike upstream's legacy gateway: a sidecar must not learn "legacy-only" from it
+        assert r.status_code == 404 and "unknown task" in r.json()["error"]
+        r = await c.post(f"{gw.url}/mesh/unknown/final", json={"status": "failed"})
+        assert r.status_code == 404
         r = await c.post(
             f"{gw.url}/mesh/{tid}/final", json={"id": tid, "status": "succeeded", "result": 5}
         )
