@@ -157,17 +157,45 @@ async def run_worker(sc: Sidecar) -> None:
 
 
 async def _serve(sc: Sidecar, conn: RuntimeConnection) -> None:
-    while not sc.stopping.is_set() and not conn.closed:
-        delivery = await sc.receive()
-        if delivery is None:
-            continue
-        if conn.closed:
-            # The runtime went away while we were idle: nothing has started, so the envelope
-            # goes back untouched and we take no more until the runtime is back.
-            with anyio.CancelScope(shield=True):
-                await _quietly(delivery.requeue(0.0))
-            return
-        await sc.settle(delivery, functools.partial(process, sc, conn, delivery))
+    keeper = _LeaseKeeper(sc.cfg.transport.lease_seconds)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(keeper.run)
+        while not sc.stopping.is_set() and not conn.closed:
+            delivery = await sc.receive()
+            if delivery is None:
+                continue
+            if conn.closed:
+                # The runtime went away while we were idle: nothing has started, so the envelope
+                # goes back untouched and we take no more until the runtime is back.
+                with anyio.CancelScope(shield=True):
+                    await _quietly(delivery.requeue(0.0))
+                break
+            keeper.delivery = delivery
+            try:
+                await sc.settle(delivery, functools.partial(process, sc, conn, delivery))
+            finally:
+                keeper.delivery = None
+        tg.cancel_scope.cancel()
+
+
+class _LeaseKeeper:
+    """Extends the lease of the worker's current message every lease/3 seconds, so a long
+    handler is not redelivered. One per worker (not per envelope: no task spawn on the hot
+    path); an extension racing with the ack is harmless and only logged."""
+
+    def __init__(self, lease: float) -> None:
+        self.lease = lease
+        self.delivery: Delivery | None = None
+
+    async def run(self) -> None:
+        while True:
+            await anyio.sleep(max(self.lease / 3, 0.05))
+            d = self.delivery
+            if d is not None:
+                try:
+                    await d.extend(self.lease)
+                except Exception as exc:
+                    log.debug("lease extension failed", error=repr(exc))
 
 
 async def process(sc: Sidecar, conn: RuntimeConnection, delivery: Delivery) -> None:
@@ -220,25 +248,9 @@ async def _process_envelope(
         inp = routing.prepare_input(env, names, sc.clock())
         events.status("processing", _route_data(env, names.actor))
         timeout = sc.cfg.actor_timeout if left is None else min(sc.cfg.actor_timeout, left)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_keep_lease, delivery, sc.cfg.transport.lease_seconds)
-            try:
-                result = await _invoke(sc, conn, env, inp, timeout, events)
-            finally:
-                tg.cancel_scope.cancel()
-        return result
+        return await _invoke(sc, conn, env, inp, timeout, events)
     finally:
         events.close()
-
-
-async def _keep_lease(delivery: Delivery, lease: float) -> None:
-    """Extend the lease while the handler runs, so a long handler is not redelivered."""
-    while True:
-        await anyio.sleep(max(lease / 3, 0.05))
-        try:
-            await delivery.extend(lease)
-        except Exception as exc:
-            log.warning("lease extension failed", error=repr(exc))
 
 
 async def _invoke(

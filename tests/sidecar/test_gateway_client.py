@@ -104,3 +104,34 @@ async def test_full_buffer_drops_newest_and_counts() -> None:
 )
 def test_ssrf_guard(value: object, ok: bool) -> None:
     assert (safe_gateway_url(value) is not None) == ok
+
+
+async def test_lease_keeper_extends_the_current_delivery_only() -> None:
+    from asya_sidecar.transports import Delivery
+    from asya_sidecar.worker import _LeaseKeeper
+
+    class D(Delivery):
+        body, message_id, attempt = b"", "m", 1
+
+        def __init__(self) -> None:
+            self.extended = anyio.Event()
+            self.seconds = 0.0
+
+        async def ack(self) -> None: ...
+
+        async def requeue(self, delay: float = 0.0) -> None: ...
+
+        async def extend(self, seconds: float) -> None:
+            self.seconds = seconds
+            self.extended.set()
+
+    keeper = _LeaseKeeper(0.15)
+    d = D()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(keeper.run)
+            await anyio.sleep(0.2)  # idle: nothing to extend
+            keeper.delivery = d
+            await d.extended.wait()
+            tg.cancel_scope.cancel()
+    assert d.seconds == 0.15

@@ -41,7 +41,7 @@ async def test_three_actor_pipeline_to_sink_with_fly_order(mesh: Mesh) -> None:
             assert st.count("completed") == 3 and st[-1] == "succeeded"
             # All calls carry the envelope id header.
             assert all(r.headers.get("x-asya-envelope-id") == "t-1" for r in gw.requests)
-            assert await mesh.depth("x-sink") == 0  # the end actor acked it
+            await mesh.wait_depth("x-sink", 0)  # the end actor acked it
 
 
 async def test_sink_envelope_keeps_headers_and_deadline(mesh: Mesh) -> None:
