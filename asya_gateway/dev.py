@@ -22,6 +22,7 @@ import anyio
 import httpx
 import msgspec
 import typer
+from anyio.abc import TaskGroup
 
 from .render import SseParser, TerminalRenderer
 from .supervisor import ChildSpec, Supervisor, python_script
@@ -202,63 +203,71 @@ async def run_dev(opts: DevOptions, env: Mapping[str, str], out: TextIO) -> int:
     plan = plan_mesh(opts, env)
     sup = Supervisor(out, verbose=opts.verbose)
     code = 2
+
+    async def on_signal(tg: TaskGroup) -> None:
+        nonlocal code
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                out.write("\nstopping the mesh...\n")
+                code = 130
+                tg.cancel_scope.cancel()
+                return
+
+    async def on_crash(tg: TaskGroup) -> None:
+        nonlocal code
+        await sup.crashed.wait()
+        assert sup.crash is not None
+        sup.report_crash(sup.crash)
+        code = 2
+        tg.cancel_scope.cancel()
+
+    async def serve(tg: TaskGroup, pumps: TaskGroup) -> None:
+        nonlocal code
+        for spec in plan.children:
+            await sup.start(pumps, spec)
+        try:
+            await wait_ready(plan, opts.ready_timeout)
+        except TimeoutError:
+            out.write(f"asya dev: the mesh was not ready after {opts.ready_timeout}s\n")
+            tg.cancel_scope.cancel()
+            return
+        actors = ", ".join(f"{a}={opts.handlers[a]}" for a in opts.route)
+        out.write(f"mesh ready: {actors}\n")
+        if opts.prompt is None:
+            page = f"{plan.gateway_url}/?route={','.join(opts.route)}"
+            out.write(f"open {page} (Ctrl-C stops the mesh)\n")
+            out.flush()
+            await anyio.sleep_forever()
+        out.flush()
+        assert opts.prompt is not None
+        try:
+            final = await stream_prompt(
+                plan.gateway_url, opts.route, opts.prompt, out, opts.task_timeout
+            )
+            code = 0 if final and final.get("status") == "succeeded" else 1
+        except TimeoutError:
+            out.write(f"asya dev: no result after {opts.task_timeout}s\n")
+            code = 1
+        except httpx.HTTPError as exc:
+            out.write(f"asya dev: lost the gateway: {exc!r}\n")
+            code = 2
+        tg.cancel_scope.cancel()
+
     try:
-        async with anyio.create_task_group() as tg:
-
-            async def on_signal() -> None:
-                nonlocal code
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        out.write("\nstopping the mesh...\n")
-                        code = 130
-                        tg.cancel_scope.cancel()
-                        return
-
-            async def on_crash() -> None:
-                nonlocal code
-                await sup.crashed.wait()
-                assert sup.crash is not None
-                sup.report_crash(sup.crash)
-                code = 2
-                tg.cancel_scope.cancel()
-
-            async def main() -> None:
-                nonlocal code
-                for spec in plan.children:
-                    await sup.start(tg, spec)
-                try:
-                    await wait_ready(plan, opts.ready_timeout)
-                except TimeoutError:
-                    out.write(f"asya dev: the mesh was not ready after {opts.ready_timeout}s\n")
-                    code = 2
-                    tg.cancel_scope.cancel()
-                    return
-                actors = ", ".join(f"{a}={opts.handlers[a]}" for a in opts.route)
-                out.write(f"mesh ready: {actors}\n")
-                if opts.prompt is None:
-                    page = f"{plan.gateway_url}/?route={','.join(opts.route)}"
-                    out.write(f"open {page} (Ctrl-C stops the mesh)\n")
-                    out.flush()
-                    await anyio.sleep_forever()
-                out.flush()
-                assert opts.prompt is not None
-                try:
-                    final = await stream_prompt(
-                        plan.gateway_url, opts.route, opts.prompt, out, opts.task_timeout
-                    )
-                except TimeoutError:
-                    out.write(f"asya dev: no result after {opts.task_timeout}s\n")
-                    final = None
-                code = 0 if final and final.get("status") == "succeeded" else 1
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(on_signal)
-            tg.start_soon(on_crash)
-            tg.start_soon(main)
+        # Log pumps live in an outer group, so children's last lines are still read while
+        # they shut down; the inner group (mesh, signals, crash watch) ends first.
+        async with anyio.create_task_group() as pumps:
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(on_signal, tg)
+                    tg.start_soon(on_crash, tg)
+                    tg.start_soon(serve, tg, pumps)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await sup.stop_all()
+                pumps.cancel_scope.cancel()
     finally:
-        with anyio.CancelScope(shield=True):
-            await sup.stop_all()
-        sup.kill_all_now()
+        sup.kill_all_now()  # belt and braces, e.g. after a second Ctrl-C
     out.flush()
     return code
 
