@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import sys
 from collections import deque
@@ -24,6 +25,7 @@ from anyio.abc import TaskGroup
 
 _PR_SET_PDEATHSIG: Final = 1
 _COLOURS: Final = (36, 33, 35, 32, 34, 91, 96, 93, 95, 92)
+_ANSI: Final = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TAIL_LINES: Final = 40
 
 
@@ -113,6 +115,8 @@ class Supervisor:
         assert child.proc.stdout is not None
         while line := await child.proc.stdout.readline():
             text = line.decode(errors="replace").rstrip()
+            if not self.colour:
+                text = _ANSI.sub("", text)  # children log in colour; not into a file or pipe
             child.tail.append(text)
             if self.verbose:
                 self.out.write(self._prefix(child) + text + "\n")
