@@ -1,15 +1,17 @@
 """The sidecar's end of the runtime socket: wait for readiness, connect, invoke, stream frames.
 
-One `RuntimeConnection` carries one invocation at a time (abi-wire.md). A reader task owned by
-the connection decodes frames as they arrive into a small bounded stream, so an idle connection
-notices at once when the runtime goes away (`closed`), and frames are never delayed by the
-consumer beyond that buffer. Knows nothing about queues, routing or the gateway.
+One `RuntimeConnection` carries one invocation at a time (abi-wire.md). Frames are decoded
+inline by the task that invoked (no reader task, no extra hop per frame); between invocations
+`alive()` peeks at the socket without blocking, so a runtime that went away while the
+connection was idle is noticed before an envelope is handed to it. Knows nothing about queues,
+routing or the gateway.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
@@ -17,9 +19,8 @@ from typing import Final
 import anyio
 import anyio.abc
 import msgspec
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from asya_runtime.codec import NEED_DATA, FrameWriter, sidecar_reader
+from asya_runtime.codec import NEED_DATA, FrameReader, FrameWriter, sidecar_reader
 from asya_runtime.errors import RemoteProtocolError
 from asya_runtime.wire import (
     PROTOCOL_VERSION,
@@ -33,9 +34,8 @@ from asya_runtime.wire import (
 
 READY_FILE: Final = "runtime-ready"
 _HELLO_TIMEOUT: Final = 10.0
-# Frames decoded but not yet consumed. Full -> the reader stops reading the socket, which is
-# backpressure onto the runtime (the spec's rule for frames: block, never drop).
-_FRAME_BUFFER: Final = 64
+_RECV_BYTES: Final = 65536
+_BROKEN: Final = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 
 class RuntimeUnavailable(Exception):
@@ -47,20 +47,52 @@ class RuntimeLost(Exception):
 
 
 class RuntimeConnection:
-    """One connection to the runtime, after a valid `hello`."""
+    """One connection to the runtime. `connect()` builds it and reads the `hello`."""
 
-    def __init__(
-        self,
-        stream: anyio.abc.ByteStream,
-        hello: Hello,
-        frames: MemoryObjectReceiveStream[RuntimeFrame | BaseException],
-    ) -> None:
-        self.hello = hello
+    def __init__(self, stream: anyio.abc.SocketStream) -> None:
         self._stream = stream
-        self._frames = frames
+        self._reader: FrameReader[RuntimeFrame] = sidecar_reader()
         self._writer = FrameWriter()
         self._encoder = msgspec.msgpack.Encoder()
+        self._sock: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
         self.closed = False
+        self.hello: Hello | None = None
+
+    def alive(self) -> bool:
+        """False if the runtime closed the idle connection (or sent something unasked)."""
+        if self.closed:
+            return False
+        try:
+            self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True  # nothing to read: the connection is open and idle
+        except OSError:
+            pass
+        # EOF, an error, or bytes nobody asked for (outside an invocation): start afresh.
+        self.closed = True
+        return False
+
+    async def _next(self) -> RuntimeFrame:
+        """The next frame; raises `RuntimeLost` at EOF or on a malformed frame."""
+        while True:
+            try:
+                frame = self._reader.next_frame()
+            except RemoteProtocolError as exc:
+                self.closed = True
+                raise RuntimeLost(f"runtime sent a malformed frame: {exc}") from exc
+            if frame is None:
+                self.closed = True
+                raise RuntimeLost("runtime closed the connection mid-invocation")
+            if frame is not NEED_DATA:
+                return frame  # type: ignore[return-value]
+            try:
+                data = await self._stream.receive(_RECV_BYTES)
+            except anyio.EndOfStream:
+                data = b""
+            except _BROKEN as exc:
+                self.closed = True
+                raise RuntimeLost(f"runtime connection lost: {exc!r}") from exc
+            self._reader.feed(data)
 
     async def invoke(self, envelope: Envelope) -> AsyncIterator[RuntimeFrame]:
         """Send `invoke` and yield frames up to and including `end`.
@@ -70,67 +102,26 @@ class RuntimeConnection:
         raw = msgspec.Raw(self._encoder.encode(envelope))
         try:
             await self._stream.send(self._writer.encode(Invoke(envelope=raw)))
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+        except _BROKEN as exc:
             self.closed = True
             raise RuntimeLost(f"runtime connection lost: {exc!r}") from exc
         while True:
-            item = await self._next()
-            yield item
-            if isinstance(item, End):
+            frame = await self._next()
+            yield frame
+            if isinstance(frame, End):
                 return
-
-    async def _next(self) -> RuntimeFrame:
-        try:
-            item = await self._frames.receive()
-        except anyio.EndOfStream:
-            self.closed = True
-            raise RuntimeLost("runtime closed the connection mid-invocation") from None
-        if isinstance(item, BaseException):
-            self.closed = True
-            raise RuntimeLost(f"runtime connection lost: {item}") from item
-        return item
 
     async def cancel(self) -> None:
         """Ask the runtime to stop the invocation in progress (it still answers `end`)."""
         try:
             await self._stream.send(self._writer.encode(Cancel()))
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        except _BROKEN:
             self.closed = True
 
     async def drain_to_end(self) -> None:
         """Discard frames until `end` (after a cancel). Raises `RuntimeLost` on EOF."""
         while not isinstance(await self._next(), End):
             pass
-
-
-async def _read_frames(
-    stream: anyio.abc.ByteStream,
-    send: MemoryObjectSendStream[RuntimeFrame | BaseException],
-    conn_box: list[RuntimeConnection],
-) -> None:
-    reader = sidecar_reader()
-    async with send:
-        try:
-            while True:
-                frame = reader.next_frame()
-                if frame is NEED_DATA:
-                    try:
-                        data = await stream.receive(65536)
-                    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-                        data = b""
-                    reader.feed(data)
-                    continue
-                if frame is None:
-                    break
-                assert not isinstance(frame, type(NEED_DATA))
-                await send.send(frame)  # type: ignore[arg-type]
-        except RemoteProtocolError as exc:
-            await send.send(exc)
-        except anyio.ClosedResourceError:
-            pass
-        finally:
-            if conn_box:
-                conn_box[0].closed = True
 
 
 @asynccontextmanager
@@ -140,27 +131,19 @@ async def connect(socket_path: str) -> AsyncIterator[RuntimeConnection]:
         stream = await anyio.connect_unix(socket_path)
     except OSError as exc:
         raise RuntimeUnavailable(f"cannot connect to {socket_path}: {exc}") from exc
-    send, recv = anyio.create_memory_object_stream[RuntimeFrame | BaseException](_FRAME_BUFFER)
-    box: list[RuntimeConnection] = []
-    async with stream, recv, anyio.create_task_group() as tg:
-        tg.start_soon(_read_frames, stream, send, box)
+    async with stream:
+        conn = RuntimeConnection(stream)
         try:
             with anyio.fail_after(_HELLO_TIMEOUT):
-                first = await recv.receive()
-        except (anyio.EndOfStream, TimeoutError) as exc:
-            tg.cancel_scope.cancel()
-            raise RuntimeUnavailable("runtime closed the connection before hello") from exc
+                first = await conn._next()
+        except (RuntimeLost, TimeoutError) as exc:
+            raise RuntimeUnavailable(f"no hello from the runtime: {exc}") from exc
         if not isinstance(first, Hello) or first.protocol != PROTOCOL_VERSION:
-            tg.cancel_scope.cancel()
             raise RuntimeUnavailable(
                 f"expected hello with protocol {PROTOCOL_VERSION}, got {first!r}"
             )
-        conn = RuntimeConnection(stream, first, recv)
-        box.append(conn)
-        try:
-            yield conn
-        finally:
-            tg.cancel_scope.cancel()
+        conn.hello = first
+        yield conn
 
 
 async def wait_ready(socket_path: str, within: float) -> None:

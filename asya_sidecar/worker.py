@@ -164,7 +164,7 @@ async def _serve(sc: Sidecar, conn: RuntimeConnection) -> None:
             delivery = await sc.receive()
             if delivery is None:
                 continue
-            if conn.closed:
+            if not conn.alive():
                 # The runtime went away while we were idle: nothing has started, so the envelope
                 # goes back untouched and we take no more until the runtime is back.
                 with anyio.CancelScope(shield=True):

@@ -24,7 +24,14 @@ async def test_three_actor_pipeline_to_sink_with_fly_order(mesh: Mesh) -> None:
             payload = {"prompt": "hi", "token_delay": 0.001, "stage_delay": 0.001}
             await mesh.send("tokens", envelope("t-1", ["tokens", "stages", "echo"], payload))
 
-            await wait_for(lambda: "succeeded" in gw.statuses("t-1"), what="final report")
+            # Each sidecar posts its own events; across sidecars the gateway may see them in any
+            # order, so wait for all of them.
+            await wait_for(
+                lambda: (
+                    "succeeded" in gw.statuses("t-1") and gw.statuses("t-1").count("completed") == 3
+                ),
+                what="final report and three 'completed'",
+            )
             flys = gw.flys("t-1")
             toks = [f["text"] for f in flys if "text" in f]
             stages = [f["stage"] for f in flys if "stage" in f]
@@ -38,7 +45,7 @@ async def test_three_actor_pipeline_to_sink_with_fly_order(mesh: Mesh) -> None:
             # Per actor: received, processing, completed, before the terminal report.
             st = gw.statuses("t-1")
             assert st[:3] == ["received", "processing", "completed"]
-            assert st.count("completed") == 3 and st[-1] == "succeeded"
+            assert st.count("received") == st.count("processing") == 3
             # All calls carry the envelope id header.
             assert all(r.headers.get("x-asya-envelope-id") == "t-1" for r in gw.requests)
             await mesh.wait_depth("x-sink", 0)  # the end actor acked it
