@@ -74,12 +74,22 @@ class Ringer:
         self._sock.close()
 
 
+class _Waiter:
+    __slots__ = ("event", "reason")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.reason = ""  # "ring": look at the queue; "watch": take over watching the socket
+
+
 class Bell:
     """The receiving side for one queue in one process, shared by all its waiting tasks.
 
-    One task at a time watches the socket; the others wait for it to report. `generation`
-    counts the rings seen, so a task that read it before checking the queue never misses a ring
-    that came after its check (the lost-wakeup race).
+    Wake-one, not wake-all: one waiting task watches the socket and returns itself when rung;
+    a receiver that then leases a message calls `pass_on()`, waking one more waiter, so a
+    burst is picked up by as many receivers as it needs and an idle herd stays asleep. A
+    `pass_on()` with nobody waiting is kept (one, not counted) for the next `wait`, so a
+    receiver between its look at the queue and its wait never misses it.
     """
 
     def __init__(self, directory: Path, queue: str) -> None:
@@ -90,32 +100,64 @@ class Bell:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         self._sock.bind(str(self.path))
-        self.generation = 0
-        self._watching = anyio.Lock()
-        self._changed = anyio.Event()
+        self._waiters: list[_Waiter] = []  # FIFO; bounded by the caller's concurrent receives
+        self._watcher: _Waiter | None = None
+        self._pending = False
 
-    async def wait(self, seen: int, at_most: float) -> None:
-        """Return once a ring newer than generation `seen` arrived, or after `at_most` seconds."""
-        with anyio.move_on_after(at_most):
-            while self.generation == seen:
-                if self._watching.locked():
-                    await self._changed.wait()  # the watcher saw a ring or gave up: look again
-                    continue
-                async with self._watching:
-                    try:
-                        await anyio.wait_readable(self._sock)
-                        self._drain()
-                        self.generation += 1
-                    finally:
-                        changed, self._changed = self._changed, anyio.Event()
-                        changed.set()
+    async def wait(self, at_most: float) -> None:
+        """Return when rung or passed on to, or after `at_most` seconds (then look anyway)."""
+        if self._pending:
+            self._pending = False
+            return
+        me = _Waiter()
+        self._waiters.append(me)
+        try:
+            with anyio.move_on_after(at_most):
+                while True:
+                    if self._watcher is None:
+                        self._watcher = me
+                        try:
+                            await anyio.wait_readable(self._sock)
+                            self._drain()
+                            return
+                        finally:
+                            self._watcher = None
+                            self._hand_over(me)
+                    await me.event.wait()
+                    if me.reason == "ring":
+                        return
+                    me.event = anyio.Event()  # handed the watch: loop and take it
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(me)
+
+    def _hand_over(self, leaving: _Waiter) -> None:
+        for w in self._waiters:
+            if w is not leaving and not w.event.is_set():
+                w.reason = "watch"
+                w.event.set()
+                return
+
+    def pass_on(self) -> None:
+        """Wake one more waiter to look at the queue (called after a successful lease)."""
+        for w in self._waiters:
+            if w is not self._watcher and not w.event.is_set():
+                w.reason = "ring"
+                w.event.set()
+                return
+        if self._watcher is None:
+            self._pending = True
+        else:
+            # Only the watcher waits: ring our own socket so that it looks.
+            with contextlib.suppress(OSError):
+                self._sock.sendto(b"\x01", str(self.path))
 
     def _drain(self) -> None:
         # Rings carry no data: many rings between two looks count as one.
         while True:
             try:
                 self._sock.recv(64)
-            except (BlockingIOError, OSError):
+            except OSError:  # BlockingIOError included: nothing more to read
                 return
 
     def close(self) -> None:

@@ -72,12 +72,48 @@ async def test_a_ring_between_look_and_wait_is_not_lost(short_tmp: Path) -> None
     bell = Bell(short_tmp, "q")
     ringer = Ringer(short_tmp)
     try:
-        seen = bell.generation  # the receiver looks at the queue: empty...
-        ringer.ring("q")  # ...a sender commits and rings before the receiver waits
-        ringer.ring("other")  # a ring for another queue does not count
+        # The receiver looked at the queue (empty); a sender commits and rings before the
+        # receiver waits; a ring for another queue does not count.
+        ringer.ring("q")
+        ringer.ring("other")
         with anyio.fail_after(5):
-            await bell.wait(seen, 3)
-        assert bell.generation == seen + 1
+            await bell.wait(3)  # returns at once: the datagram waited in the socket
+            with anyio.move_on_after(0.3) as idle:
+                await bell.wait(3)  # drained: this one really waits
+            assert idle.cancelled_caught
+    finally:
+        bell.close()
+        ringer.close()
+
+
+@pytest.mark.anyio
+async def test_bell_wakes_one_waiter_per_ring_and_pass_on_wakes_the_next(short_tmp: Path) -> None:
+    bell = Bell(short_tmp, "q")
+    ringer = Ringer(short_tmp)
+    woken: list[int] = []
+    first = anyio.Event()
+
+    async def waiter(i: int) -> None:
+        await bell.wait(10)
+        woken.append(i)
+        first.set()
+
+    try:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                for i in range(3):
+                    tg.start_soon(waiter, i)
+                await anyio.wait_all_tasks_blocked()
+                ringer.ring("q")
+                await first.wait()
+                await anyio.sleep(0.1)  # give a wrongly woken herd time to show up
+                assert len(woken) == 1, "a ring woke the whole herd"
+                bell.pass_on()  # the woken receiver leased a message: one more looks
+                bell.pass_on()
+            assert sorted(woken) == [0, 1, 2]
+            bell.pass_on()  # nobody waits: kept for the next wait
+            with anyio.fail_after(1):
+                await bell.wait(10)
     finally:
         bell.close()
         ringer.close()
