@@ -61,6 +61,7 @@ class Sidecar:
         self.rand = rand
         self.clock = clock
         self.stopping = anyio.Event()
+        self.fatal: Exception | None = None  # set when the sidecar must exit non-zero
         self._receiving: set[anyio.CancelScope] = set()
         self._processing: set[anyio.CancelScope] = set()
 
@@ -175,6 +176,8 @@ async def _serve(sc: Sidecar, conn: RuntimeConnection) -> None:
                 await sc.settle(delivery, functools.partial(process, sc, conn, delivery))
             finally:
                 keeper.delivery = None
+            if sc.fatal is not None:
+                raise sc.fatal
         tg.cancel_scope.cancel()
 
 
@@ -315,8 +318,12 @@ async def _cancel_invocation(sc: Sidecar, conn: RuntimeConnection) -> None:
         except RuntimeLost:
             return
     if grace.cancelled_caught:
+        # The envelope still goes to x-sink and is acked; the worker then stops the sidecar.
         sc.metrics.healthy = False
-        raise RuntimeHung(f"runtime did not end a cancelled invocation in {sc.cfg.cancel_grace}s")
+        conn.closed = True
+        sc.fatal = RuntimeHung(
+            f"runtime did not end a cancelled invocation in {sc.cfg.cancel_grace:g}s"
+        )
 
 
 async def _on_error(sc: Sidecar, inp: Envelope, err: Error) -> str:

@@ -156,3 +156,14 @@ async def test_sigterm_after_grace_requeues_in_flight(mesh: Mesh) -> None:
         assert await mesh.depth("x-sink") == 0
         back = await mesh.take("slow", within=2)
         assert back["id"] == "g-1" and "status" not in back
+
+
+async def test_runtime_that_never_ends_after_cancel_makes_the_sidecar_exit(mesh: Mesh) -> None:
+    with anyio.fail_after(TIMEOUT):
+        mesh.runtime("stub", "tests.sidecar.handlers:stubborn")
+        sc = mesh.sidecar("stub", ASYA_RESILIENCY_ACTOR_TIMEOUT="1s", ASYA_CANCEL_GRACE="1s")
+        await mesh.send("stub", envelope("n-1", ["stub"], {}))
+        out = await mesh.take("x-sink")
+        assert out["id"] == "n-1" and out["status"]["reason"] == "Timeout"
+        assert await anyio.to_thread.run_sync(sc.wait) == 3
+        assert await mesh.depth("stub") == 0  # the envelope was settled before exiting
