@@ -69,7 +69,13 @@ def config_for(kind: str, sqlite_path: Path, **overrides: Any) -> TransportConfi
     return TransportConfig(**fields)
 
 
-@pytest.fixture(params=["sqlite", "rabbitmq", "sqs"])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("rabbitmq", marks=pytest.mark.broker),
+        pytest.param("sqs", marks=pytest.mark.broker),
+    ]
+)
 def kind(request: pytest.FixtureRequest) -> str:
     require_broker(request.param)
     return str(request.param)

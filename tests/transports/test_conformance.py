@@ -163,6 +163,7 @@ async def read_line(proc: subprocess.Popen[str]) -> str:
     return await anyio.to_thread.run_sync(proc.stdout.readline, abandon_on_cancel=True)
 
 
+@pytest.mark.e2e
 async def test_redelivery_after_the_consumer_dies_without_acking(
     kind: str, open_one: OpenTransport, sqlite_path: Path, queue: str
 ) -> None:
@@ -256,6 +257,7 @@ def _fields(config: Any) -> dict[str, Any]:
     return msgspec.structs.asdict(config)
 
 
+@pytest.mark.e2e
 async def test_many_processes_share_one_sqlite_file(sqlite_path: Path, queue: str) -> None:
     """Two producer and three consumer processes on one file: every message consumed once."""
     config = _fields(config_for("sqlite", sqlite_path))
@@ -291,6 +293,7 @@ def _services(*args: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.broker
 async def test_rabbitmq_broker_restart_while_consuming(sqlite_path: Path, queue: str) -> None:
     """Stop and start the broker under a consumer: nothing queued is lost, the unacked message
     comes back (attempt 2), sends and receives resume on the robust connection by themselves."""

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import asya_sidecar.transports as transports
-from asya_sidecar.transports import LeaseLost, open_transport
+from asya_sidecar.transports import LeaseLost, TransportConfig, open_transport
 from asya_sidecar.transports.doorbell import Bell, Ringer, bell_directory
 from asya_sidecar.transports.rabbitmq import attempt_of, routing_key
 from asya_sidecar.transports.sqs import SqsTransport, encode_body
@@ -32,6 +32,19 @@ def test_public_names() -> None:
     }
     for name in transports.__all__:
         assert hasattr(transports, name)
+
+
+@pytest.mark.anyio
+async def test_unknown_kind_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="nats"):
+        await open_transport(TransportConfig(kind="nats"))
+
+
+def test_config_from_env_reads_the_transport_variables() -> None:
+    cfg = TransportConfig.from_env(
+        {"ASYA_TRANSPORT": "rabbitmq", "ASYA_RABBITMQ_PREFETCH": "4", "ASYA_NAMESPACE": "prod"}
+    )
+    assert (cfg.kind, cfg.rabbitmq_prefetch, cfg.namespace) == ("rabbitmq", 4, "prod")
 
 
 def test_routing_key_strips_the_namespace_prefix_like_upstream() -> None:
