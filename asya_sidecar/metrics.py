@@ -7,7 +7,7 @@ The server is a tiny HTTP/1.0 responder on an anyio listener serving `/metrics` 
 from __future__ import annotations
 
 import contextlib
-from typing import Final
+from typing import Any, Final
 
 import anyio
 import anyio.abc
@@ -102,6 +102,15 @@ class Metrics:
             registry=r,
         )
         self.healthy = True
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, cached: the hot path skips prometheus_client's lock."""
+        key = (id(metric), labels)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = metric.labels(*labels)
+        return c
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -55,9 +55,18 @@ class Outgoing(msgspec.Struct, kw_only=True, frozen=True):
     delay: float = 0.0
 
 
+_last_stamp: list[tuple[int, str]] = [(-1, "")]
+
+
 def rfc3339(now: float) -> str:
-    """Upstream's timestamp format: RFC3339 UTC, whole seconds."""
-    return datetime.fromtimestamp(int(now), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Upstream's timestamp format: RFC3339 UTC, whole seconds (memoised per second)."""
+    sec = int(now)
+    cached = _last_stamp[0]
+    if cached[0] == sec:
+        return cached[1]
+    text = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _last_stamp[0] = (sec, text)
+    return text
 
 
 def parse_rfc3339(text: Any) -> float | None:

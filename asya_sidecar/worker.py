@@ -85,9 +85,9 @@ class Sidecar:
                 t0 = time.perf_counter()
                 d = await self.transport.receive(self.queue, wait=_RECEIVE_WAIT)
                 if d is not None:
-                    self.metrics.receive_time.labels(self.queue, self.metrics.transport).observe(
-                        time.perf_counter() - t0
-                    )
+                    self.metrics.child(
+                        self.metrics.receive_time, self.queue, self.metrics.transport
+                    ).observe(time.perf_counter() - t0)
                 return d
             finally:
                 self._receiving.discard(scope)
@@ -100,9 +100,11 @@ class Sidecar:
         with anyio.CancelScope(shield=True):
             t0 = time.perf_counter()
             await self.transport.send(q, body, delay=out.delay)
-        self.metrics.send_time.labels(q, self.metrics.transport).observe(time.perf_counter() - t0)
-        self.metrics.sent.labels(q, out.kind).inc()
-        self.metrics.size.labels("sent").observe(len(body))
+        self.metrics.child(self.metrics.send_time, q, self.metrics.transport).observe(
+            time.perf_counter() - t0
+        )
+        self.metrics.child(self.metrics.sent, q, out.kind).inc()
+        self.metrics.child(self.metrics.size, "sent").observe(len(body))
 
     async def settle(self, delivery: Delivery, process: Callable[[], Any]) -> None:
         """Run `process()`; ack after it, requeue if it failed or was cut off by shutdown."""
@@ -205,23 +207,23 @@ async def process(sc: Sidecar, conn: RuntimeConnection, delivery: Delivery) -> N
     """Every step for one message; returns once all outputs are durably sent."""
     m, names = sc.metrics, sc.names
     t0 = time.perf_counter()
-    m.received.labels(sc.queue, m.transport).inc()
-    m.size.labels("received").observe(len(delivery.body))
+    m.child(m.received, sc.queue, m.transport).inc()
+    m.child(m.size, "received").observe(len(delivery.body))
     m.active.inc()
     try:
         parsed = routing.parse_message(delivery.body, names, sc.clock())
         if isinstance(parsed, Outgoing):
-            m.failed.labels(sc.queue, "parse_error").inc()
+            m.child(m.failed, sc.queue, "parse_error").inc()
             log.warning("unparsable message sent to sump", message_id=delivery.message_id)
             await sc.send(parsed)
             return
         env = parsed
         with structlog.contextvars.bound_contextvars(envelope_id=env.id, actor=names.actor):
             status = await _process_envelope(sc, conn, delivery, env)
-            m.processed.labels(sc.queue, status).inc()
+            m.child(m.processed, sc.queue, status).inc()
     finally:
         m.active.dec()
-        m.processing.labels(sc.queue).observe(time.perf_counter() - t0)
+        m.child(m.processing, sc.queue).observe(time.perf_counter() - t0)
 
 
 async def _process_envelope(
@@ -230,7 +232,7 @@ async def _process_envelope(
     names, m = sc.names, sc.metrics
     assert env.id is not None
     if not routing.serves(env, names.actor):
-        m.failed.labels(sc.queue, "route_mismatch").inc()
+        m.child(m.failed, sc.queue, "route_mismatch").inc()
         await sc.send(routing.route_mismatch(env, names, sc.clock()))
         return "error"
     gw = sc.gateway.resolve(env.headers)
@@ -242,7 +244,7 @@ async def _process_envelope(
             return f"preflight_{state}"
     left = routing.deadline_left(env, sc.clock())
     if left is not None and left <= 0:
-        m.failed.labels(sc.queue, "sla_timeout").inc()
+        m.child(m.failed, sc.queue, "sla_timeout").inc()
         await sc.send(routing.deadline_expired(env, names, sc.clock()))
         return "sla_expired"
     events = sc.gateway.open(gw, env.id)
@@ -288,20 +290,20 @@ async def _invoke(
                 elif isinstance(frame, End):
                     break
     except RuntimeLost as exc:
-        m.runtime_errors.labels(sc.queue, "connection_lost").inc()
-        m.failed.labels(sc.queue, "runtime_error").inc()
+        m.child(m.runtime_errors, sc.queue, "connection_lost").inc()
+        m.child(m.failed, sc.queue, "runtime_error").inc()
         log.warning("runtime lost mid-invocation; envelope to sump", error=str(exc))
         await sc.send(routing.runtime_lost(env, str(exc), names, sc.clock()))
         return "error"
     finally:
-        m.runtime.labels(sc.queue).observe(time.perf_counter() - t0)
+        m.child(m.runtime, sc.queue).observe(time.perf_counter() - t0)
     if scope.cancelled_caught:
         await _cancel_invocation(sc, conn)
-        m.failed.labels(sc.queue, "timeout").inc()
+        m.child(m.failed, sc.queue, "timeout").inc()
         await sc.send(routing.timed_out(inp, budget, names, sc.clock()))
         return "error"
     if error is not None:
-        m.runtime_errors.labels(sc.queue, "execution_error").inc()
+        m.child(m.runtime_errors, sc.queue, "execution_error").inc()
         return await _on_error(sc, inp, error)
     if index == 0:
         await sc.send(routing.no_output(inp, names, sc.clock()))
@@ -351,9 +353,9 @@ async def _on_error(sc: Sidecar, inp: Envelope, err: Error) -> str:
     if isinstance(decision, Retry):
         return "retried"
     if isinstance(decision, Exhausted):
-        sc.metrics.failed.labels(sc.queue, "policy_exhausted").inc()
+        sc.metrics.child(sc.metrics.failed, sc.queue, "policy_exhausted").inc()
         return "policy_routed" if decision.on_exhausted else "error"
-    sc.metrics.failed.labels(sc.queue, "runtime_error").inc()
+    sc.metrics.child(sc.metrics.failed, sc.queue, "runtime_error").inc()
     return "error"
 
 

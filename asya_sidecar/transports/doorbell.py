@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import itertools
 import os
+import secrets
 import socket
 from pathlib import Path
 from typing import Final
@@ -94,7 +95,10 @@ class Bell:
 
     def __init__(self, directory: Path, queue: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / f"{_queue_tag(queue)}.{os.getpid()}.{next(_counter)}"
+        # pid + counter are unique on one host; the random part keeps them unique when
+        # containers with their own pid namespaces share the directory through a volume.
+        unique = f"{os.getpid()}.{next(_counter)}.{secrets.token_hex(3)}"
+        self.path = directory / f"{_queue_tag(queue)}.{unique}"
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         with contextlib.suppress(FileNotFoundError):

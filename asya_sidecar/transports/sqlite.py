@@ -339,7 +339,10 @@ class SqliteTransport(Transport):
             if remaining <= 0:
                 return None
             until_due = math.inf if next_due is None else max(next_due - time.time(), 0.0)
-            await bell.wait(min(remaining, SAFETY_POLL_SECONDS, until_due + 0.0005))
+            try:
+                await bell.wait(min(remaining, SAFETY_POLL_SECONDS, until_due + 0.0005))
+            except anyio.ClosedResourceError:
+                raise TransportError("transport closed while receiving") from None
 
     async def depths(self) -> dict[str, int]:
         result: dict[str, int] = await self._run("depths")

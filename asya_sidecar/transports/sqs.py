@@ -13,7 +13,7 @@ import contextlib
 import math
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, Final
 
 import anyio
@@ -164,7 +164,42 @@ class SqsTransport(Transport):
     async def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> None:
         await self._send(queue, body, time.time() + max(delay, 0.0), attempt_base=0)
 
-    async def _send(self, queue: str, body: bytes, due_at: float, *, attempt_base: int) -> None:
+    async def send_many(self, messages: Iterable[tuple[str, bytes]], *, delay: float = 0.0) -> None:
+        """`SendMessageBatch` per queue: up to 10 entries and 256 KiB per call."""
+        due_at = time.time() + max(delay, 0.0)
+        by_queue: dict[str, list[dict[str, Any]]] = {}
+        for queue, body in messages:
+            by_queue.setdefault(queue, []).append(self._entry(body, due_at, attempt_base=0))
+        for queue, entries in by_queue.items():
+            url = await self._url(queue)
+            chunk: list[dict[str, Any]] = []
+            size = 0
+            for entry in [*entries, None]:
+                if (
+                    entry is not None
+                    and len(chunk) < 10
+                    and size + entry["_size"] <= MAX_MESSAGE_BYTES
+                ):
+                    chunk.append(entry)
+                    size += entry["_size"]
+                    continue
+                await self._send_batch(queue, url, chunk)
+                chunk, size = ([entry], entry["_size"]) if entry is not None else ([], 0)
+
+    async def _send_batch(self, queue: str, url: str, chunk: list[dict[str, Any]]) -> None:
+        if not chunk:
+            return
+        entries = [
+            {k: v for k, v in e.items() if k != "_size"} | {"Id": str(i)}
+            for i, e in enumerate(chunk)
+        ]
+        async with _mapped(f"sending a batch to {queue!r}"):
+            resp = await self._client.send_message_batch(QueueUrl=url, Entries=entries)
+        if failed := resp.get("Failed"):
+            raise TransportError(f"SQS refused {len(failed)} of a batch to {queue!r}: {failed[0]}")
+
+    def _entry(self, body: bytes, due_at: float, *, attempt_base: int) -> dict[str, Any]:
+        """The `SendMessage` arguments for `body` (minus the queue URL), `_size` as counted."""
         text, attrs = encode_body(body)
         now = time.time()
         if sqs_needs_chaining(due_at, now, self.max_delay_hop):
@@ -179,14 +214,19 @@ class SqsTransport(Transport):
                 f"message of {len(body)} bytes ({size} as sent) exceeds the SQS limit of "
                 f"{MAX_MESSAGE_BYTES} bytes"
             )
-        url = await self._url(queue)
-        kwargs: dict[str, Any] = {"QueueUrl": url, "MessageBody": text}
+        entry: dict[str, Any] = {"MessageBody": text, "_size": size}
         if attrs:
-            kwargs["MessageAttributes"] = attrs
+            entry["MessageAttributes"] = attrs
         if delay := sqs_delay_seconds(due_at, now, self.max_delay_hop):
-            kwargs["DelaySeconds"] = delay
+            entry["DelaySeconds"] = delay
+        return entry
+
+    async def _send(self, queue: str, body: bytes, due_at: float, *, attempt_base: int) -> None:
+        entry = self._entry(body, due_at, attempt_base=attempt_base)
+        del entry["_size"]
+        url = await self._url(queue)
         async with _mapped(f"sending to {queue!r}"):
-            await self._client.send_message(**kwargs)
+            await self._client.send_message(QueueUrl=url, **entry)
 
     async def receive(self, queue: str, *, wait: float) -> Delivery | None:
         url = await self._url(queue)
