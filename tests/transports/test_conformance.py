@@ -70,6 +70,22 @@ async def test_order_is_kept_for_one_consumer(kind: str, transport: Transport, q
         assert got == [f"m{i}" for i in range(20)]
 
 
+async def test_send_many_fans_out_to_several_queues(transport: Transport, queue: str) -> None:
+    other = queue + "-b"
+    with anyio.fail_after(30):
+        await transport.send_many([(queue, f"a{i}".encode()) for i in range(25)] + [(other, b"b")])
+        d = await receive_one(transport, other)
+        assert d.body == b"b"
+        await d.ack()
+        got = set()
+        for _ in range(25):
+            d = await receive_one(transport, queue)
+            got.add(d.body)
+            await d.ack()
+        assert got == {f"a{i}".encode() for i in range(25)}
+        assert await transport.receive(queue, wait=0.3) is None
+
+
 async def test_requeue_redelivers_the_same_message_with_next_attempt(
     transport: Transport, queue: str
 ) -> None:
