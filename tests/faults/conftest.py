@@ -1,0 +1,112 @@
+"""Fixtures of the fault suite: process meshes, transports (with broker checks), recorders."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asya_sidecar.transports import TransportConfig
+
+from .knobs import SEED
+from .procs import Mesh
+from .results import Recorder
+
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+SQS_ENDPOINT = os.environ.get("SQS_ENDPOINT_URL", "http://127.0.0.1:5000")
+
+
+@dataclass(frozen=True)
+class TransportEnv:
+    """One transport, isolated by its namespace: env for child processes + config for the test."""
+
+    kind: str
+    env: dict[str, str]
+    config: TransportConfig
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _need_broker(kind: str, host: str, port: int) -> None:
+    if _reachable(host, port):
+        return
+    msg = f"{kind} is not reachable at {host}:{port} (start it: services.sh start {kind})"
+    if os.environ.get("CI"):
+        pytest.fail(msg)  # CI must not silently skip the broker half of the suite
+    pytest.skip(msg)
+
+
+def transport_env(kind: str, root: Path) -> TransportEnv:
+    namespace = f"f{uuid.uuid4().hex[:10]}"
+    env = {"ASYA_TRANSPORT": kind, "ASYA_NAMESPACE": namespace}
+    cfg: dict[str, Any] = {"kind": kind, "namespace": namespace}
+    if kind == "sqlite":
+        env["ASYA_SQLITE_PATH"] = cfg["sqlite_path"] = str(root / "queues.db")
+    elif kind == "rabbitmq":
+        _need_broker(kind, "127.0.0.1", 5672)
+        env["ASYA_RABBITMQ_URL"] = cfg["rabbitmq_url"] = RABBITMQ_URL
+        # Our own exchange: routing keys are the actor names without the namespace (upstream's
+        # scheme), so two namespaces sharing an exchange receive each other's messages.
+        env["ASYA_RABBITMQ_EXCHANGE"] = cfg["rabbitmq_exchange"] = f"asya-{namespace}"
+    elif kind == "sqs":
+        _need_broker(kind, "127.0.0.1", 5000)
+        env["ASYA_SQS_ENDPOINT"] = cfg["sqs_endpoint"] = SQS_ENDPOINT
+        env.update(
+            AWS_ACCESS_KEY_ID=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+            AWS_SECRET_ACCESS_KEY=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+            AWS_DEFAULT_REGION="us-east-1",
+        )
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        cfg["sqs_visibility_timeout"] = 30.0
+    return TransportEnv(kind, env, TransportConfig(**cfg))
+
+
+@pytest.fixture
+def mesh(short_tmp: Path, subprocess_env: dict[str, str]) -> Iterator[Mesh]:
+    env = {**subprocess_env, "ASYA_FAULT_TRACE": str(short_tmp / "trace")}
+    m = Mesh(short_tmp, env)
+    try:
+        yield m
+    finally:
+        m.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[_PASSED] = report.passed
+    return report
+
+
+_PASSED = pytest.StashKey[bool]()
+
+
+@pytest.fixture
+def recorder(request: pytest.FixtureRequest) -> Iterator[Recorder]:
+    rec = Recorder(request.node.nodeid)
+    try:
+        yield rec
+    finally:
+        rec.save(request.node.stash.get(_PASSED, False))
+
+
+@pytest.fixture(scope="session")
+def fault_seed() -> int:
+    print(f"\nfault suite seed: ASYA_FAULT_SEED={SEED}")
+    return SEED
