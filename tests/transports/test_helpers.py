@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -201,5 +202,32 @@ async def test_sqs_delays_longer_than_one_hop_are_chained(short_tmp: Path) -> No
             assert (d.body, d.attempt) == (b"chained", 1)
             assert time.monotonic() - sent >= 2.75
             await d.ack()
+    finally:
+        await t.aclose()
+
+
+@pytest.mark.anyio
+async def test_sqlite_busy_consumer_does_not_starve_other_tasks(short_tmp: Path) -> None:
+    """Statements may run on the event loop, but every call still yields to other tasks."""
+    t = await open_transport(config_for("sqlite", short_tmp / "q.db"))
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    try:
+        with anyio.fail_after(20):
+            await t.send_many([("q", b"x")] * 200)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ticker)
+                for _ in range(200):
+                    d = await t.receive("q", wait=5)
+                    assert d is not None
+                    await d.ack()
+                tg.cancel_scope.cancel()
+        assert ticks >= 200
     finally:
         await t.aclose()
