@@ -317,18 +317,29 @@ async def test_rabbitmq_broker_restart_while_consuming(sqlite_path: Path, queue:
     if not HAVE_SERVICES_SH:
         pytest.skip(f"{SERVICES_SH} not found: cannot restart the broker")
     transport = await open_transport(config_for("rabbitmq", sqlite_path), concurrency=4)
+    idle_queue = queue + "-idle"
+    waited: list[bytes] = []
     try:
         with anyio.fail_after(180):
             await transport.send(queue, b"in flight")
             held = await receive_one(transport, queue)
             await transport.send(queue, b"queued")
-            try:
-                await anyio.to_thread.run_sync(_services, "stop", "rabbitmq")
-            finally:
-                await anyio.to_thread.run_sync(_services, "start", "rabbitmq")
-            with pytest.raises(TransportError):
-                await held.ack()  # its channel died with the broker
-            await transport.send(queue, b"after restart")  # retried until reconnected
+
+            async with anyio.create_task_group() as tg:
+
+                async def wait_across_the_restart() -> None:
+                    waited.append((await receive_one(transport, idle_queue, wait=120)).body)
+
+                tg.start_soon(wait_across_the_restart)  # a receive in flight during the outage
+                try:
+                    await anyio.to_thread.run_sync(_services, "stop", "rabbitmq")
+                finally:
+                    await anyio.to_thread.run_sync(_services, "start", "rabbitmq")
+                with pytest.raises(TransportError):
+                    await held.ack()  # its channel died with the broker
+                await transport.send(queue, b"after restart")  # retried until reconnected
+                await transport.send(idle_queue, b"wake up")
+            assert waited == [b"wake up"]
             got = {}
             for _ in range(3):
                 d = await receive_one(transport, queue, wait=60)
