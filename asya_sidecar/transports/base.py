@@ -67,6 +67,18 @@ class Transport(abc.ABC):
         for queue, body in messages:
             await self.send(queue, body, delay=delay)
 
+    async def send_then_ack(
+        self, messages: Iterable[tuple[str, bytes]], delivery: Delivery
+    ) -> None:
+        """Durably enqueue `(queue, body)` pairs, then ack `delivery` (what produced them).
+
+        The sidecar's "ack only once the outputs are durable" in one call. The default is
+        `send_many` then `ack`; transports that can do both in one transaction override it
+        (SQLite: all or nothing, and `LeaseLost` sends nothing if the lease went elsewhere).
+        """
+        await self.send_many(messages)
+        await delivery.ack()
+
     @abc.abstractmethod
     async def receive(self, queue: str, *, wait: float) -> Delivery | None:
         """Lease the next visible message, waiting up to `wait` seconds; `None` if none came.

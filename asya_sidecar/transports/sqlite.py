@@ -54,7 +54,7 @@ _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 _LOOP_BODY_BYTES: Final = 256 * 1024
 #: The loop's connection never checkpoints; the thread's runs one after this many loop writes.
 _CHECKPOINT_EVERY: Final = 200
-_WRITES: Final = frozenset({"send", "ack", "requeue", "extend", "register"})
+_WRITES: Final = frozenset({"send", "send_and_ack", "ack", "requeue", "extend", "register"})
 
 
 class _WantThread(Exception):
@@ -147,6 +147,28 @@ class _Store:
                 "INSERT INTO messages (queue, body, visible_at) VALUES (?, ?, ?)",
                 [(q, b, visible_at) for q, b in messages],
             )
+        self._known |= queues
+        for queue in queues:
+            self._ringer.ring(queue)
+
+    def send_and_ack(
+        self, messages: Sequence[tuple[str, bytes]], message_id: int, token: int
+    ) -> None:
+        if self._on_loop and sum(len(b) for _, b in messages) > _LOOP_BODY_BYTES:
+            raise _WantThread
+        queues = {q for q, _ in messages}
+        with self._transaction():
+            self._register(queues)
+            now = time.time()
+            self._db.executemany(
+                "INSERT INTO messages (queue, body, visible_at) VALUES (?, ?, ?)",
+                [(q, b, now) for q, b in messages],
+            )
+            cur = self._db.execute(
+                "DELETE FROM messages WHERE id = ? AND lease = ?", (message_id, token)
+            )
+            if cur.rowcount != 1:  # rolls the outputs back too: the new holder redoes the work
+                raise LeaseLost(f"message {message_id}: lease lapsed and it was redelivered")
         self._known |= queues
         for queue in queues:
             self._ringer.ring(queue)
@@ -321,6 +343,18 @@ class SqliteTransport(Transport):
             self._check_size(body)
         if batch:
             await self._run("send", batch, delay)
+
+    async def send_then_ack(
+        self, messages: Iterable[tuple[str, bytes]], delivery: Delivery
+    ) -> None:
+        """Outputs and ack in one transaction: exactly once between SQLite queues."""
+        if not isinstance(delivery, SqliteDelivery) or delivery._transport is not self:
+            await super().send_then_ack(messages, delivery)
+            return
+        batch = list(messages)
+        for _, body in batch:
+            self._check_size(body)
+        await self._run("send_and_ack", batch, delivery._rowid, delivery._token)
 
     def _bell(self, queue: str) -> Bell:
         bell = self._bells.get(queue)

@@ -86,6 +86,19 @@ async def test_send_many_fans_out_to_several_queues(transport: Transport, queue:
         assert await transport.receive(queue, wait=0.3) is None
 
 
+async def test_send_then_ack_forwards_outputs_and_removes_the_input(
+    transport: Transport, queue: str
+) -> None:
+    out = queue + "-out"
+    with anyio.fail_after(30):
+        await transport.send(queue, b"input")
+        d = await receive_one(transport, queue)
+        await transport.send_then_ack([(out, b"out-1"), (out, b"out-2")], d)
+        got = {(await receive_one(transport, out)).body for _ in range(2)}
+        assert got == {b"out-1", b"out-2"}
+        assert await transport.receive(queue, wait=0.5) is None
+
+
 async def test_requeue_redelivers_the_same_message_with_next_attempt(
     transport: Transport, queue: str
 ) -> None:

@@ -162,8 +162,11 @@ async def test_sqlite_ack_after_the_lease_went_elsewhere_raises_lease_lost(
                 await late.ack()
             with pytest.raises(LeaseLost):
                 await late.extend(10)
+            with pytest.raises(LeaseLost):  # all or nothing: no output without the ack
+                await a.send_then_ack([("out", b"dup")], late)
+            assert await a.receive("out", wait=0.2) is None
             await taken.ack()
-            assert await a.depths() == {"q": 0}
+            assert (await a.depths())["q"] == 0
     finally:
         await a.aclose()
         await b.aclose()
