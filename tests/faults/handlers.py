@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 
 __all__ = [
+    "block_loop",
     "echo",
     "fanout_stream",
     "fly_burst",
@@ -99,4 +100,13 @@ def hang_sync(payload: Any) -> Any:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(0.05)
+    return payload
+
+
+async def block_loop(payload: Any) -> Any:
+    """An `async def` that blocks its event loop (time.sleep): no cancel can reach it."""
+    envelope_id = payload.get("id") if isinstance(payload, dict) else None
+    _trace("S", envelope_id)
+    seconds = float(payload.get("seconds", 3600)) if isinstance(payload, dict) else 3600.0
+    time.sleep(seconds)  # noqa: ASYNC251 - blocking the loop is the point
     return payload
