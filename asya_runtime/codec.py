@@ -108,14 +108,17 @@ class FrameWriter:
         return bytes(self._buf)
 
     def append(self, frame: Frame, out: bytearray) -> int:
-        """Encode one frame onto the end of `out` (no intermediate copy); returns its size."""
-        start = len(out)
-        self._encoder.encode_into(frame, out, start + _PREFIX)
-        n = len(out) - start - _PREFIX
+        """Encode one frame onto the end of `out`; returns its size on the wire.
+
+        `encode` + two appends measured ~1.7x faster than `encode_into(out, len(out) + 4)`
+        for small frames (bench/runtime_bench.py, FLY flood).
+        """
+        body = self._encoder.encode(frame)
+        n = len(body)
         if n > self._max:
-            del out[start:]
             raise LocalProtocolError(f"frame of {n} bytes exceeds the limit of {self._max} bytes")
-        out[start : start + _PREFIX] = n.to_bytes(_PREFIX, "big")
+        out += n.to_bytes(_PREFIX, "big")
+        out += body
         return n + _PREFIX
 
     def encode_many(self, frames: list[Frame]) -> bytes:

@@ -27,8 +27,9 @@ import anyio
 from anyio import from_thread, to_thread
 
 from .abi import Invocation, error_frame
+from .jsonable import to_jsonable
 from .loader import HandlerKind, LoadedHandler
-from .wire import Envelope, Frame
+from .wire import Envelope, Fly, Frame
 
 __all__ = ["Sink", "drive"]
 
@@ -133,6 +134,14 @@ async def _drive_agen(agen: AsyncGenerator[Any, Any], inv: Invocation, sink: Sin
                 value = await asend(reply)
             except StopAsyncIteration:
                 return
+            # Hot path (token streaming): ("FLY", dict) without the general dispatch.
+            if type(value) is tuple and len(value) == 2 and value[0] == "FLY" and (
+                type(value[1]) is dict
+            ):
+                reply = None
+                if push(Fly(data=to_jsonable(value[1]))):
+                    await sink.pace()
+                continue
             frame, reply = step(value)
             if frame is not None and push(frame):
                 await sink.pace()

@@ -3,20 +3,24 @@
 Task tree (every task has an owner):
 
     serve()                      binds, writes runtime-ready, task_status.started(path)
-     └── _Connection.run()       one per accepted stream; closes it in `finally`
-          ├── _Outbox.run_writer  writes every batch of ready frames in one send
-          └── _Connection._invoke one at a time; holds a slot of the concurrency limiter
+     └── _Connection.run()       one per accepted stream: reads frames and runs each invocation
+          │                      inline (holding a slot of the concurrency limiter); closes the
+          │                      stream in `finally`
+          └── _Outbox.run_writer  writes what the socket would not take at once
 
-The reader loop runs in `_Connection.run` itself. Frames are encoded when the driver pushes
-them (one FrameWriter per connection) and appended to the outbox buffer; the writer task wakes
-as soon as the invocation task yields to the loop, so frames produced together leave together
-and a FLY followed by `await sleep()` leaves immediately. Overflow policy: the buffer is bounded
-by `_HIGH_WATER`; above it the driver blocks in `pace()` until the peer reads (backpressure
-reaches the handler).
+Frames are encoded when the driver pushes them (one FrameWriter per connection) and appended
+to the outbox buffer; one flush is scheduled for when the invocation next yields to the loop,
+so frames produced together leave in one `send` and a FLY followed by `await sleep()` leaves at
+once. Overflow policy: the buffer is bounded by `_HIGH_WATER`; above it the driver blocks in
+`pace()` until the peer reads (backpressure reaches the handler).
+
+Backend: asyncio (anyio's default). The flush callback and the watch on the socket while an
+invocation runs are asyncio loop callbacks; everything else is anyio.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -27,7 +31,7 @@ from typing import Any, Final
 
 import anyio
 import msgspec
-from anyio.abc import SocketAttribute, SocketStream, TaskGroup, TaskStatus
+from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 from anyio.lowlevel import checkpoint
 
 from . import __version__
@@ -69,9 +73,19 @@ class ServerConfig:
 
 
 class _Outbox:
-    """Encoded frames waiting for the socket, plus the task that writes them."""
+    """Encoded frames waiting for the socket.
 
-    __slots__ = ("_buf", "_count", "_drained", "_sock", "_wake", "_writer", "broken", "on_broken")
+    `push` appends and schedules one flush for when the current task next yields to the loop
+    (`loop.call_soon` on asyncio: a callback, not a task switch), so frames produced together
+    leave in one `send` and a FLY followed by `await sleep()` leaves at once. Whatever the
+    socket won't take goes to the writer task, which waits for writability; while more than
+    `_HIGH_WATER` bytes wait, `pace()` blocks the handler (backpressure).
+    """
+
+    __slots__ = (
+        "_buf", "_busy", "_call_soon", "_count", "_drained", "_scheduled", "_sock", "_wake",
+        "_writer", "broken", "on_broken",
+    )
 
     def __init__(self, stream: SocketStream, writer: FrameWriter) -> None:
         self._writer = writer
@@ -80,6 +94,13 @@ class _Outbox:
         self._wake = anyio.Event()
         self._drained = anyio.Event()
         self._count = 0
+        self._busy = False  # the writer task holds bytes not yet fully sent
+        self._scheduled = False
+        self._call_soon: Any = None
+        try:  # asyncio backend: schedule flushes as plain callbacks
+            self._call_soon = asyncio.get_running_loop().call_soon
+        except RuntimeError:  # another anyio backend: the writer task flushes
+            pass
         self.broken = False
         self.on_broken: Any = None
 
@@ -87,7 +108,12 @@ class _Outbox:
         if self.broken:
             return False
         self._writer.append(frame, self._buf)
-        self._wake.set()
+        if not self._scheduled:
+            self._scheduled = True
+            if self._call_soon is not None:
+                self._call_soon(self._scheduled_flush)
+            else:
+                self._wake.set()
         self._count += 1
         return self._count >= _PACE_EVERY or len(self._buf) >= _HIGH_WATER
 
@@ -97,16 +123,47 @@ class _Outbox:
             await self._drained.wait()
         await checkpoint()
 
+    def _scheduled_flush(self) -> None:
+        self._scheduled = False
+        self.flush_now()
+
+    def flush_now(self) -> None:
+        """Send what is buffered, without waiting; the rest goes to the writer task."""
+        if self._busy or self.broken or not self._buf:
+            return
+        try:
+            sent = self._sock.send(self._buf)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._mark_broken()
+            return
+        del self._buf[:sent]
+        if self._buf:
+            self._wake.set()
+        else:
+            self._drained.set()
+            self._drained = anyio.Event()
+
+    def _mark_broken(self) -> None:
+        self.broken = True
+        self._buf.clear()
+        self._drained.set()
+        if self.on_broken is not None:
+            self.on_broken()
+
     async def run_writer(self) -> None:
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
+            self._scheduled = False
             await self._write_all()
 
     async def _write_all(self) -> None:
         while self._buf and not self.broken:
             data, self._buf = self._buf, bytearray()
             view = memoryview(data)
+            self._busy = True
             try:
                 while view:
                     try:
@@ -114,17 +171,17 @@ class _Outbox:
                     except BlockingIOError:
                         await anyio.wait_writable(self._sock)
             except OSError:
-                self.broken = True
-                if self.on_broken is not None:
-                    self.on_broken()
+                self._mark_broken()
             finally:
+                self._busy = False
                 view.release()
-        self._buf.clear()
         self._drained.set()
         self._drained = anyio.Event()
 
     async def flush(self) -> None:
         """Write whatever is buffered (used at close, under a shielded timeout)."""
+        while self._busy and not self.broken:
+            await self._drained.wait()
         await self._write_all()
 
 
@@ -143,16 +200,25 @@ class _Server:
 
 
 class _Connection:
+    """One accepted stream: hello, then invocations one at a time, run inline in this task.
+
+    The invocation runs in the reader task itself (no task spawn, no extra loop iteration per
+    envelope). While it runs, a loop reader callback (`_watch`) keeps reading the socket, so
+    a `cancel`, a disconnect or a bad frame still cancels it at once.
+    """
+
     def __init__(self, server: _Server, stream: SocketStream) -> None:
         self.server = server
         self.stream = stream
         self.state = ConnectionState()
         self.outbox = _Outbox(stream, FrameWriter(server.config.max_frame_bytes))
         self.outbox.on_broken = self._cancel_invocation
+        self.sock = self.outbox._sock
+        self.reader = runtime_reader(server.config.max_frame_bytes)
         self.scope: anyio.CancelScope | None = None
-        self.idle = anyio.Event()
-        self.idle.set()
         self.fatal: Error | None = None
+        self.closing = False  # EOF or a fatal protocol error: stop after the invocation
+        self.pending: list[Invoke | Cancel] = []
 
     def _cancel_invocation(self) -> None:
         if self.scope is not None:
@@ -164,58 +230,97 @@ class _Connection:
                 tg.start_soon(self.outbox.run_writer)
                 self.outbox.push(self.server.hello)
                 try:
-                    await self._read_loop(tg)
+                    await self._read_loop()
                 finally:
-                    self._cancel_invocation()
-                    with anyio.CancelScope(shield=True):
-                        await self.idle.wait()
-                        with anyio.move_on_after(_CLOSE_GRACE):
-                            await self.outbox.flush()
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_GRACE):
+                        await self.outbox.flush()
                     self.state.close()
                     tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await self.stream.aclose()
 
-    async def _read_loop(self, tg: TaskGroup) -> None:
-        reader = runtime_reader(self.server.config.max_frame_bytes)
-        receive = self.stream.receive
-        while True:
-            try:
-                data = await receive(65536)
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                return  # the peer went away: run() cancels the invocation
-            reader.feed(data)
-            try:
-                while True:
-                    frame = reader.next_frame()
-                    if frame is NEED_DATA:
-                        break
-                    if frame is None:
-                        return
-                    self._on_frame(frame, tg)  # type: ignore[arg-type]
-            except RemoteProtocolError as exc:
-                log.warning("closing connection: %s", exc)
-                self._fatal(exc)
-                return
+    def _receive_frames(self, data: bytes) -> None:
+        """Feed bytes; queue complete frames; on a protocol error, fail the connection."""
+        self.reader.feed(data)
+        try:
+            while True:
+                frame = self.reader.next_frame()
+                if frame is NEED_DATA:
+                    return
+                if frame is None:
+                    self.closing = True
+                    return
+                self._on_frame(frame)  # type: ignore[arg-type]
+        except RemoteProtocolError as exc:
+            log.warning("closing connection: %s", exc)
+            self._fatal(exc)
 
-    def _on_frame(self, frame: Invoke | Cancel, tg: TaskGroup) -> None:
+    def _on_frame(self, frame: Invoke | Cancel) -> None:
         if isinstance(frame, Invoke):
-            self.state.on("invoke")
-            self.idle = anyio.Event()
-            self.scope = anyio.CancelScope()
-            tg.start_soon(self._invoke, frame.envelope, self.scope)
+            self.state.on("invoke")  # RemoteProtocolError while running
+            self.pending.append(frame)
         elif self.state.on("cancel") is ConnState.CANCELLING:
             self._cancel_invocation()
 
     def _fatal(self, exc: RemoteProtocolError) -> None:
+        self.closing = True
         frame = error_frame(exc)
-        if self.state.state in (ConnState.RUNNING, ConnState.CANCELLING):
+        if self.state.state in (ConnState.RUNNING, ConnState.CANCELLING) and self.scope:
             self.fatal = frame  # the invocation ends with it, instead of a second `end`
             self._cancel_invocation()
         else:
+            self.pending.clear()
             self.outbox.push(frame)
             self.outbox.push(End())
+
+    async def _read_loop(self) -> None:
+        sock = self.sock
+        while not self.closing or self.pending:
+            if self.pending:
+                invoke = self.pending.pop(0)
+                await self._invoke_watched(invoke.envelope)
+                continue
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                await anyio.wait_readable(sock)
+                continue
+            except OSError:
+                return  # the peer went away
+            if not data:
+                return
+            self._receive_frames(data)
+
+    async def _invoke_watched(self, raw: msgspec.Raw) -> None:
+        loop = asyncio.get_running_loop()
+        fd = self.sock.fileno()
+        self.scope = scope = anyio.CancelScope()
+        if self.closing or self.state.state is ConnState.CANCELLING:
+            scope.cancel()  # the cancel (or EOF) arrived in the same read as the invoke
+        else:
+            loop.add_reader(fd, self._watch)
+        try:
+            await self._invoke(raw, scope)
+        finally:
+            loop.remove_reader(fd)
+
+    def _watch(self) -> None:
+        """Loop reader callback while an invocation runs: cancel, disconnect, bad frames."""
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # disconnect: cancel the handler
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.closing = True
+            self._cancel_invocation()
+            return
+        self._receive_frames(data)
+        if self.closing:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
 
     async def _invoke(self, raw: msgspec.Raw, scope: anyio.CancelScope) -> None:
         server = self.server
@@ -227,18 +332,26 @@ class _Connection:
                 except msgspec.DecodeError as exc:
                     outbox.push(error_frame(exc))
                 else:
-                    async with server.limiter:
+                    limiter = server.limiter
+                    try:  # no checkpoint when a slot is free (CapacityLimiter.acquire has one)
+                        limiter.acquire_nowait()
+                    except anyio.WouldBlock:
+                        await limiter.acquire()
+                    try:
                         await drive(
                             server.handler, envelope, outbox, thread_limiter=server.thread_limiter
                         )
+                    finally:
+                        limiter.release()
         finally:
             self.scope = None
             if self.fatal is not None:
                 outbox.push(self.fatal)
+                self.fatal = None
             if self.state.state is not ConnState.CLOSED:
                 self.state.on("end")
             outbox.push(End())
-            self.idle.set()
+            outbox.flush_now()
 
 
 def _prepare_socket_path(path: Path) -> None:

@@ -1,0 +1,315 @@
+"""Benchmark: asya-runtime (as a subprocess) against a raw asyncio + msgspec Unix-socket echo.
+
+    .venv/bin/python bench/runtime_bench.py [--seconds 3] [--flies 100000]
+
+Measures, in one run:
+  raw echo      round trips/s on one reused connection; small frames/s one way
+  runtime       trivial async handler (util:echo) envelopes/s on one reused connection and
+                with 8 concurrent connections; FLY frames/s for one invocation yielding N FLYs
+                (util:fly_flood) with yield-to-read latency p50/p99 (the handler stamps
+                time.perf_counter_ns(), the client compares on receipt); latency of a trivial
+                invocation while another connection streams FLYs for ~1 s.
+Targets (from the issue): echo ≥ 0.8× raw, FLY ≥ 300,000/s, FLY p99 ≤ 200 µs, trivial invocation
+during a 1 s stream ≤ 5 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from asya_runtime.codec import NEED_DATA, FrameWriter, sidecar_reader  # noqa: E402
+from asya_runtime.wire import End, Envelope, Fly, Hello, Route, invoke_frame  # noqa: E402
+
+# -- raw baseline -----------------------------------------------------------------------------
+
+
+class _Msg(msgspec.Struct):
+    i: int
+    text: str = ""
+
+
+async def _raw_server(path: str) -> asyncio.AbstractServer:
+    enc = msgspec.msgpack.Encoder()
+    dec = msgspec.msgpack.Decoder(_Msg)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            first = await reader.readexactly(4)
+            n = int.from_bytes(first, "big")
+            if n == 0:  # one-way mode: blast frames
+                count = int.from_bytes(await reader.readexactly(4), "big")
+                buf = bytearray()
+                for i in range(count):
+                    body = enc.encode(_Msg(i=i, text="tok"))
+                    buf += len(body).to_bytes(4, "big") + body
+                    if len(buf) > 65536:
+                        writer.write(bytes(buf))
+                        buf.clear()
+                        await writer.drain()
+                writer.write(bytes(buf))
+                await writer.drain()
+                return
+            while True:
+                msg = dec.decode(await reader.readexactly(n))
+                body = enc.encode(msg)
+                writer.write(len(body).to_bytes(4, "big") + body)
+                n = int.from_bytes(await reader.readexactly(4), "big")
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_unix_server(handle, path)
+
+
+async def raw_round_trips(path: str, seconds: float) -> float:
+    reader, writer = await asyncio.open_unix_connection(path)
+    enc = msgspec.msgpack.Encoder()
+    dec = msgspec.msgpack.Decoder(_Msg)
+    body = enc.encode(_Msg(i=1, text="hello"))
+    frame = len(body).to_bytes(4, "big") + body
+    n = 0
+    end = time.perf_counter() + seconds
+    t0 = time.perf_counter()
+    while time.perf_counter() < end:
+        writer.write(frame)
+        size = int.from_bytes(await reader.readexactly(4), "big")
+        dec.decode(await reader.readexactly(size))
+        n += 1
+    rate = n / (time.perf_counter() - t0)
+    writer.close()
+    return rate
+
+
+async def raw_one_way(path: str, count: int) -> float:
+    reader, writer = await asyncio.open_unix_connection(path, limit=1 << 20)
+    writer.write((0).to_bytes(4, "big") + count.to_bytes(4, "big"))
+    dec = msgspec.msgpack.Decoder(_Msg)
+    t0 = time.perf_counter()
+    buf = b""
+    got = 0
+    while got < count:
+        data = await reader.read(1 << 16)
+        if not data:
+            break
+        buf += data
+        pos = 0
+        while len(buf) - pos >= 4:
+            n = int.from_bytes(buf[pos : pos + 4], "big")
+            if len(buf) - pos - 4 < n:
+                break
+            dec.decode(buf[pos + 4 : pos + 4 + n])
+            pos += 4 + n
+            got += 1
+        buf = buf[pos:]
+    rate = got / (time.perf_counter() - t0)
+    writer.close()
+    return rate
+
+
+# -- runtime client ---------------------------------------------------------------------------
+
+
+class Client:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.r = reader
+        self.w = writer
+        self.fr = sidecar_reader()
+        self.fw = FrameWriter()
+
+    @classmethod
+    async def open(cls, path: str) -> Client:
+        r, w = await asyncio.open_unix_connection(path, limit=1 << 20)
+        c = cls(r, w)
+        assert isinstance(await c.recv(), Hello)
+        return c
+
+    async def recv(self) -> Any:
+        while True:
+            f = self.fr.next_frame()
+            if f is not NEED_DATA:
+                return f
+            self.fr.feed(await self.r.read(1 << 16))
+
+    def send_invoke(self, frame: bytes) -> None:
+        self.w.write(frame)
+
+    async def call(self, frame: bytes) -> None:
+        self.w.write(frame)
+        while not isinstance(await self.recv(), End):
+            pass
+
+    def close(self) -> None:
+        self.w.close()
+
+
+def _invoke_bytes(payload: Any) -> bytes:
+    env = Envelope(route=Route(prev=[], curr="a", next=["b"]), payload=payload)
+    return FrameWriter().encode(invoke_frame(env))
+
+
+def start_runtime(spec: str, sock: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ASYA_LOG_LEVEL="WARNING")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asya_runtime", "run", spec, "--socket", str(sock)], env=env
+    )
+    ready = sock.parent / "runtime-ready"
+    deadline = time.monotonic() + 20
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("runtime did not start")
+        time.sleep(0.02)
+    return proc
+
+
+async def rt_round_trips(path: str, seconds: float) -> float:
+    c = await Client.open(path)
+    frame = _invoke_bytes({"text": "hello"})
+    for _ in range(200):
+        await c.call(frame)
+    n = 0
+    t0 = time.perf_counter()
+    end = t0 + seconds
+    while time.perf_counter() < end:
+        await c.call(frame)
+        n += 1
+    rate = n / (time.perf_counter() - t0)
+    c.close()
+    return rate
+
+
+async def rt_concurrent(path: str, seconds: float, conns: int = 8) -> float:
+    clients = [await Client.open(path) for _ in range(conns)]
+    frame = _invoke_bytes({"text": "hello"})
+    counts = [0] * conns
+    end = time.perf_counter() + seconds
+
+    async def loop(i: int) -> None:
+        while time.perf_counter() < end:
+            await clients[i].call(frame)
+            counts[i] += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(loop(i) for i in range(conns)))
+    rate = sum(counts) / (time.perf_counter() - t0)
+    for c in clients:
+        c.close()
+    return rate
+
+
+async def rt_flies(path: str, n: int) -> tuple[float, float, float]:
+    c = await Client.open(path)
+    await c.call(_invoke_bytes({"n": 1000}))  # warm up
+    lat: list[int] = []
+    c.send_invoke(_invoke_bytes({"n": n}))
+    t0 = time.perf_counter()
+    now = time.perf_counter_ns
+    got = 0
+    while True:
+        f = await c.recv()
+        if isinstance(f, Fly):
+            lat.append(now() - f.data["t"])
+            got += 1
+        elif isinstance(f, End):
+            break
+    dt = time.perf_counter() - t0
+    c.close()
+    lat.sort()
+    return got / dt, lat[len(lat) // 2] / 1000, lat[int(len(lat) * 0.99)] / 1000
+
+
+async def rt_latency_during_stream(path: str, stream_n: int) -> tuple[float, float, float, float]:
+    busy = await Client.open(path)
+    quick = await Client.open(path)
+    trivial = _invoke_bytes({"n": 0})
+    busy.send_invoke(_invoke_bytes({"n": stream_n}))
+    done = asyncio.Event()
+
+    async def drain() -> None:
+        while not isinstance(await busy.recv(), End):
+            pass
+        done.set()
+
+    t_stream = time.perf_counter()
+    task = asyncio.create_task(drain())
+    samples: list[float] = []
+    while not done.is_set():
+        t0 = time.perf_counter()
+        await quick.call(trivial)
+        samples.append((time.perf_counter() - t0) * 1000)
+        await asyncio.sleep(0.01)
+    await task
+    stream_s = time.perf_counter() - t_stream
+    busy.close()
+    quick.close()
+    samples.sort()
+    return stream_s, samples[len(samples) // 2], samples[int(len(samples) * 0.99)], samples[-1]
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="asya-bench-", dir="/tmp"))
+    try:
+        raw_path = str(tmp / "raw.sock")
+        server = await _raw_server(raw_path)
+        raw_rt = await raw_round_trips(raw_path, args.seconds)
+        raw_ow = await raw_one_way(raw_path, 500_000)
+        server.close()
+        print(f"raw echo: {raw_rt:,.0f} round trips/s (1 conn); {raw_ow:,.0f} frames/s one way")
+
+        echo_sock = tmp / "echo" / "rt.sock"
+        echo_sock.parent.mkdir()
+        proc = start_runtime("examples.handlers.util:echo", echo_sock)
+        try:
+            one = await rt_round_trips(str(echo_sock), args.seconds)
+            many = await rt_concurrent(str(echo_sock), args.seconds)
+        finally:
+            proc.terminate()
+            proc.wait()
+        print(f"runtime echo: {one:,.0f} envelopes/s (1 conn) = {one / raw_rt:.2f}x raw "
+              f"[target >= 0.8x]; {many:,.0f} envelopes/s (8 conns)")
+
+        fly_sock = tmp / "fly" / "rt.sock"
+        fly_sock.parent.mkdir()
+        proc = start_runtime("examples.handlers.util:fly_flood", fly_sock)
+        try:
+            rate, p50, p99 = await rt_flies(str(fly_sock), args.flies)
+            print(f"runtime FLY: {rate:,.0f} frames/s [target >= 300,000]; yield-to-read "
+                  f"p50 {p50:.0f} us, p99 {p99:.0f} us [target p99 <= 200 us]")
+            stream_n = max(1000, int(rate))  # ~1 s of FLYs
+            stream_s, q50, q99, qmax = await rt_latency_during_stream(str(fly_sock), stream_n)
+            print(f"trivial invocation while another connection streams {stream_n:,} FLYs "
+                  f"({stream_s:.2f} s): p50 {q50:.2f} ms, p99 {q99:.2f} ms, max {qmax:.2f} ms "
+                  "[target <= 5 ms]")
+        finally:
+            proc.terminate()
+            proc.wait()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--flies", type=int, default=100_000)
+    args = p.parse_args()
+    print(f"python {sys.version.split()[0]}, msgspec {msgspec.__version__}, {os.cpu_count()} cpus")
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
