@@ -156,8 +156,7 @@ async def main():
     t = await open_transport(TransportConfig(sqlite_path={db!r}))
     print("ready", flush=True)
     while (d := await t.receive("ping", wait=10)) is not None:
-        await t.send("pong", d.body)
-        await d.ack()
+        await t.send_then_ack([("pong", d.body)], d)  # as a sidecar forwards a result
     await t.aclose()
 anyio.run(main)
 """
