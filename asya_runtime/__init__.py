@@ -9,8 +9,8 @@ handler kind) → `server` (anyio shell) → `cli`. `loader` turns a spec into a
 
 __version__ = "0.1.0"
 
-from .errors import AbiError, HandlerLoadError  # noqa: E402
-from .loader import HandlerKind, LoadedHandler, load_handler  # noqa: E402
+from .errors import AbiError, HandlerLoadError
+from .loader import HandlerKind, LoadedHandler, load_handler
 
 __all__ = [
     "AbiError",

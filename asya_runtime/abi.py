@@ -128,8 +128,16 @@ def _valid_next(nxt: Any, path: str) -> list[str]:
 
 def _protocol_message(value: tuple[Any, ...]) -> str:
     verb = value[0] if value else None
-    shape = {"FLY": '("FLY", dict)', "GET": '("GET", path)', "SET": '("SET", path, value)',
-             "DEL": '("DEL", path)'}.get(verb) if isinstance(verb, str) else None
+    shape = (
+        {
+            "FLY": '("FLY", dict)',
+            "GET": '("GET", path)',
+            "SET": '("SET", path, value)',
+            "DEL": '("DEL", path)',
+        }.get(verb)
+        if isinstance(verb, str)
+        else None
+    )
     if shape is not None:
         got = ", ".join(type(v).__name__ for v in value)
         return f"ABI protocol error: {verb} must be yielded as {shape}, got ({got})"

@@ -11,6 +11,7 @@ ASYA_LOG_LEVEL). Flags win over the environment.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -65,15 +66,29 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="load a handler and serve asya-abi/1 on a Unix socket")
-    run.add_argument("spec", nargs="?", help="module:func, module:Class.method, module.func, "
-                     "module.Class.method (default: $ASYA_HANDLER)")
-    run.add_argument("--socket", type=Path, help="socket path (default: "
-                     "$ASYA_SOCKET_DIR/$ASYA_SOCKET_NAME, /var/run/asya/asya-runtime.sock)")
-    run.add_argument("--concurrency", type=_positive,
-                     help=f"invocations run at once (default $ASYA_RUNTIME_CONCURRENCY or "
-                     f"{DEFAULT_CONCURRENCY})")
-    run.add_argument("--max-frame-bytes", type=_positive,
-                     help="largest frame accepted or sent (default $ASYA_MAX_FRAME_BYTES or 16 MiB)")
+    run.add_argument(
+        "spec",
+        nargs="?",
+        help="module:func, module:Class.method, module.func, "
+        "module.Class.method (default: $ASYA_HANDLER)",
+    )
+    run.add_argument(
+        "--socket",
+        type=Path,
+        help="socket path (default: "
+        "$ASYA_SOCKET_DIR/$ASYA_SOCKET_NAME, /var/run/asya/asya-runtime.sock)",
+    )
+    run.add_argument(
+        "--concurrency",
+        type=_positive,
+        help=f"invocations run at once (default $ASYA_RUNTIME_CONCURRENCY or "
+        f"{DEFAULT_CONCURRENCY})",
+    )
+    run.add_argument(
+        "--max-frame-bytes",
+        type=_positive,
+        help="largest frame accepted or sent (default $ASYA_MAX_FRAME_BYTES or 16 MiB)",
+    )
 
     inv = sub.add_parser("invoke", help="send one invoke and print each frame as a JSON line")
     inv.add_argument("payload", help="payload JSON (or a whole envelope with --envelope)")
@@ -104,6 +119,10 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except ValueError as exc:
         print(f"asya-runtime: bad configuration: {exc}", file=sys.stderr)
         return 2
+    # Everything imported so far (the handler's model included) lives for the whole process:
+    # keep it out of the cyclic GC's generations so collections stay short on the hot path.
+    gc.collect()
+    gc.freeze()
     try:
         anyio.run(_serve_until_signal, handler, config)
     except OSError as exc:

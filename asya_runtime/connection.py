@@ -57,7 +57,9 @@ class ConnectionState:
             self.state = _TRANSITIONS[(self.state, event)]
         except KeyError:
             err = RemoteProtocolError if event in _PEER_EVENTS else LocalProtocolError
-            raise err(f"{event!r} is not allowed while the connection is {self.state.value}") from None
+            raise err(
+                f"{event!r} is not allowed while the connection is {self.state.value}"
+            ) from None
         return self.state
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ This module knows nothing about sockets or framing bytes.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import AsyncGenerator, Generator
 from contextlib import aclosing
@@ -92,8 +93,14 @@ async def _run(
         await _finish(await func(payload), inv, sink, limiter, flag)
     elif kind is HandlerKind.GENERATOR:
         await to_thread.run_sync(
-            _drive_gen_in_thread, func, payload, inv, sink, flag,
-            abandon_on_cancel=True, limiter=limiter,
+            _drive_gen_in_thread,
+            func,
+            payload,
+            inv,
+            sink,
+            flag,
+            abandon_on_cancel=True,
+            limiter=limiter,
         )
     else:
         result = await to_thread.run_sync(func, payload, abandon_on_cancel=True, limiter=limiter)
@@ -112,8 +119,14 @@ async def _finish(
         await _drive_agen(result, inv, sink)
     elif inspect.isgenerator(result):
         await to_thread.run_sync(
-            _drive_gen_in_thread, lambda _p: result, None, inv, sink, flag,
-            abandon_on_cancel=True, limiter=limiter,
+            _drive_gen_in_thread,
+            lambda _p: result,
+            None,
+            inv,
+            sink,
+            flag,
+            abandon_on_cancel=True,
+            limiter=limiter,
         )
     elif inspect.iscoroutine(result):
         await _finish(await result, inv, sink, limiter, flag)
@@ -135,8 +148,11 @@ async def _drive_agen(agen: AsyncGenerator[Any, Any], inv: Invocation, sink: Sin
             except StopAsyncIteration:
                 return
             # Hot path (token streaming): ("FLY", dict) without the general dispatch.
-            if type(value) is tuple and len(value) == 2 and value[0] == "FLY" and (
-                type(value[1]) is dict
+            if (
+                type(value) is tuple
+                and len(value) == 2
+                and value[0] == "FLY"
+                and (type(value[1]) is dict)
             ):
                 reply = None
                 if push(Fly(data=to_jsonable(value[1]))):
@@ -147,9 +163,7 @@ async def _drive_agen(agen: AsyncGenerator[Any, Any], inv: Invocation, sink: Sin
                 await sink.pace()
 
 
-def _drive_gen_in_thread(
-    func: Any, payload: Any, inv: Invocation, sink: Sink, flag: _Flag
-) -> None:
+def _drive_gen_in_thread(func: Any, payload: Any, inv: Invocation, sink: Sink, flag: _Flag) -> None:
     """Worker thread: run a sync generator to the end, ABI step included."""
     gen: Generator[Any, Any, Any] = func(payload)
     try:
@@ -166,10 +180,8 @@ def _drive_gen_in_thread(
         return
     except Exception as exc:
         if not flag.cancelled:
-            try:
+            with contextlib.suppress(_Discarded):
                 _hand_over(sink, error_frame(exc), flag, final=True)
-            except _Discarded:
-                pass
     finally:
         gen.close()
 

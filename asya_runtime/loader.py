@@ -95,11 +95,17 @@ def _split(spec: str) -> tuple[Any, str, list[str]]:
         try:
             module = importlib.import_module(mod_name)
         except ModuleNotFoundError as exc:
-            if exc.name is not None and (mod_name == exc.name or mod_name.startswith(exc.name + ".")):
+            if exc.name is not None and (
+                mod_name == exc.name or mod_name.startswith(exc.name + ".")
+            ):
                 continue  # this prefix is not a module: try a shorter one
-            raise HandlerLoadError(f"importing module {mod_name!r} failed: {_one_line(exc)}") from exc
+            raise HandlerLoadError(
+                f"importing module {mod_name!r} failed: {_one_line(exc)}"
+            ) from exc
         except Exception as exc:
-            raise HandlerLoadError(f"importing module {mod_name!r} failed: {_one_line(exc)}") from exc
+            raise HandlerLoadError(
+                f"importing module {mod_name!r} failed: {_one_line(exc)}"
+            ) from exc
         attrs = parts[cut:]
         if len(attrs) > 2:
             raise HandlerLoadError(
@@ -122,7 +128,8 @@ def load_handler(spec: str) -> LoadedHandler:
     if len(attrs) == 1:
         if inspect.isclass(obj):
             raise HandlerLoadError(
-                f"{mod_name}.{attrs[0]} is a class: name a method, e.g. {mod_name}:{attrs[0]}.handle"
+                f"{mod_name}.{attrs[0]} is a class: name a method, "
+                f"e.g. {mod_name}:{attrs[0]}.handle"
             )
         func = obj
     else:

@@ -36,7 +36,7 @@ class Key(NamedTuple):
 
 
 class Index(NamedTuple):
-    index: int
+    pos: int
 
 
 class Slice(NamedTuple):
@@ -128,7 +128,7 @@ def _show(steps: tuple[Step, ...]) -> str:
         if isinstance(s, Key):
             out.append(f".{s.name}" if _KEY.fullmatch(s.name) else f"[{json.dumps(s.name)}]")
         elif isinstance(s, Index):
-            out.append(f"[{s.index}]")
+            out.append(f"[{s.pos}]")
         else:
             a = "" if s.start is None else s.start
             b = "" if s.stop is None else s.stop
@@ -187,7 +187,7 @@ def get(tree: dict[str, Any], path: str) -> Any:
         elif isinstance(step, Index):
             if not isinstance(node, list):
                 raise _wrong(steps, k, node)
-            i = step.index
+            i = step.pos
             node = node[i] if -len(node) <= i < len(node) else None
         else:
             raise AbiError(f"path {path!r}: a slice is allowed only as the last step of a SET")
@@ -209,11 +209,11 @@ def _parent(tree: dict[str, Any], steps: tuple[Step, ...], create: bool) -> Any:
         elif isinstance(step, Index):
             if not isinstance(node, list):
                 raise _wrong(steps, k, node)
-            if not -len(node) <= step.index < len(node):
+            if not -len(node) <= step.pos < len(node):
                 if not create:
                     return None
-                raise AbiError(f"path {_show(steps)!r}: index {step.index} out of range")
-            node = node[step.index]
+                raise AbiError(f"path {_show(steps)!r}: index {step.pos} out of range")
+            node = node[step.pos]
         else:
             raise AbiError(f"path {_show(steps)!r}: a slice is allowed only as the last step")
     return node
@@ -233,9 +233,9 @@ def set_(tree: dict[str, Any], path: str, value: Any) -> None:
     elif isinstance(last, Index):
         if not isinstance(node, list):
             raise _wrong(steps, k, node)
-        if not -len(node) <= last.index < len(node):
-            raise AbiError(f"path {path!r}: index {last.index} out of range")
-        node[last.index] = value
+        if not -len(node) <= last.pos < len(node):
+            raise AbiError(f"path {path!r}: index {last.pos} out of range")
+        node[last.pos] = value
     else:
         if not isinstance(node, list):
             raise _wrong(steps, k, node)
@@ -259,7 +259,7 @@ def delete(tree: dict[str, Any], path: str) -> None:
     elif isinstance(last, Index):
         if not isinstance(node, list):
             raise _wrong(steps, k, node)
-        if -len(node) <= last.index < len(node):
-            del node[last.index]
+        if -len(node) <= last.pos < len(node):
+            del node[last.pos]
     else:
         raise AbiError(f"path {path!r}: a slice is allowed only as the last step of a SET")

@@ -83,8 +83,17 @@ class _Outbox:
     """
 
     __slots__ = (
-        "_buf", "_busy", "_call_soon", "_count", "_drained", "_scheduled", "_sock", "_wake",
-        "_writer", "broken", "on_broken",
+        "_buf",
+        "_busy",
+        "_call_soon",
+        "_count",
+        "_drained",
+        "_scheduled",
+        "_sock",
+        "_wake",
+        "_writer",
+        "broken",
+        "on_broken",
     )
 
     def __init__(self, stream: SocketStream, writer: FrameWriter) -> None:
@@ -96,11 +105,7 @@ class _Outbox:
         self._count = 0
         self._busy = False  # the writer task holds bytes not yet fully sent
         self._scheduled = False
-        self._call_soon: Any = None
-        try:  # asyncio backend: schedule flushes as plain callbacks
-            self._call_soon = asyncio.get_running_loop().call_soon
-        except RuntimeError:  # another anyio backend: the writer task flushes
-            pass
+        self._call_soon = asyncio.get_running_loop().call_soon
         self.broken = False
         self.on_broken: Any = None
 
@@ -110,10 +115,7 @@ class _Outbox:
         self._writer.append(frame, self._buf)
         if not self._scheduled:
             self._scheduled = True
-            if self._call_soon is not None:
-                self._call_soon(self._scheduled_flush)
-            else:
-                self._wake.set()
+            self._call_soon(self._scheduled_flush)
         self._count += 1
         return self._count >= _PACE_EVERY or len(self._buf) >= _HIGH_WATER
 
@@ -218,7 +220,7 @@ class _Connection:
         self.scope: anyio.CancelScope | None = None
         self.fatal: Error | None = None
         self.closing = False  # EOF or a fatal protocol error: stop after the invocation
-        self.pending: list[Invoke | Cancel] = []
+        self.pending: list[Invoke] = []
 
     def _cancel_invocation(self) -> None:
         if self.scope is not None:
@@ -392,7 +394,10 @@ async def serve(
         ready.write_text("ready")
         log.info(
             "serving %s (%s) on %s, concurrency %d",
-            handler.spec, handler.kind.value, path, config.concurrency,
+            handler.spec,
+            handler.kind.value,
+            path,
+            config.concurrency,
         )
         async with anyio.create_task_group() as tg:
             task_status.started(path)
@@ -405,12 +410,9 @@ async def serve(
                         await anyio.sleep(0.1)
                         continue
                     raise
-                tg.start_soon(_Connection(server, stream).run)  # type: ignore[arg-type]
+                tg.start_soon(_Connection(server, stream).run)
     finally:
         for p in (path, ready):
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                pass
+            p.unlink(missing_ok=True)
         with anyio.CancelScope(shield=True):
             await listener.aclose()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
 
 import anyio
@@ -80,7 +80,6 @@ class _Actor:
     """What `actor()` returns: a callable with `.context` and `.flies`."""
 
     def __init__(self, handler: Callable[..., Any], envelope: Envelope) -> None:
-        functools.update_wrapper(self, handler)
         self._handler = handler
         self._inv = Invocation(envelope)
         self.flies: list[dict[str, Any]] = []
@@ -97,17 +96,18 @@ class _Actor:
             out.append(frame.payload)
         return reply
 
-    def _drive_sync(self, result: Any) -> list[Any]:
+    def _drive_sync(self, result: Any) -> list[Any]:  # result: Any, so send() accepts values
         out: list[Any] = []
         if inspect.isgenerator(result):
+            gen: Generator[Any, Any, Any] = result
             reply = None
             try:
                 while True:
-                    reply = self._apply(result.send(reply), out)
+                    reply = self._apply(gen.send(reply), out)
             except StopIteration:
                 pass
             finally:
-                result.close()
+                gen.close()
         elif result is not None:
             out.append(self._inv.emit(result).payload)
         return out
@@ -117,15 +117,16 @@ class _Actor:
             result = await result
         if not inspect.isasyncgen(result):
             return self._drive_sync(result)
+        agen: AsyncGenerator[Any, Any] = result
         out: list[Any] = []
         reply = None
         try:
             while True:
-                reply = self._apply(await result.asend(reply), out)
+                reply = self._apply(await agen.asend(reply), out)
         except StopAsyncIteration:
             pass
         finally:
-            await result.aclose()
+            await agen.aclose()
         return out
 
 

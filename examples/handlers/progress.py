@@ -11,16 +11,21 @@ async def batch(payload):
     total = len(items)
     results = []
     for i, item in enumerate(items):
-        yield "FLY", {
-            "type": "progress",
-            "percent": int(i / total * 100),
-            "current": i + 1,
-            "total": total,
-            "message": f"Processing item {i + 1}/{total}",
-        }
+        yield (
+            "FLY",
+            {
+                "type": "progress",
+                "percent": int(i / total * 100),
+                "current": i + 1,
+                "total": total,
+                "message": f"Processing item {i + 1}/{total}",
+            },
+        )
         await asyncio.sleep(delay)
         results.append(str(item).upper())
-    yield "FLY", {"type": "progress", "percent": 100, "current": total, "total": total,
-                  "message": "Done"}
+    yield (
+        "FLY",
+        {"type": "progress", "percent": 100, "current": total, "total": total, "message": "Done"},
+    )
     payload["results"] = results
     yield payload

@@ -1,6 +1,6 @@
 """Token streaming, like an LLM: FLY each word/sub-word token, then the payload with the text.
 
-    asya-runtime run examples.handlers.tokens:stream
+asya-runtime run examples.handlers.tokens:stream
 """
 
 import asyncio

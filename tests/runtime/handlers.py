@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import datetime
 import time
+from pathlib import Path
 from typing import Any
 
 NOT_CALLABLE = 42
@@ -76,8 +77,7 @@ def sync_gen_hang(payload: Any) -> Any:
     finally:
         marker = payload.get("marker")
         if marker:
-            with open(marker, "w") as f:
-                f.write("closed\n")
+            Path(marker).write_text("closed\n")
 
 
 async def agen_hang(payload: Any) -> Any:
@@ -88,8 +88,7 @@ async def agen_hang(payload: Any) -> Any:
     finally:
         marker = payload.get("marker")
         if marker:
-            with open(marker, "w") as f:
-                f.write("closed\n")
+            Path(marker).write_text("closed\n")  # noqa: ASYNC240 - sync: being cancelled
 
 
 @dataclasses.dataclass

@@ -7,7 +7,7 @@ import datetime as dt
 import decimal
 import json
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given
@@ -39,8 +39,9 @@ yields = st.one_of(
     st.tuples(st.just("SET"), st.just(".headers.h"), json_data).map(lambda t: ("set", t)),
     st.just(("del", ("DEL", ".headers.h"))),
     st.one_of(
-        st.tuples(st.text(max_size=4).filter(lambda v: v not in {"FLY", "GET", "SET", "DEL"}),
-                  json_data),
+        st.tuples(
+            st.text(max_size=4).filter(lambda v: v not in {"FLY", "GET", "SET", "DEL"}), json_data
+        ),
         st.just(()),
         st.just(("FLY",)),
         st.just(("FLY", "not a dict")),
@@ -126,7 +127,7 @@ class FakeModelV2:
 
 
 class FakeModelV1:
-    __fields__ = {"a": None}
+    __fields__: ClassVar[dict[str, Any]] = {"a": None}
 
     def dict(self) -> dict[str, Any]:
         return {"v": 1}

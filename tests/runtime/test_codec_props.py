@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from asya_runtime.codec import NEED_DATA, FrameWriter, runtime_reader, sidecar_reader
 from asya_runtime.errors import LocalProtocolError, RemoteProtocolError
-from asya_runtime.wire import Emit, End, Fly, Route, invoke_frame, decode_envelope, Envelope
+from asya_runtime.wire import Emit, End, Envelope, Fly, Route, decode_envelope, invoke_frame
 
 json_scalars = (
     st.none()
@@ -22,7 +22,9 @@ json_scalars = (
 )
 json_data = st.recursive(
     json_scalars,
-    lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=8), kids, max_size=5),
+    lambda kids: (
+        st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=8), kids, max_size=5)
+    ),
     max_leaves=25,
 )
 

@@ -46,8 +46,11 @@ def test_hello_is_sent_on_accept(runtime: Start) -> None:
         (f"{H}:async_fn", {"x": 21}, [{"doubled": 42}]),
         ("examples.handlers.sync_upper:upper", {"text": "hi"}, [{"text": "HI"}]),
         (f"{H}:sync_gen", {"q": 1}, [{"got": {"q": 1}, "next": ["b"]}]),
-        ("examples.handlers.fanout:split", {"items": [1, 2, 3]},
-         [{"item": i, "index": i - 1, "count": 3} for i in (1, 2, 3)]),
+        (
+            "examples.handlers.fanout:split",
+            {"items": [1, 2, 3]},
+            [{"item": i, "index": i - 1, "count": 3} for i in (1, 2, 3)],
+        ),
         (f"{H}:sync_fn_none", {}, []),
         (f"{H}:async_none", {}, []),
         (f"{H}:gen_nothing", {}, []),
@@ -108,15 +111,21 @@ def test_exception_mid_stream(runtime: Start) -> None:
     assert kinds(frames) == ["fly", "emit", "error", "end"]
     err = frames[2]
     assert isinstance(err, Error)
-    assert (err.code, err.type, err.mro) == ("processing_error", "KeyError",
-                                             ["LookupError", "Exception"])
+    assert (err.code, err.type, err.mro) == (
+        "processing_error",
+        "KeyError",
+        ["LookupError", "Exception"],
+    )
     assert "missing-thing" in err.message and "raise_mid_stream" in err.traceback
 
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [(f"{H}:misuse", "SET denied for path '.id'"), (f"{H}:bad_verb", "ABI protocol error"),
-     (f"{H}:untyped", "Not JSON serializable: object")],
+    [
+        (f"{H}:misuse", "SET denied for path '.id'"),
+        (f"{H}:bad_verb", "ABI protocol error"),
+        (f"{H}:untyped", "Not JSON serializable: object"),
+    ],
 )
 def test_abi_misuse_is_processing_error(runtime: Start, spec: str, message: str) -> None:
     rt = runtime(spec)
@@ -135,8 +144,10 @@ def test_abi_misuse_is_processing_error(runtime: Start, spec: str, message: str)
         ({"payload": 1}, "route"),
         ({"route": {"prev": [], "curr": 5, "next": []}, "payload": 1}, "$.route.curr"),
         ({"route": {"prev": [], "curr": "a", "next": []}}, "payload"),
-        ({"route": {"prev": [], "curr": "a", "next": []}, "payload": 1, "headers": []},
-         "$.headers"),
+        (
+            {"route": {"prev": [], "curr": "a", "next": []}, "payload": 1, "headers": []},
+            "$.headers",
+        ),
         ({"route": {"prev": [], "curr": "a", "next": []}, "payload": 1, "id": 7}, "$.id"),
     ],
 )
@@ -346,10 +357,16 @@ def test_bad_spec_exits_nonzero_before_binding(
 
 
 def test_env_handler_and_socket_dir(short_tmp: Path, subprocess_env: dict[str, str]) -> None:
-    env = dict(subprocess_env, ASYA_HANDLER="examples.handlers.tokens.stream",
-               ASYA_SOCKET_DIR=str(short_tmp), ASYA_SOCKET_NAME="e.sock", ASYA_SOCKET_CHMOD="")
-    proc = subprocess.Popen([sys.executable, "-m", "asya_runtime", "run"], env=env,
-                            stderr=subprocess.DEVNULL)
+    env = dict(
+        subprocess_env,
+        ASYA_HANDLER="examples.handlers.tokens.stream",
+        ASYA_SOCKET_DIR=str(short_tmp),
+        ASYA_SOCKET_NAME="e.sock",
+        ASYA_SOCKET_CHMOD="",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asya_runtime", "run"], env=env, stderr=subprocess.DEVNULL
+    )
     try:
         path = short_tmp / "e.sock"
         deadline = time.monotonic() + 15
@@ -369,17 +386,41 @@ def test_env_handler_and_socket_dir(short_tmp: Path, subprocess_env: dict[str, s
 def test_invoke_command_prints_json_lines(runtime: Start, subprocess_env: dict[str, str]) -> None:
     rt = runtime("examples.handlers.stages:pipeline")
     out = subprocess.run(
-        [sys.executable, "-m", "asya_runtime", "invoke", "--socket", str(rt.socket),
-         "--route", "stages,tokens", '{"stage_delay": 0}'],
-        env=subprocess_env, capture_output=True, text=True, timeout=20, check=True,
+        [
+            sys.executable,
+            "-m",
+            "asya_runtime",
+            "invoke",
+            "--socket",
+            str(rt.socket),
+            "--route",
+            "stages,tokens",
+            '{"stage_delay": 0}',
+        ],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
     )
     lines = [json.loads(ln) for ln in out.stdout.splitlines()]
     assert [ln["t"] for ln in lines] == ["hello"] + ["fly"] * 4 + ["emit", "end"]
     assert lines[-2]["route"] == {"prev": ["stages"], "curr": "tokens", "next": []}
     err = subprocess.run(
-        [sys.executable, "-m", "asya_runtime", "invoke", "--socket", str(rt.socket),
-         "--envelope", '{"payload": 1}'],
-        env=subprocess_env, capture_output=True, text=True, timeout=20,
+        [
+            sys.executable,
+            "-m",
+            "asya_runtime",
+            "invoke",
+            "--socket",
+            str(rt.socket),
+            "--envelope",
+            '{"payload": 1}',
+        ],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
     assert err.returncode == 1 and '"msg_parsing_error"' in err.stdout
 

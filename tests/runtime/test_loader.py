@@ -54,16 +54,19 @@ def test_bad_specs(spec: str, message: str) -> None:
 def test_syntax_error_in_module(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "asya_bad_syntax_mod.py").write_text("def f(:\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(HandlerLoadError, match="importing module 'asya_bad_syntax_mod' failed: "
-                       "SyntaxError"):
+    with pytest.raises(
+        HandlerLoadError, match="importing module 'asya_bad_syntax_mod' failed: SyntaxError"
+    ):
         load_handler("asya_bad_syntax_mod:f")
 
 
 def test_missing_dependency_inside_module_is_not_reported_as_missing_module(
-    tmp_path, monkeypatch  # type: ignore[no-untyped-def]
+    tmp_path,
+    monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
     (tmp_path / "asya_dep_mod.py").write_text("import no_such_dep_xyz\ndef f(p): return p\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(HandlerLoadError, match="importing module 'asya_dep_mod' failed: "
-                       "ModuleNotFoundError"):
+    with pytest.raises(
+        HandlerLoadError, match="importing module 'asya_dep_mod' failed: ModuleNotFoundError"
+    ):
         load_handler("asya_dep_mod.f")

@@ -64,9 +64,15 @@ values = st.recursive(
 )
 
 
-@given(root=st.sampled_from(["headers", "status"]), ks=st.lists(keys, min_size=1, max_size=4),
-       value=values, bracket=st.booleans())
-def test_set_then_get_returns_the_value(root: str, ks: list[str], value: Any, bracket: bool) -> None:
+@given(
+    root=st.sampled_from(["headers", "status"]),
+    ks=st.lists(keys, min_size=1, max_size=4),
+    value=values,
+    bracket=st.booleans(),
+)
+def test_set_then_get_returns_the_value(
+    root: str, ks: list[str], value: Any, bracket: bool
+) -> None:
     inv = _inv()
     path = f".{root}" + "".join(f'["{k}"]' if bracket else f".{k}" for k in ks)
     inv.step(("SET", path, value))
@@ -87,8 +93,17 @@ def test_set_stores_a_deep_copy(value: list[str]) -> None:
 
 
 denied = st.sampled_from(
-    [".id", ".parent_id", ".route", ".route.prev", ".route.prev[0]", ".route.curr", ".payload",
-     ".other", ".route.x"]
+    [
+        ".id",
+        ".parent_id",
+        ".route",
+        ".route.prev",
+        ".route.prev[0]",
+        ".route.curr",
+        ".payload",
+        ".other",
+        ".route.x",
+    ]
 )
 
 
@@ -115,8 +130,9 @@ bounds = st.none() | st.integers(-8, 8)
 
 
 @given(start=lists, a=bounds, b=bounds, new=lists)
-def test_slice_set_behaves_like_python(start: list[str], a: int | None, b: int | None,
-                                       new: list[str]) -> None:
+def test_slice_set_behaves_like_python(
+    start: list[str], a: int | None, b: int | None, new: list[str]
+) -> None:
     inv = _inv(route=["cur", *start])
     sa = "" if a is None else str(a)
     sb = "" if b is None else str(b)

@@ -14,7 +14,16 @@ from typing import Any
 import msgspec
 
 from asya_runtime.codec import NEED_DATA, FrameWriter, sidecar_reader
-from asya_runtime.wire import Cancel, End, Envelope, Frame, Hello, Invoke, RuntimeFrame, invoke_frame
+from asya_runtime.wire import (
+    Cancel,
+    End,
+    Envelope,
+    Frame,
+    Hello,
+    Invoke,
+    RuntimeFrame,
+    invoke_frame,
+)
 
 
 def envelope(payload: Any, route: list[str] | None = None, **meta: Any) -> Envelope:
@@ -95,7 +104,9 @@ class RuntimeProcess:
         deadline = time.monotonic() + timeout
         while not (ready.exists() and self.socket.exists()):
             if self.proc.poll() is not None:
-                raise RuntimeError(f"runtime exited {self.proc.returncode}: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+                raise RuntimeError(
+                    f"runtime exited {self.proc.returncode}: {self.proc.stderr.read()}"
+                )  # type: ignore[union-attr]
             if time.monotonic() > deadline:
                 raise TimeoutError("runtime not ready")
             time.sleep(0.02)
