@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -144,17 +145,23 @@ async def wait_for(cond: Callable[[], Any], *, what: str, within: float = 15.0) 
 class Mesh:
     """Processes of one test, all on one SQLite file and one temp dir; killed on close."""
 
-    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+    def __init__(self, tmp: Path, env: dict[str, str], **transport_env: str) -> None:
         self.tmp = tmp
         self.db = str(tmp / "queues.db")
-        self.env = env | {
-            "ASYA_SQLITE_PATH": self.db,
-            "ASYA_TRANSPORT": "sqlite",
-            "ASYA_NAMESPACE": "t",
-            "ASYA_METRICS_ADDR": "",
-            "ASYA_LOG_FORMAT": "json",
-            "ASYA_LOG_LEVEL": "INFO",
-        }
+        # Brokers keep queues between runs: a fresh namespace per mesh isolates tests.
+        self.namespace = "t" if not transport_env else f"t{uuid.uuid4().hex[:10]}"
+        self.env = (
+            env
+            | {
+                "ASYA_SQLITE_PATH": self.db,
+                "ASYA_TRANSPORT": "sqlite",
+                "ASYA_NAMESPACE": self.namespace,
+                "ASYA_METRICS_ADDR": "",
+                "ASYA_LOG_FORMAT": "json",
+                "ASYA_LOG_LEVEL": "INFO",
+            }
+            | transport_env
+        )
         self.procs: list[subprocess.Popen[bytes]] = []
         self.transport: Transport | None = None
 
@@ -194,13 +201,11 @@ class Mesh:
 
     async def queues(self) -> Transport:
         if self.transport is None:
-            self.transport = await open_transport(
-                TransportConfig(kind="sqlite", namespace="t", sqlite_path=self.db)
-            )
+            self.transport = await open_transport(TransportConfig.from_env(self.env))
         return self.transport
 
     def q(self, actor: str) -> str:
-        return queue_name("t", actor)
+        return queue_name(self.namespace, actor)
 
     async def send(self, actor: str, envelope: dict[str, Any] | bytes) -> None:
         t = await self.queues()
