@@ -5,8 +5,10 @@
 Baselines measured in the same run: an in-process anyio memory-stream hop, and a raw SQLite
 insert+delete loop (same pragmas as the transport, no leases, no threads, no wake-ups).
 Hop latency = a consumer already waiting in `receive` until it holds the message (send
-included), one message at a time; `xproc` does the hop between two processes (ping-pong,
-half the round trip), which is how sidecars of different actors talk.
+included), one message at a time; "hop between 2 processes" is a ping-pong between two
+processes (half the round trip; the far side forwards with `send_then_ack`, as a sidecar
+does). "loop wake-up lateness" is how late a 1 ms timer fires: on a shared machine it bounds
+what any p99 here can mean.
 """
 
 from __future__ import annotations
@@ -194,6 +196,12 @@ async def main(args: argparse.Namespace) -> None:
     n_rate = 400 if args.quick else 4000
     tmp = tempfile.mkdtemp(prefix="asya-bench-", dir="/tmp")
     print(f"hops: {n_hop}, throughput messages: {n_rate} (200-byte bodies)")
+    jitter = []
+    for _ in range(n_hop):  # how late the loop wakes for a timer: the machine's own noise
+        start = time.perf_counter()
+        await anyio.sleep(0.001)
+        jitter.append(time.perf_counter() - start - 0.001)
+    report("baseline loop wake-up lateness", jitter)
     lat, rate = await baseline_memory(n_hop)
     report("baseline anyio memory stream", lat, rate)
     raw_rate = baseline_sqlite(n_rate, f"{tmp}/raw.db")

@@ -52,8 +52,10 @@ _Leased = tuple[int, bytes, int, int]  # id, body, attempt, lease token
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 #: Bodies above this are read and written in the worker thread, not on the event loop.
 _LOOP_BODY_BYTES: Final = 256 * 1024
-#: The loop's connection never checkpoints; the thread's runs one after this many loop writes.
+#: The loop's connection never checkpoints; the thread's runs one when a receiver goes idle
+#: after this many loop writes, or inline after the second number if nobody ever idles.
 _CHECKPOINT_EVERY: Final = 200
+_CHECKPOINT_AT_THE_LATEST: Final = 2000
 _WRITES: Final = frozenset({"send", "send_and_ack", "ack", "requeue", "extend", "register"})
 
 
@@ -316,15 +318,17 @@ class SqliteTransport(Transport):
             else:
                 if name in _WRITES or (name == "lease" and result[0] is not None):
                     self._loop_writes += 1
-                if self._loop_writes >= _CHECKPOINT_EVERY:
-                    self._loop_writes = 0
-                    with anyio.CancelScope(shield=True):
-                        await anyio.to_thread.run_sync(
-                            self._slow.call, "checkpoint", limiter=self._limiter
-                        )
+                if self._loop_writes >= _CHECKPOINT_AT_THE_LATEST:
+                    await self._checkpoint()  # nobody idles: pay for it here
         except sqlite3.Error as exc:
             raise TransportError(f"SQLite queue operation {name} failed: {exc}") from exc
         return result
+
+    async def _checkpoint(self) -> None:
+        """Copy the WAL back into the database (fsyncs, so in the thread), letting it restart."""
+        self._loop_writes = 0
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._slow.call, "checkpoint", limiter=self._limiter)
 
     def _check_size(self, body: bytes) -> None:
         if len(body) > MAX_MESSAGE_BYTES:
@@ -376,6 +380,9 @@ class SqliteTransport(Transport):
             remaining = deadline - anyio.current_time()
             if remaining <= 0:
                 return None
+            if self._loop_writes >= _CHECKPOINT_EVERY:
+                await self._checkpoint()  # idle anyway: keep checkpoints off the busy path
+                continue
             until_due = math.inf if next_due is None else max(next_due - time.time(), 0.0)
             try:
                 await bell.wait(min(remaining, SAFETY_POLL_SECONDS, until_due + 0.0005))
