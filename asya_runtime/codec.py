@@ -67,7 +67,9 @@ class FrameReader(Generic[T]):
                 body = bytes(self._buf[start : start + n])
                 try:
                     frame = self._decoder.decode(body)
-                except msgspec.DecodeError as exc:
+                except (msgspec.DecodeError, ValueError) as exc:
+                    # ValueError: msgspec raises UnicodeDecodeError for invalid UTF-8 in a
+                    # str where it matches tags (found by fuzzing); any bad input is the peer's.
                     raise RemoteProtocolError(f"malformed frame: {exc}") from exc
                 self._pos = start + n
                 self._compact()

@@ -43,6 +43,7 @@ from .errors import RemoteProtocolError
 from .loader import LoadedHandler
 from .wire import (
     DEFAULT_MAX_FRAME_BYTES,
+    MSG_PARSING_ERROR,
     PROTOCOL_VERSION,
     Cancel,
     End,
@@ -331,8 +332,8 @@ class _Connection:
             with scope:
                 try:
                     envelope = decode_envelope(raw)
-                except msgspec.DecodeError as exc:
-                    outbox.push(error_frame(exc))
+                except ValueError as exc:  # msgspec errors, and UnicodeDecodeError
+                    outbox.push(error_frame(exc, code=MSG_PARSING_ERROR))
                 else:
                     limiter = server.limiter
                     try:  # no checkpoint when a slot is free (CapacityLimiter.acquire has one)
@@ -354,6 +355,14 @@ class _Connection:
                 self.state.on("end")
             outbox.push(End())
             outbox.flush_now()
+
+
+async def _serve_connection(server: _Server, stream: SocketStream) -> None:
+    """One connection; a bug in it closes that connection, never the whole server."""
+    try:
+        await _Connection(server, stream).run()
+    except Exception:
+        log.exception("connection failed; closed")
 
 
 def _prepare_socket_path(path: Path) -> None:
@@ -410,7 +419,7 @@ async def serve(
                         await anyio.sleep(0.1)
                         continue
                     raise
-                tg.start_soon(_Connection(server, stream).run)
+                tg.start_soon(_serve_connection, server, stream)
     finally:
         for p in (path, ready):
             p.unlink(missing_ok=True)

@@ -114,3 +114,16 @@ def test_writer_refuses_oversized_frame_and_leaves_buffer_intact() -> None:
     assert out == b"keep"
     w.append(End(), out)
     assert msgspec.msgpack.decode(bytes(out[8:])) == {"t": "end"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x81\xa1t\xa2\xff\xfe",  # the tag is invalid UTF-8 (UnicodeDecodeError in msgspec)
+        b"\x81\xa2\xff\xfe\x01",  # a key is invalid UTF-8
+        b"\x82\xa1t\xa6invoke\xa8envelope\xc1",  # reserved byte
+    ],
+)
+def test_invalid_utf8_and_reserved_bytes_are_remote_errors(body: bytes) -> None:
+    for byte_by_byte in (False, True):
+        _fuzz(runtime_reader(), len(body).to_bytes(4, "big") + body, byte_by_byte)

@@ -436,3 +436,21 @@ def test_hello_first_even_under_load(runtime: Start) -> None:
         assert time.monotonic() - t0 < 0.5
         n = sum(isinstance(f, Fly) for f in busy.until_end())
         assert n == 200000
+
+
+def test_invalid_utf8_in_envelope_is_msg_parsing_error(runtime: Start) -> None:
+    rt = runtime("examples.handlers.util:echo")
+    body = b"\x82\xa1t\xa6invoke\xa8envelope\x82\xa5route\x83\xa4prev\x90\xa4curr\xa2\xff\xfe\xa4next\x90\xa7payload\x01"
+    with rt.client() as c:
+        c.hello()
+        c.send_raw(len(body).to_bytes(4, "big") + body)
+        frames = c.until_end()
+        assert kinds(frames) == ["error", "end"]
+        assert frames[0].code == "msg_parsing_error"  # type: ignore[union-attr]
+        bad_tag = b"\x81\xa1t\xa2\xff\xfe"
+        c.send_raw(len(bad_tag).to_bytes(4, "big") + bad_tag)
+        assert kinds([c.recv(), c.recv()]) == ["error", "end"]
+        assert c.recv() is None
+    with rt.client() as c:  # the process survived
+        c.hello()
+        assert kinds(c.call(envelope({}))) == ["emit", "end"]
