@@ -440,7 +440,10 @@ def test_hello_first_even_under_load(runtime: Start) -> None:
 
 def test_invalid_utf8_in_envelope_is_msg_parsing_error(runtime: Start) -> None:
     rt = runtime("examples.handlers.util:echo")
-    body = b"\x82\xa1t\xa6invoke\xa8envelope\x82\xa5route\x83\xa4prev\x90\xa4curr\xa2\xff\xfe\xa4next\x90\xa7payload\x01"
+    body = (
+        b"\x82\xa1t\xa6invoke\xa8envelope\x82\xa5route\x83\xa4prev\x90"
+        b"\xa4curr\xa2\xff\xfe\xa4next\x90\xa7payload\x01"
+    )
     with rt.client() as c:
         c.hello()
         c.send_raw(len(body).to_bytes(4, "big") + body)
