@@ -123,6 +123,7 @@ class RabbitMQTransport(Transport):
         self._delay_exchange: AbstractExchange
         self._declared: dict[str, AbstractQueue] = {}
         self._declare_lock = anyio.Lock()
+        self._consume_lock = anyio.Lock()
         # Per queue, deliveries pushed by the broker and not yet taken by `receive`. Bounded by
         # the channel's prefetch: the broker sends no more until some are acked.
         self._buffers: dict[str, collections.deque[AbstractIncomingMessage]] = {}
@@ -248,21 +249,25 @@ class RabbitMQTransport(Transport):
                 backoff = min(backoff * 2, 2.0)
 
     async def _consume(self, queue: str) -> None:
+        """Start the broker pushing `queue`'s messages into a buffer (once; again if it failed)."""
         if queue in self._buffers:
             return
-        buffer: collections.deque[AbstractIncomingMessage] = collections.deque()
-        self._buffers[queue] = buffer
-        self._arrived[queue] = anyio.Event()
+        async with self._consume_lock:
+            if queue in self._buffers:
+                return
+            buffer: collections.deque[AbstractIncomingMessage] = collections.deque()
+            self._arrived[queue] = anyio.Event()
 
-        async def on_message(message: AbstractIncomingMessage) -> None:
-            buffer.append(message)
-            self._arrived[queue].set()
+            async def on_message(message: AbstractIncomingMessage) -> None:
+                buffer.append(message)
+                self._arrived[queue].set()
 
-        await self._declare(queue)
-        async with _mapped(f"consuming {queue!r}"):
-            q = await self._consume_channel.declare_queue(queue, durable=True)
-            # The robust channel re-registers this consumer after a reconnect.
-            await q.consume(on_message, no_ack=False)
+            await self._declare(queue)
+            async with _mapped(f"consuming {queue!r}"):
+                q = await self._consume_channel.declare_queue(queue, durable=True)
+                # The robust channel re-registers this consumer after a reconnect.
+                await q.consume(on_message, no_ack=False)
+            self._buffers[queue] = buffer
 
     async def receive(self, queue: str, *, wait: float) -> Delivery | None:
         await self._consume(queue)
