@@ -48,8 +48,13 @@ async def run_sidecar(
     ):
         sc = Sidecar(cfg, transport, gw, metrics)
         if cfg.metrics_addr:
-            port = await tg.start(serve_metrics, metrics, cfg.metrics_addr)
-            log.info("metrics listening", addr=cfg.metrics_addr, port=port)
+            try:
+                port = await tg.start(serve_metrics, metrics, cfg.metrics_addr)
+                log.info("metrics listening", addr=cfg.metrics_addr, port=port)
+            except OSError as exc:
+                # Several sidecars on one machine with the default address: serving the queue
+                # matters more than serving /metrics, so carry on without it (loudly).
+                log.error("metrics disabled: cannot listen", addr=cfg.metrics_addr, error=str(exc))
         if handle_signals:
             tg.start_soon(_on_signals, sc, cfg.shutdown_grace)
         log.info(

@@ -42,6 +42,10 @@ class RuntimeUnavailable(Exception):
     """The runtime could not be reached (not ready, restarting, wrong protocol)."""
 
 
+class ProtocolMismatch(RuntimeUnavailable):
+    """The runtime speaks another protocol version: waiting will not help."""
+
+
 class RuntimeLost(Exception):
     """The connection broke, or the runtime sent a malformed frame, mid-invocation."""
 
@@ -138,9 +142,12 @@ async def connect(socket_path: str) -> AsyncIterator[RuntimeConnection]:
                 first = await conn._next()
         except (RuntimeLost, TimeoutError) as exc:
             raise RuntimeUnavailable(f"no hello from the runtime: {exc}") from exc
-        if not isinstance(first, Hello) or first.protocol != PROTOCOL_VERSION:
-            raise RuntimeUnavailable(
-                f"expected hello with protocol {PROTOCOL_VERSION}, got {first!r}"
+        if not isinstance(first, Hello):
+            raise RuntimeUnavailable(f"expected hello, got {first!r}")
+        if first.protocol != PROTOCOL_VERSION:
+            raise ProtocolMismatch(
+                f"runtime speaks protocol {first.protocol} ({first.runtime}); "
+                f"this sidecar speaks {PROTOCOL_VERSION}"
             )
         conn.hello = first
         yield conn
@@ -161,6 +168,8 @@ async def wait_ready(socket_path: str, within: float) -> None:
                 try:
                     async with connect(socket_path):
                         return
+                except ProtocolMismatch:
+                    raise
                 except RuntimeUnavailable as exc:
                     last = exc
             await anyio.sleep(delay)
