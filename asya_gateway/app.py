@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any, Final
 
+import anyio
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -140,6 +141,9 @@ class Gateway:
     async def health(self, request: Request) -> Response:
         return Response("OK", media_type="text/plain")
 
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(self.registry.stats())
+
     async def index(self, request: Request) -> Response:
         return Response(_INDEX_HTML.read_bytes(), media_type="text/html; charset=utf-8")
 
@@ -257,6 +261,7 @@ def create_app(
         ring_size=config.ring_size,
         subscriber_buffer=config.subscriber_buffer,
         max_tasks=config.max_tasks,
+        terminal_linger=config.terminal_linger_seconds,
     )
 
     async def not_ready(queue: str, body: bytes) -> None:
@@ -266,20 +271,26 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if enqueue is not None:
-            yield
-            return
-        transport = await open_transport(config.transport)
-        gw.enqueue = transport.send
-        try:
-            yield
-        finally:
-            registry.close_all()
-            await transport.aclose()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(registry.run_finalizer)
+            try:
+                if enqueue is not None:
+                    yield
+                else:
+                    transport = await open_transport(config.transport)
+                    gw.enqueue = transport.send
+                    try:
+                        yield
+                    finally:
+                        await transport.aclose()
+            finally:
+                registry.close_all()
+                tg.cancel_scope.cancel()
 
     routes = [
         Route("/", gw.index, methods=["GET"]),
         Route("/health", gw.health, methods=["GET"]),
+        Route("/api/v1/stats", gw.stats, methods=["GET"]),
         Route("/api/v1/mesh", gw.create, methods=["POST"]),
         Route("/api/v1/mesh/", gw.create, methods=["POST"]),
         Route("/api/v1/mesh/{id}", gw.get, methods=["GET"]),

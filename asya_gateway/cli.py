@@ -74,9 +74,24 @@ def run(
     sqlite_path: Annotated[
         str | None, typer.Option(help="Embedded queue file (ASYA_SQLITE_PATH).")
     ] = None,
-    keepalive: Annotated[float, typer.Option(help="Seconds between SSE keepalives.")] = 15.0,
-    ring_size: Annotated[int, typer.Option(help="Events kept per task for replay.")] = 1000,
-    subscriber_buffer: Annotated[int, typer.Option(help="Events queued per client.")] = 1024,
+    keepalive: Annotated[
+        float,
+        typer.Option(help="Seconds between SSE keepalives.", envvar="ASYA_GATEWAY_KEEPALIVE"),
+    ] = 15.0,
+    ring_size: Annotated[
+        int, typer.Option(help="Events kept per task for replay.", envvar="ASYA_GATEWAY_RING_SIZE")
+    ] = 1000,
+    subscriber_buffer: Annotated[
+        int,
+        typer.Option(help="Events queued per client.", envvar="ASYA_GATEWAY_SUBSCRIBER_BUFFER"),
+    ] = 1024,
+    terminal_linger: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a reported succeeded/failed waits for late FLYs before it is sent.",
+            envvar="ASYA_GATEWAY_TERMINAL_LINGER",
+        ),
+    ] = 0.25,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve the gateway: task API, event ingest, client streams and the web page."""
@@ -96,6 +111,7 @@ def run(
         keepalive_seconds=keepalive,
         ring_size=ring_size,
         subscriber_buffer=subscriber_buffer,
+        terminal_linger_seconds=terminal_linger,
     )
     serve(config, log_level=log_level)
 

@@ -20,6 +20,9 @@ class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
     subscriber_buffer: int = 1024  # events queued per client before its oldest are dropped
     max_tasks: int = 10_000  # tasks kept in memory; the oldest finished are evicted first
     max_body_bytes: int = 10 * 1024 * 1024  # larger request bodies get 413
+    # A sidecar-reported succeeded/failed is published this much later, so FLYs still in
+    # flight from the actor's sidecar reach clients before it (see TaskRegistry).
+    terminal_linger_seconds: float = 0.25
 
     @property
     def base_url(self) -> str:

@@ -122,6 +122,8 @@ class Task:
         self.ring: deque[tuple[int, bytes]] = deque(maxlen=ring_size)
         self.subscribers: set[Subscriber] = set()
         self.fly_count = 0
+        # Terminal status stored but its update not yet published (see TaskRegistry's linger).
+        self.finalizing = False
 
     @property
     def terminal(self) -> bool:
@@ -177,15 +179,26 @@ class TaskRegistry:
         ring_size: int = 1000,
         subscriber_buffer: int = 1024,
         max_tasks: int = 10_000,
+        terminal_linger: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.ring_size = ring_size
+        # FLYs travel from an actor's sidecar, the terminal status from x-sink's: separate
+        # processes and connections, so the last FLYs can land just after the terminal status.
+        # With a linger, a sidecar-reported `succeeded`/`failed` is stored at once (GET and
+        # pre-flights see it) but published, and streams closed, only `terminal_linger`
+        # seconds later; FLYs arriving meanwhile are still delivered, in front of it.
+        self.terminal_linger = terminal_linger
+        # FIFO, as the linger is constant; bounded by max_tasks (a task goes terminal once).
+        self._lingering: deque[tuple[float, Task]] = deque()
+        self._linger_wakeup = anyio.Event()
         self.subscriber_buffer = subscriber_buffer
         self.max_tasks = max_tasks
         self.clock = clock
         self._tasks: OrderedDict[str, Task] = OrderedDict()
         self.fly_dropped_unknown = 0  # FLYs for unknown or finished tasks (accepted, dropped)
         self.stale_ignored = 0
+        self.subscriber_dropped = 0  # events dropped from slow clients' buffers (closed streams)
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -203,7 +216,7 @@ class TaskRegistry:
 
     def _evict(self) -> None:
         for tid, task in self._tasks.items():
-            if task.terminal and not task.subscribers:
+            if task.terminal and not task.subscribers and not task.finalizing:
                 del self._tasks[tid]
                 return
         raise TooManyTasks(f"{len(self._tasks)} live tasks (max_tasks={self.max_tasks})")
@@ -218,7 +231,7 @@ class TaskRegistry:
         """
         task = self._tasks.get(task_id)
         if isinstance(event, FlyIn):
-            if task is None or task.terminal:
+            if task is None or (task.terminal and not task.finalizing):
                 self.fly_dropped_unknown += 1
                 return False
             task.fly_count += 1
@@ -252,6 +265,11 @@ class TaskRegistry:
             task.error = data.get("error") or data.get("error_details") or "failed"
             if data.get("error_details") is not None:
                 task.message = str(data.get("error_details"))
+        if phase in ("succeeded", "failed") and self.terminal_linger > 0:
+            task.finalizing = True
+            self._lingering.append((self.clock() + self.terminal_linger, task))
+            self._linger_wakeup.set()
+            return True
         self._publish_update(task)
         return True
 
@@ -273,6 +291,7 @@ class TaskRegistry:
     # -- fan-out --------------------------------------------------------------------------
 
     def _publish_update(self, task: Task) -> None:
+        task.finalizing = False
         self._publish(task, "update", _encoder.encode(task.update_data()))
         if task.terminal:
             for sub in task.subscribers:
@@ -304,10 +323,10 @@ class TaskRegistry:
         else:
             for chunk in missed:
                 sub.push(chunk)
-        if task.terminal:
-            sub.finish()
+        if task.terminal and not (task.finalizing and missed is not None):
+            sub.finish()  # its snapshot (or replay) already holds the terminal state
         else:
-            task.subscribers.add(sub)
+            task.subscribers.add(sub)  # live, or resuming while the terminal update lingers
         return sub
 
     @staticmethod
@@ -320,12 +339,46 @@ class TaskRegistry:
         return [chunk for eid, chunk in task.ring if eid > last_event_id]
 
     def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscriber_dropped += sub.dropped
+        sub.dropped = 0  # counted once, even if unsubscribed twice
         task = self._tasks.get(sub.task_id)
         if task is not None:
             task.subscribers.discard(sub)
 
+    async def run_finalizer(self) -> None:
+        """Publish lingering terminal updates when their time comes (runs for the app's life)."""
+        while True:
+            if not self._lingering:
+                self._linger_wakeup = anyio.Event()
+                await self._linger_wakeup.wait()
+                continue
+            due, task = self._lingering[0]
+            wait = due - self.clock()
+            if wait > 0:
+                await anyio.sleep(wait)
+                continue
+            self._lingering.popleft()
+            if task.finalizing:
+                self._publish_update(task)
+
+    def stats(self) -> dict[str, int]:
+        """Counters for `GET /api/v1/stats`."""
+        live = [t for t in self._tasks.values() if not t.terminal]
+        return {
+            "tasks": len(self._tasks),
+            "tasks_live": len(live),
+            "subscribers": sum(len(t.subscribers) for t in live),
+            "subscriber_dropped_total": self.subscriber_dropped,
+            "fly_dropped_unknown_total": self.fly_dropped_unknown,
+            "stale_ignored_total": self.stale_ignored,
+        }
+
     def close_all(self) -> None:
         """Finish every subscriber (gateway shutdown): their streams end after draining."""
+        while self._lingering:
+            _, task = self._lingering.popleft()
+            if task.finalizing:
+                self._publish_update(task)
         for task in self._tasks.values():
             for sub in task.subscribers:
                 sub.finish()

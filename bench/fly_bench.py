@@ -35,7 +35,12 @@ sys.path.insert(0, str(ROOT))
 from asya_gateway.dev import DevOptions, plan_mesh, wait_ready  # noqa: E402
 from asya_gateway.supervisor import Supervisor  # noqa: E402
 
-HANDLERS = {"flood": "examples.handlers.util:fly_flood", "steady": "bench.fly_handlers:steady"}
+HANDLERS = {
+    "flood": "examples.handlers.util:fly_flood",  # sidecar with its default FLY buffer
+    "floodbig": "examples.handlers.util:fly_flood",  # sidecar with ASYA_FLY_BUFFER=BIG
+    "steady": "bench.fly_handlers:steady",
+}
+BIG = 65536
 
 
 async def _read_stream(resp: httpx.Response, on_fly: Any) -> dict[str, Any]:
@@ -72,16 +77,23 @@ def _pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 
 
-async def mesh_throughput(client: httpx.AsyncClient, url: str, n: int) -> tuple[float, int]:
+async def mesh_throughput(
+    client: httpx.AsyncClient, url: str, n: int, actor: str = "flood"
+) -> tuple[float, int]:
     times: list[float] = []
     final = await _stream_task(
         client,
         url,
-        {"route": ["flood"], "payload": {"n": n}},
+        {"route": [actor], "payload": {"n": n}},
         lambda d: times.append(time.perf_counter()),
     )
     assert final["status"] == "succeeded", final
     return (len(times) - 1) / (times[-1] - times[0]), len(times)
+
+
+async def _counter(client: httpx.AsyncClient, metrics_url: str, name: str) -> float:
+    text = (await client.get(metrics_url)).text
+    return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(name + " "))
 
 
 async def gateway_throughput(client: httpx.AsyncClient, url: str, n: int) -> tuple[float, int]:
@@ -153,9 +165,19 @@ async def main(quick: bool) -> None:
     opts.workdir.mkdir(parents=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    # The bench client is the only subscriber: let it lag without gateway-side drops.
+    env["ASYA_GATEWAY_SUBSCRIBER_BUFFER"] = str(BIG)
     os.chdir(ROOT)
     plan = plan_mesh(opts, env)
+    for spec in plan.children:
+        if spec.name == "floodbig/sidecar":
+            spec.env = {**spec.env, "ASYA_FLY_BUFFER": str(BIG)}
+    metrics = {
+        a: u.replace("/health", "/metrics")
+        for a, u in zip([*opts.route, "x-sink", "x-sump"], plan.sidecar_health_urls, strict=True)
+    }
     sup = Supervisor(sys.stderr)
+    res: dict[str, Any] = {}
     try:
         async with anyio.create_task_group() as tg:
             for spec in plan.children:
@@ -164,39 +186,61 @@ async def main(quick: bool) -> None:
             url = plan.gateway_url
             async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None)) as client:
                 await mesh_throughput(client, url, 1000)  # warm-up
-                base_tp, base_n = await gateway_throughput(client, url, n_flood)
-                mesh_tp, mesh_n = await mesh_throughput(client, url, n_flood)
-                base_lat = await gateway_latency(client, url, n_steady)
-                mesh_lat = await mesh_latency(client, url, n_steady)
+                res["base_tp"] = await gateway_throughput(client, url, n_flood)
+                res["mesh_tp"] = await mesh_throughput(client, url, n_flood, "flood")
+                res["mesh_drop"] = await _counter(client, metrics["flood"], FLY_DROPPED)
+                res["big_tp"] = await mesh_throughput(client, url, n_flood, "floodbig")
+                res["big_drop"] = await _counter(client, metrics["floodbig"], FLY_DROPPED)
+                res["base_lat"] = await gateway_latency(client, url, n_steady)
+                res["mesh_lat"] = await mesh_latency(client, url, n_steady)
+                res["lat_drop"] = await _counter(client, metrics["steady"], FLY_DROPPED)
+                res["gw"] = (await client.get(f"{url}/api/v1/stats")).json()
             tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
             await sup.stop_all()
         sup.kill_all_now()
         shutil.rmtree(workdir, ignore_errors=True)
+    report(res, n_flood)
 
-    print(f"FLY throughput, one task, {n_flood} FLYs (events/s at the SSE client)")
+
+FLY_DROPPED = "asya_actor_fly_dropped_total"
+
+
+def report(res: dict[str, Any], n: int) -> None:
+    (base_tp, base_n), (mesh_tp, mesh_n), (big_tp, big_n) = (
+        res["base_tp"],
+        res["mesh_tp"],
+        res["big_tp"],
+    )
+    print(f"FLY throughput, one task, {n} FLYs as fast as possible (events/s at the SSE client)")
     print(
-        f"  baseline  POST batches of 100 -> gateway -> SSE : {base_tp:9,.0f}/s ({base_n} received)"
+        f"  baseline  POST batches of 100 -> gateway -> SSE   {base_tp:9,.0f}/s  {base_n} received"
     )
     print(
-        f"  mesh      handler -> runtime -> sidecar -> gateway -> SSE : {mesh_tp:9,.0f}/s "
-        f"({mesh_n} received; target >= 20,000/s)"
+        f"  mesh, sidecar FLY buffer default                  {mesh_tp:9,.0f}/s  {mesh_n} received,"
+        f" {res['mesh_drop']:.0f} dropped by the sidecar"
     )
-    print(f"  ratio mesh/baseline: {mesh_tp / base_tp:.2f}")
-    print(f"FLY latency yield -> client at 1,000 FLY/s ({len(mesh_lat)} samples, ms)")
+    print(
+        f"  mesh, ASYA_FLY_BUFFER={BIG}                      {big_tp:9,.0f}/s  {big_n} received,"
+        f" {res['big_drop']:.0f} dropped by the sidecar"
+    )
+    print(f"  target >= 20,000/s; ratio mesh(big buffer)/baseline: {big_tp / base_tp:.2f}")
+    base_lat, mesh_lat = res["base_lat"], res["mesh_lat"]
+    print(f"FLY latency, yield -> client at a steady 1,000 FLY/s ({len(mesh_lat)} samples, ms)")
     for name, lat in (
         ("baseline  POST -> gateway -> SSE", base_lat),
-        ("mesh      handler -> ... -> SSE", mesh_lat),
+        ("mesh      handler -> runtime -> sidecar -> gateway -> SSE", mesh_lat),
     ):
         print(
-            f"  {name:34s} p50 {statistics.median(lat):6.2f}  p99 {_pct(lat, 99):6.2f}  "
+            f"  {name:58s} p50 {statistics.median(lat):6.2f}  p99 {_pct(lat, 99):6.2f}  "
             f"max {max(lat):6.2f}"
         )
     print(
-        f"  mesh p99 target <= 5 ms; p99 ratio mesh/baseline: "
-        f"{_pct(mesh_lat, 99) / _pct(base_lat, 99):.2f}"
+        f"  target p99 <= 5 ms; p99 ratio mesh/baseline: "
+        f"{_pct(mesh_lat, 99) / _pct(base_lat, 99):.2f}; sidecar drops {res['lat_drop']:.0f}"
     )
+    print(f"gateway stats: {res['gw']}")
 
 
 if __name__ == "__main__":

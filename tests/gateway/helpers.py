@@ -63,7 +63,7 @@ async def running_gateway(**overrides: Any) -> AsyncIterator[Gateway]:
 
     app = create_app(config, enqueue=enqueue)
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
+        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
     )
     gw = Gateway(f"http://127.0.0.1:{port}", app.state.registry, enqueued)
     async with anyio.create_task_group() as tg:

@@ -289,3 +289,16 @@ async def test_post_with_accept_event_stream_answers_with_the_stream() -> None:
         assert env["payload"] == {"prompt": "hi"}
         plain = await c.post(f"{gw.url}/api/v1/mesh", json={"route": "a,b", "payload": 1})
         assert plain.status_code == 201 and plain.headers["content-type"] == "application/json"
+
+
+async def test_flys_racing_the_terminal_status_still_reach_clients_before_it() -> None:
+    async with running_gateway(terminal_linger_seconds=0.3) as gw, httpx.AsyncClient() as c:
+        tid = await start_task(c, gw.url)
+        events: list[SseEvent] = []
+        async with c.stream("GET", f"{gw.url}/stream/{tid}") as r, anyio.create_task_group() as tg:
+            tg.start_soon(read_sse, r, events)
+            await post_events(c, gw.url, tid, SUCCESS)  # x-sink's report lands first...
+            assert (await c.get(f"{gw.url}/api/v1/mesh/{tid}")).json()["status"] == "succeeded"
+            await post_events(c, gw.url, tid, [fly(0), fly(1)])  # ...the actor's FLYs after
+        assert texts(events) == ["t0", "t1"]
+        assert [e.terminal for e in events] == [False, False, False, True]

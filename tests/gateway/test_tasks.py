@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import msgspec
 import pytest
 
@@ -113,3 +114,31 @@ def test_eviction_prefers_finished_tasks() -> None:
     reg.cancel(a.id)
     reg.create(["a"])
     assert reg.get(a.id) is None and len(reg) == 2
+
+
+@pytest.mark.anyio
+async def test_terminal_linger_lets_late_flys_through_before_the_terminal_update() -> None:
+    reg = TaskRegistry(terminal_linger=0.2)
+    t = reg.create(["a"])
+    sub = reg.subscribe(t.id)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reg.run_finalizer)
+        assert reg.apply(t.id, StatusIn("succeeded", {"result": 1}))
+        assert t.status == "succeeded" and t.terminal  # stored at once: GET sees it
+        assert not reg.apply(t.id, StatusIn("failed", {}))  # still exactly one terminal
+        assert reg.apply(t.id, FlyIn(b'{"late":1}'))  # in flight from the actor's sidecar
+        late_joiner = reg.subscribe(t.id)  # snapshot is terminal: finished at once
+        assert late_joiner.finished
+        resumer = reg.subscribe(t.id, last_event_id=0)  # resuming: waits for the terminal
+        assert not resumer.finished
+        body = b""
+        with anyio.fail_after(5):
+            while not sub.finished:
+                await sub.wait()
+                body += sub.drain()
+        tg.cancel_scope.cancel()
+    body += sub.drain()
+    assert body.index(b'{"late":1}') < body.index(b'"status":"succeeded"')
+    assert body.count(b'"status":"succeeded"') == 1
+    assert resumer.finished and b'"status":"succeeded"' in resumer.drain()
+    assert not reg.apply(t.id, FlyIn(b'{"later":1}'))  # after the linger: dropped
