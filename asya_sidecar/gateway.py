@@ -282,7 +282,9 @@ class GatewayClient:
         n = sum(1 for e in events if e["type"] == "fly")
         if n:
             self._metrics.fly_dropped.inc(n)
-        log.warning("gateway events dropped", events=len(events), fly=n)
+            log.warning("gateway events dropped", events=len(events), fly=n)
+        else:  # e.g. progress for a task the gateway does not know (sent with `queue send`)
+            log.debug("gateway status events dropped", events=len(events))
 
     async def report(self, gw: str, envelope_id: str, event: Event, within: float = 10.0) -> None:
         """Deliver one event now (end actors), bounded in time; failures are logged, not raised."""
