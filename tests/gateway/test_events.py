@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from asya_gateway.events import (
     BadEvent,
@@ -16,6 +19,7 @@ from asya_gateway.events import (
     parse_legacy_fly,
     parse_legacy_progress,
 )
+from asya_gateway.render import SseEvent, SseParser
 
 
 @pytest.mark.parametrize(
@@ -110,3 +114,29 @@ def test_legacy_forms() -> None:
     assert f.status == "failed" and f.data["error"] == "boom"
     with pytest.raises(BadEvent, match="unknown status"):
         parse_legacy_progress(b'{"status":"dancing"}')
+
+
+_names = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1).filter(
+    lambda s: s.strip() == s and ":" not in s[:1]
+)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(name=_names, data=st.dictionaries(st.text(), _json, max_size=5), eid=st.integers(0, 10**9))
+def test_sse_round_trip_through_a_client_parser(
+    name: str, data: dict[str, object], eid: int
+) -> None:
+    raw = msgspec.json.encode(data)
+    events = _parse(encode_sse(name, raw, eid))
+    assert len(events) == 1
+    assert events[0].event == name and events[0].id == str(eid)
+    assert msgspec.json.decode(events[0].data) == data
+
+
+def _parse(stream: bytes) -> list[SseEvent]:
+    parser = SseParser()
+    return [ev for line in stream.decode().split("\n") for ev in parser.feed(line)]
