@@ -205,9 +205,11 @@ class _Server:
 class _Connection:
     """One accepted stream: hello, then invocations one at a time, run inline in this task.
 
-    The invocation runs in the reader task itself (no task spawn, no extra loop iteration per
-    envelope). While it runs, a loop reader callback (`_watch`) keeps reading the socket, so
-    a `cancel`, a disconnect or a bad frame still cancels it at once.
+    Reading is a loop reader callback (`_on_readable`, registered once for the connection's
+    life, like an asyncio Protocol's `data_received`): it feeds the sans-IO reader, queues an
+    `invoke`, and cancels the running invocation on `cancel`, a disconnect or a bad frame. The
+    connection task runs each queued invocation inline: no task spawn and no reader
+    (un)registration per envelope.
     """
 
     def __init__(self, server: _Server, stream: SocketStream) -> None:
@@ -222,6 +224,7 @@ class _Connection:
         self.fatal: Error | None = None
         self.closing = False  # EOF or a fatal protocol error: stop after the invocation
         self.pending: list[Invoke] = []
+        self.waiter: anyio.Event | None = None
 
     def _cancel_invocation(self) -> None:
         if self.scope is not None:
@@ -232,9 +235,13 @@ class _Connection:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.outbox.run_writer)
                 self.outbox.push(self.server.hello)
+                loop = asyncio.get_running_loop()
+                fd = self.sock.fileno()
+                loop.add_reader(fd, self._on_readable)
                 try:
-                    await self._read_loop()
+                    await self._serve_loop()
                 finally:
+                    loop.remove_reader(fd)
                     with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_GRACE):
                         await self.outbox.flush()
                     self.state.close()
@@ -277,53 +284,42 @@ class _Connection:
             self.outbox.push(frame)
             self.outbox.push(End())
 
-    async def _read_loop(self) -> None:
-        sock = self.sock
-        while not self.closing or self.pending:
+    async def _serve_loop(self) -> None:
+        while True:
             if self.pending:
-                invoke = self.pending.pop(0)
-                await self._invoke_watched(invoke.envelope)
-                continue
-            try:
-                data = sock.recv(65536)
-            except BlockingIOError:
-                await anyio.wait_readable(sock)
-                continue
-            except OSError:
-                return  # the peer went away
-            if not data:
+                raw = self.pending.pop(0).envelope
+                self.scope = scope = anyio.CancelScope()
+                if self.closing or self.state.state is ConnState.CANCELLING:
+                    scope.cancel()  # the cancel (or EOF) arrived in the same read as the invoke
+                await self._invoke(raw, scope)
+            elif self.closing:
                 return
-            self._receive_frames(data)
+            else:
+                self.waiter = anyio.Event()
+                await self.waiter.wait()
 
-    async def _invoke_watched(self, raw: msgspec.Raw) -> None:
-        loop = asyncio.get_running_loop()
-        fd = self.sock.fileno()
-        self.scope = scope = anyio.CancelScope()
-        if self.closing or self.state.state is ConnState.CANCELLING:
-            scope.cancel()  # the cancel (or EOF) arrived in the same read as the invoke
-        else:
-            loop.add_reader(fd, self._watch)
-        try:
-            await self._invoke(raw, scope)
-        finally:
-            loop.remove_reader(fd)
-
-    def _watch(self) -> None:
-        """Loop reader callback while an invocation runs: cancel, disconnect, bad frames."""
+    def _on_readable(self) -> None:
+        """Loop reader callback: whatever arrives, at once (also while a handler runs)."""
         try:
             data = self.sock.recv(65536)
         except BlockingIOError:
             return
         except OSError:
             data = b""
-        if not data:  # disconnect: cancel the handler
-            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        try:
+            if data:
+                self._receive_frames(data)
+            else:  # disconnect: cancel the handler, then close
+                self.closing = True
+                self._cancel_invocation()
+        except Exception:  # a bug here must not leave the connection hanging
+            log.exception("reading from the connection failed")
             self.closing = True
             self._cancel_invocation()
-            return
-        self._receive_frames(data)
         if self.closing:
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        if (self.pending or self.closing) and self.waiter is not None:
+            self.waiter.set()
 
     async def _invoke(self, raw: msgspec.Raw, scope: anyio.CancelScope) -> None:
         server = self.server
