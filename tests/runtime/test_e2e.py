@@ -89,7 +89,7 @@ def test_fly_arrives_while_handler_sleeps(runtime: Start, spec: str) -> None:
         rest = c.until_end()
         t_end = time.monotonic() - t0
     assert isinstance(first, Fly)
-    assert t_fly < 0.3, t_fly
+    assert t_fly < 0.5, t_fly  # the handler then sleeps 1 s
     assert t_end >= 0.95
     assert isinstance(rest[-2], Emit)
 
@@ -265,7 +265,7 @@ def test_concurrent_invocations_overlap(runtime: Start) -> None:
     for t in threads:
         t.join()
     assert len(results) == 4
-    assert time.monotonic() - t0 < 0.95
+    assert time.monotonic() - t0 < 1.6  # serial would be 2 s
 
 
 def test_concurrency_limit_queues_extra_invocations(runtime: Start) -> None:
@@ -278,7 +278,7 @@ def test_concurrency_limit_queues_extra_invocations(runtime: Start) -> None:
     for c in clients:
         c.until_end()
         c.close()
-    assert 0.75 < time.monotonic() - t0 < 1.5
+    assert 0.75 < time.monotonic() - t0 < 3.0  # 2 slots, 3 x 0.4 s: two rounds
 
 
 def test_blocking_sync_handler_does_not_stall_others(runtime: Start) -> None:
@@ -290,7 +290,7 @@ def test_blocking_sync_handler_does_not_stall_others(runtime: Start) -> None:
         t0 = time.monotonic()
         fast.hello()
         fast.call(envelope({"sleep": 0}))
-        assert time.monotonic() - t0 < 0.5
+        assert time.monotonic() - t0 < 0.8  # the blocked thread takes 1 s
         slow.until_end()
 
 
