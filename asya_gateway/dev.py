@@ -223,6 +223,8 @@ async def run_dev(opts: DevOptions, env: Mapping[str, str], out: TextIO) -> int:
 
     async def serve(tg: TaskGroup, pumps: TaskGroup) -> None:
         nonlocal code
+        out.write(f"starting {len(plan.children)} processes (state in {opts.workdir}/)...\n")
+        out.flush()
         for spec in plan.children:
             await sup.start(pumps, spec)
         try:
@@ -313,7 +315,12 @@ def dev(
     except ValueError as exc:
         typer.echo(f"asya dev: {exc}", err=True)
         raise typer.Exit(2) from None
-    code = anyio.run(run_dev, opts, dict(os.environ), sys.stdout)
+    code = 1
+    try:
+        code = anyio.run(run_dev, opts, dict(os.environ), sys.stdout)
+    except* BrokenPipeError:  # output piped into e.g. `head`: the mesh is already stopped
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     raise typer.Exit(code)
 
 
