@@ -35,9 +35,13 @@ class _Server(uvicorn.Server):
             self.loop.call_soon_threadsafe(self.registry.close_all)
         super().handle_exit(sig, frame)
 
+    banner: str = ""
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         await super().startup(sockets)
+        if self.started and self.banner:
+            print(self.banner, file=sys.stderr, flush=True)
 
 
 def serve(config: GatewayConfig, *, log_level: str = "warning") -> None:
@@ -55,6 +59,11 @@ def serve(config: GatewayConfig, *, log_level: str = "warning") -> None:
         )
     )
     server.registry = app.state.registry
+    server.banner = (
+        f"asya-gateway: serving on http://{config.host}:{config.port} (public URL "
+        f"{config.base_url}, transport {config.transport.kind}, namespace "
+        f"{config.transport.namespace})"
+    )
     server.run()
     if not server.started:
         sys.exit(1)
