@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -128,7 +129,24 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except OSError as exc:
         print(f"asya-runtime: cannot serve on {config.socket_path}: {exc}", file=sys.stderr)
         return 1
+    _exit_past_abandoned_threads()
     return 0
+
+
+def _exit_past_abandoned_threads() -> None:
+    """A sync handler cancelled at shutdown still blocks its worker thread, and Python would
+    wait for it at exit. The socket and ready file are gone and every `end` was sent: leave."""
+    stuck = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and t.is_alive() and not t.daemon
+    ]
+    if stuck:
+        log.warning("exiting past %d worker thread(s) still running a sync handler", len(stuck))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 async def _serve_until_signal(handler: object, config: ServerConfig) -> None:

@@ -457,3 +457,18 @@ def test_invalid_utf8_in_envelope_is_msg_parsing_error(runtime: Start) -> None:
     with rt.client() as c:  # the process survived
         c.hello()
         assert kinds(c.call(envelope({}))) == ["emit", "end"]
+
+
+def test_sigterm_does_not_wait_for_a_blocked_sync_handler(runtime: Start) -> None:
+    rt = runtime("examples.handlers.util:block")
+    c = rt.client()
+    c.hello()
+    c.invoke(envelope({"sleep": 30}))
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    os.kill(rt.proc.pid, signal.SIGTERM)
+    assert rt.proc.wait(10) == 0
+    assert time.monotonic() - t0 < 5
+    assert kinds(c.until_end()) == ["end"]
+    assert not rt.socket.exists()
+    c.close()
