@@ -237,7 +237,10 @@ class Gateway:
         return JSONResponse({"status": "ok"})
 
     async def stream(self, request: Request) -> Response:
-        raw = request.headers.get("last-event-id", "").strip()
+        # The header (EventSource's reconnects) wins over `?last_event_id=` (which lets a
+        # fresh EventSource, unable to set headers, start from the task's first event).
+        raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+        raw = (raw or "").strip()
         last = int(raw) if raw.isdigit() else None
         try:
             return self._stream(request.path_params["id"], last)

@@ -147,6 +147,19 @@ async def test_last_event_id_resume_gets_exactly_the_missed_events() -> None:
         assert r2.status_code == 204
 
 
+async def test_query_last_event_id_zero_replays_from_the_first_event() -> None:
+    async with running_gateway() as gw, httpx.AsyncClient() as c:
+        tid = await start_task(c, gw.url)
+        await post_events(c, gw.url, tid, [fly(0), fly(1), SUCCESS])
+        events = await collect_stream(c, f"{gw.url}/stream/{tid}?last_event_id=0")
+        assert texts(events) == ["t0", "t1"] and events[-1].terminal and len(events) == 3
+        # The header wins over the query parameter.
+        events = await collect_stream(
+            c, f"{gw.url}/stream/{tid}?last_event_id=0", {"Last-Event-ID": "1"}
+        )
+        assert texts(events) == ["t1"]
+
+
 async def test_resume_from_before_the_ring_gets_a_fresh_snapshot() -> None:
     async with running_gateway(ring_size=5) as gw, httpx.AsyncClient() as c:
         tid = await start_task(c, gw.url)
