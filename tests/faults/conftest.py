@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ import pytest
 
 from asya_sidecar.transports import TransportConfig
 
+from ..conftest import ROOT
 from .knobs import SEED
 from .procs import Mesh
 from .results import Recorder
@@ -72,6 +75,23 @@ def transport_env(kind: str, root: Path) -> TransportEnv:
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         cfg["sqs_visibility_timeout"] = 30.0
     return TransportEnv(kind, env, TransportConfig(**cfg))
+
+
+@pytest.fixture(scope="module")
+def short_tmp_module() -> Iterator[Path]:
+    d = tempfile.mkdtemp(prefix="asya-", dir="/tmp")
+    try:
+        yield Path(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def subprocess_env_module() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
 
 
 @pytest.fixture

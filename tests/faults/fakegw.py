@@ -105,3 +105,22 @@ async def fake_gateway(mode: Mode = "healthy", delay: float = 2.0) -> AsyncItera
             yield gw
         finally:
             tg.cancel_scope.cancel()
+
+
+async def _serve_forever(mode: str, delay: float, port: int) -> None:
+    assert mode in ("healthy", "slow", "error500", "garbage"), mode
+    gw = FakeGateway(mode=mode, delay=delay)  # type: ignore[arg-type]
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
+    await listener.serve(gw._serve)
+
+
+def main() -> None:
+    """`python -m tests.faults.fakegw MODE DELAY PORT`: the stand-in as its own process."""
+    import sys
+
+    mode, delay, port = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+    anyio.run(_serve_forever, mode, delay, port)
+
+
+if __name__ == "__main__":
+    main()
