@@ -49,10 +49,16 @@ async def wait_until(cond: Callable[[], object], limit: float = 5.0, step: float
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(**overrides: Any) -> AsyncIterator[Gateway]:
-    """uvicorn serving `create_app` in this event loop on an ephemeral port."""
+async def running_gateway(sndbuf: int = 0, **overrides: Any) -> AsyncIterator[Gateway]:
+    """uvicorn serving `create_app` in this event loop on an ephemeral port.
+
+    `sndbuf` shrinks the kernel send buffer of accepted connections (inherited from the
+    listening socket), so a client that stops reading blocks the server quickly.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if sndbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = GatewayConfig(port=port, **overrides)

@@ -199,7 +199,7 @@ async def test_keepalive_comments_are_sent() -> None:
 
 async def test_stalled_client_delays_neither_others_nor_ingest() -> None:
     async with (
-        running_gateway(send_timeout_seconds=1.0, subscriber_buffer=64) as gw,
+        running_gateway(send_timeout_seconds=1.0, subscriber_buffer=64, sndbuf=8192) as gw,
         httpx.AsyncClient() as c,
     ):
         tid = await start_task(c, gw.url)
@@ -227,6 +227,8 @@ async def test_stalled_client_delays_neither_others_nor_ingest() -> None:
                     await post_events(c, gw.url, tid, SUCCESS)
             assert texts(events) == [f"t{i}" for i in range(300)]
             assert events[-1].terminal
+            # The stalled stream is given up after send_timeout; its drops were counted.
+            await wait_until(lambda: gw.registry.stats()["subscriber_dropped_total"] > 0, 15)
         finally:
             stalled.close()
 
