@@ -262,6 +262,7 @@ def create_app(
     """The gateway ASGI app; without `enqueue` it opens `config.transport` for its lifetime."""
     registry = registry or TaskRegistry(
         ring_size=config.ring_size,
+        ring_max_bytes=config.ring_max_bytes,
         subscriber_buffer=config.subscriber_buffer,
         max_tasks=config.max_tasks,
         terminal_linger=config.terminal_linger_seconds,

@@ -17,8 +17,9 @@ class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
     keepalive_seconds: float = 15.0  # `: keepalive` comment interval on idle streams
     send_timeout_seconds: float = 30.0  # a client not reading for this long is dropped
     ring_size: int = 1000  # events kept per task for Last-Event-ID replay
+    ring_max_bytes: int = 1024 * 1024  # ...and at most this many bytes of them
     subscriber_buffer: int = 1024  # events queued per client before its oldest are dropped
-    max_tasks: int = 10_000  # tasks kept in memory; the oldest finished are evicted first
+    max_tasks: int = 2000  # tasks kept in memory; the oldest finished are evicted first
     max_body_bytes: int = 10 * 1024 * 1024  # larger request bodies get 413
     # A sidecar-reported succeeded/failed is published this much later, so FLYs still in
     # flight from the actor's sidecar reach clients before it (see TaskRegistry).

@@ -120,6 +120,7 @@ class Task:
         # Bounded replay ring for Last-Event-ID; overflow forgets the oldest events (a client
         # resuming from before the ring gets a fresh snapshot instead).
         self.ring: deque[tuple[int, bytes]] = deque(maxlen=ring_size)
+        self.ring_bytes = 0  # also bounded in bytes by the registry (ring_max_bytes)
         self.subscribers: set[Subscriber] = set()
         self.fly_count = 0
         # Terminal status stored but its update not yet published (see TaskRegistry's linger).
@@ -177,12 +178,14 @@ class TaskRegistry:
         self,
         *,
         ring_size: int = 1000,
+        ring_max_bytes: int = 1024 * 1024,
         subscriber_buffer: int = 1024,
-        max_tasks: int = 10_000,
+        max_tasks: int = 2000,
         terminal_linger: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.ring_size = ring_size
+        self.ring_max_bytes = ring_max_bytes
         # FLYs travel from an actor's sidecar, the terminal status from x-sink's: separate
         # processes and connections, so the last FLYs can land just after the terminal status.
         # With a linger, a sidecar-reported `succeeded`/`failed` is stored at once (GET and
@@ -301,7 +304,13 @@ class TaskRegistry:
     def _publish(self, task: Task, name: str, data: bytes) -> None:
         task.last_event_id += 1
         chunk = encode_sse(name, data, task.last_event_id)  # encoded once, shared by all
-        task.ring.append((task.last_event_id, chunk))
+        ring = task.ring
+        if len(ring) == ring.maxlen:
+            task.ring_bytes -= len(ring[0][1])
+        ring.append((task.last_event_id, chunk))
+        task.ring_bytes += len(chunk)
+        while task.ring_bytes > self.ring_max_bytes and len(ring) > 1:
+            task.ring_bytes -= len(ring.popleft()[1])  # forget the oldest: bytes are bounded too
         for sub in task.subscribers:
             sub.push(chunk)
 

@@ -142,3 +142,14 @@ async def test_terminal_linger_lets_late_flys_through_before_the_terminal_update
     assert body.count(b'"status":"succeeded"') == 1
     assert resumer.finished and b'"status":"succeeded"' in resumer.drain()
     assert not reg.apply(t.id, FlyIn(b'{"later":1}'))  # after the linger: dropped
+
+
+def test_ring_is_bounded_in_bytes_too() -> None:
+    reg = TaskRegistry(ring_size=1000, ring_max_bytes=1000)
+    t = reg.create(["a"])
+    for i in range(50):
+        reg.apply(t.id, FlyIn(b'{"pad":"%s","i":%d}' % (b"x" * 80, i)))
+    assert t.ring_bytes == sum(len(c) for _, c in t.ring) <= 1000
+    assert t.ring[-1][0] == 50 and len(t.ring) < 50
+    sub = reg.subscribe(t.id, last_event_id=5)  # fell out of the ring: a snapshot instead
+    assert len(sub.queue) == 1 and b"event: update" in sub.queue[0]
