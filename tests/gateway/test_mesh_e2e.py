@@ -122,8 +122,9 @@ async def test_tokens_stream_incrementally_through_the_whole_mesh(
     spread = tokens[-1].at - tokens[0].at
     assert spread > 0.5 * delay * (len(tokens) - 1), spread
     assert final.at - tokens[len(tokens) // 2].at > 0.25 * delay * len(tokens)
-    gaps = sorted(b.at - a.at for a, b in itertools.pairwise(tokens))
-    assert gaps[len(gaps) // 2] > delay / 4  # the median gap reflects the handler's delay
+    # Many separate arrivals (a busy machine may batch a few tokens into one POST).
+    bursts = 1 + sum(b.at - a.at > delay / 4 for a, b in itertools.pairwise(tokens))
+    assert bursts >= len(tokens) // 3, bursts
     # Ctrl-C stops every process of the mesh.
     proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 130
