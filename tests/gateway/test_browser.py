@@ -70,3 +70,11 @@ def test_page_streams_tokens_and_shows_the_final_status(
     assert page.inner_text("#task-percent") == "100%"
     shot = Path(os.environ.get("ASYA_SCREENSHOT", "/tmp/asya-gateway-page.png"))
     page.screenshot(path=str(shot), full_page=True)
+    # A failing handler: the page shows `failed` and the error, and no stale result.
+    page.fill("#route", "bad")
+    page.click("#submit")
+    page.wait_for_function(
+        "document.getElementById('status').textContent === 'failed'", timeout=30_000
+    )
+    assert page.is_visible("#error") and page.inner_text("#error").strip()
+    assert not page.is_visible("#result-box") and page.inner_text("#tokens") == ""
