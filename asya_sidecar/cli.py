@@ -122,11 +122,18 @@ def run(
     try:
         anyio.run(main)
     except* RuntimeHung as eg:
-        typer.echo(f"fatal: {eg.exceptions[0]}", err=True)
+        typer.echo(f"fatal: {_leaf(eg)}", err=True)
         raise typer.Exit(3) from None
     except* RuntimeUnavailable as eg:
-        typer.echo(f"fatal: {eg.exceptions[0]}", err=True)
+        typer.echo(f"fatal: {_leaf(eg)}", err=True)
         raise typer.Exit(4) from None
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real exception inside (nested) task-group exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 # -- queue tools --------------------------------------------------------------------------------

@@ -166,4 +166,5 @@ async def test_runtime_that_never_ends_after_cancel_makes_the_sidecar_exit(mesh:
         out = await mesh.take("x-sink")
         assert out["id"] == "n-1" and out["status"]["reason"] == "Timeout"
         assert await anyio.to_thread.run_sync(sc.wait) == 3
+        assert "did not end a cancelled invocation" in mesh.log("sidecar-stub")
         assert await mesh.depth("stub") == 0  # the envelope was settled before exiting
