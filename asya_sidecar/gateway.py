@@ -36,6 +36,7 @@ _RETRY_DELAYS: Final = (0.1, 0.3)  # "short retry, then drop"
 _BATCH_REJECTED: Final = (400, 415, 422)
 _MAX_FORWARDERS: Final = 512  # envelopes with a live forwarder; beyond this, events are dropped
 _SHUTDOWN_GRACE: Final = 3.0
+_MAX_GATEWAYS: Final = 64
 
 
 def safe_gateway_url(value: Any) -> str | None:
@@ -151,6 +152,10 @@ class GatewayClient:
     def _state(self, gw: str) -> _GatewayState:
         st = self._states.get(gw)
         if st is None:
+            if len(self._states) >= _MAX_GATEWAYS:
+                # Gateway URLs come from envelope headers: bound what we remember about them.
+                # Overflow policy: forget everything; it is re-learned on the next calls.
+                self._states.clear()
             st = self._states[gw] = _GatewayState()
         return st
 
