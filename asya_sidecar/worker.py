@@ -33,6 +33,7 @@ log = structlog.get_logger("asya.sidecar")
 
 _RECEIVE_WAIT: Final = 1.0
 _REQUEUE_ON_FAILURE: Final = 1.0  # seconds before a message whose outputs failed to send returns
+_MAX_SEND_ATTEMPTS: Final = 5  # deliveries whose outputs all failed to send, then x-sump
 
 
 class RuntimeHung(Exception):
@@ -113,8 +114,15 @@ class Sidecar:
             try:
                 await process()
             except TransportError as exc:
-                log.error("sending outputs failed; message will be redelivered", error=str(exc))
                 with anyio.CancelScope(shield=True):
+                    if delivery.attempt >= _MAX_SEND_ATTEMPTS and await self._sump(delivery, exc):
+                        await _quietly(delivery.ack())
+                        return
+                    log.error(
+                        "sending outputs failed; message will be redelivered",
+                        error=str(exc),
+                        attempt=delivery.attempt,
+                    )
                     await _quietly(delivery.requeue(_REQUEUE_ON_FAILURE))
                 return
             finally:
@@ -125,6 +133,25 @@ class Sidecar:
         # Cancelled by the end of the shutdown grace: give the message back untouched.
         with anyio.CancelScope(shield=True):
             await _quietly(delivery.requeue(0.0))
+
+    async def _sump(self, delivery: Delivery, exc: TransportError) -> bool:
+        """A message whose outputs keep failing to send (e.g. a destination the broker
+        rejects, a payload too large): x-sump instead of redelivering it forever."""
+        now = self.clock()
+        parsed = routing.parse_message(delivery.body, self.names, now)
+        msg = f"sending outputs failed {delivery.attempt} times: {exc}"
+        out = (
+            parsed
+            if isinstance(parsed, Outgoing)
+            else routing.sump(parsed, msg, "RoutingError", self.names, now)
+        )
+        try:
+            await self.send(out)
+        except TransportError:
+            return False
+        log.error("outputs undeliverable; message sent to sump", error=str(exc))
+        self.metrics.child(self.metrics.failed, self.queue, "routing_error").inc()
+        return True
 
 
 async def _quietly(coro: Any) -> None:
