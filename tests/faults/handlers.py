@@ -18,6 +18,7 @@ __all__ = [
     "echo",
     "fanout_stream",
     "fly_burst",
+    "fly_step",
     "hang_async",
     "hang_sync",
     "long_stream",
@@ -46,6 +47,14 @@ async def pipeline_step(payload: Any) -> Any:
     if isinstance(payload, dict):
         return {**payload, "hops": int(payload.get("hops", 0)) + 1}
     return payload
+
+
+async def fly_step(payload: Any) -> AsyncIterator[Any]:
+    """One FLY, then the payload with one more hop counted (a load pipeline's step)."""
+    yield ("FLY", {"partial": True, "text": "step"})
+    if isinstance(payload, dict):
+        payload = {**payload, "hops": int(payload.get("hops", 0)) + 1}
+    yield payload
 
 
 async def fanout_stream(payload: Any) -> AsyncIterator[Any]:

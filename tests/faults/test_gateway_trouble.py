@@ -28,7 +28,9 @@ from .results import Recorder
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.slow]
 
-N = max(100, 2 * TRIALS)  # envelopes per mode
+N = max(
+    100, 5 * TRIALS
+)  # envelopes per mode: long enough for the 30 s pre-flight back-off to lapse
 FLYS = 10  # per envelope
 MODES: list[tuple[str, dict[str, Any]]] = [
     ("down (port closed)", {}),
