@@ -6,6 +6,7 @@ tell which point of processing a kill hit without any help from the sidecar.
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ __all__ = [
     "fly_step",
     "hang_async",
     "hang_sync",
+    "inflate",
     "long_stream",
     "pipeline_step",
 ]
@@ -55,6 +57,12 @@ async def fly_step(payload: Any) -> AsyncIterator[Any]:
     if isinstance(payload, dict):
         payload = {**payload, "hops": int(payload.get("hops", 0)) + 1}
     yield payload
+
+
+def inflate(payload: Any) -> Any:
+    """A small input, a big output: `{"bytes": n}` -> n characters that do not compress."""
+    n = int(payload.get("bytes", 0)) if isinstance(payload, dict) else 0
+    return {"blob": base64.b64encode(os.urandom(n))[:n].decode()}
 
 
 async def fanout_stream(payload: Any) -> AsyncIterator[Any]:
