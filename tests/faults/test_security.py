@@ -247,3 +247,36 @@ async def test_gateway_refuses_oversized_and_deeply_nested_bodies(
         len(seen),
         "400 (nested) / 413 (oversized) with a reason; gateway kept serving",
     )
+
+
+async def test_failed_send_does_not_desync_the_runtime_connection(
+    mesh: Mesh, recorder: Recorder
+) -> None:
+    """After an output fails to send mid-invocation, the next envelope on that connection
+    must get its own handler's output (not the previous invocation's leftover frames)."""
+    t = transport_env("sqs", mesh.root)
+    sock = mesh.root / "s"
+    too_big, normal = str(uuid.uuid4()), str(uuid.uuid4())
+    with anyio.fail_after(60):
+        async with QueueClient(t.config) as qc:
+            await mesh.runtime("tests.faults.handlers:inflate", sock)
+            mesh.sidecar("a", sock, t.env)
+            await qc.send("a", [make_envelope("a", {"bytes": 600_000}, id=too_big)])
+            await qc.send("a", [make_envelope("a", {"bytes": 10}, id=normal)])
+            sink: dict[str, Any] = {}
+            deadline = time.monotonic() + 30
+            while normal not in sink and time.monotonic() < deadline:
+                for b in await qc.drain("x-sink", wait=0.5):
+                    e = msgspec.json.decode(b)
+                    sink[e["id"]] = e
+    recorder.row(
+        "bad input",
+        "an output the transport refuses, then a normal envelope (sqs)",
+        1,
+        f"normal envelope's payload in x-sink: {sink.get(normal, {}).get('payload')}",
+    )
+    assert normal in sink, "the normal envelope never arrived"
+    payload = sink[normal]["payload"]
+    assert isinstance(payload, dict) and len(payload.get("blob", "")) == 10, (
+        f"the normal envelope did not get its own output: {payload}"
+    )
