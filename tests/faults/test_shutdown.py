@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import time
 import uuid
-from typing import Any
 
 import anyio
 import msgspec
@@ -22,10 +21,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.slow]
 
 ROUNDS = max(3, TRIALS // 20)
 _PAUSE = 0.1
-
-
-async def _started_since(trace: Any, since: float, n: int = 1) -> bool:
-    return sum(1 for s, _, at in read_trace(trace) if s == "S" and at > since) >= n
 
 
 @pytest.mark.parametrize("target", ["sidecar", "runtime"])
@@ -74,6 +69,12 @@ async def test_sigterm_under_load_loses_nothing(
             while accounted() != expected and time.monotonic() < deadline:
                 await collector.poll(wait=0.2)
     lost = expected - accounted()
+    failed = [
+        e["id"]
+        for envs in collector.sink.values()
+        for e in envs
+        if e["status"]["phase"] != "succeeded"
+    ]
     recorder.row(
         "shutdown",
         f"SIGTERM to the {target} with 8 envelopes in flight (grace 20s)",
