@@ -28,7 +28,7 @@ from .knobs import TRIALS
 from .procs import Mesh, Proc, QueueClient, make_envelope
 from .results import Recorder
 
-pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 POINTS = ("before_invoke", "mid_stream", "between_fanout_sends", "before_ack")
 _PAUSE = 0.03  # seconds between the handler's steps (the windows a kill can land in)

@@ -26,7 +26,7 @@ from .knobs import TRIALS
 from .procs import Mesh, Proc, QueueClient, free_port, make_envelope, wait_for
 from .results import Recorder
 
-pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 N = max(
     100, 5 * TRIALS

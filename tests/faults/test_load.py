@@ -20,7 +20,7 @@ from .procs import Mesh, Proc, QueueClient, make_envelope
 from .results import Recorder
 from .test_gateway_trouble import gateway_process
 
-pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 _GROWTH_KIB = 16 * 1024  # allowed RSS growth after warm-up (allocator noise, caches)
 
