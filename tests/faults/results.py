@@ -7,6 +7,7 @@ table of docs/reliability.md.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import time
@@ -15,7 +16,10 @@ from typing import Any, Final
 
 from .knobs import SEED
 
-RESULTS_DIR: Final = Path(__file__).resolve().parent / ".results"
+#: `ASYA_FAULT_RESULTS` moves them (two runs in one checkout would mix their figures).
+RESULTS_DIR: Final = Path(
+    os.environ.get("ASYA_FAULT_RESULTS") or Path(__file__).resolve().parent / ".results"
+)
 
 __all__ = ["RESULTS_DIR", "Recorder"]
 
