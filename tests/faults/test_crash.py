@@ -125,11 +125,10 @@ async def test_kill9_sidecar_under_load_loses_nothing(
         sidecars = [start(0), start(1)]
 
         async def top_up() -> None:
-            depth = (await qc.depths()).get(qc.q("a"), 0)
-            if depth >= 4 * _CONCURRENCY:
-                return
+            # A fixed supply per kill, not "up to a depth": on SQLite a killed sidecar's leases
+            # stay counted (and invisible) for the lease time, so depth says nothing about work.
             batch = []
-            for _ in range(8 * _CONCURRENCY):
+            for _ in range(3 * _CONCURRENCY):
                 env_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
                 inputs[env_id] = {"pause": _PAUSE, "n": len(inputs)}
                 batch.append(make_envelope("a", inputs[env_id], id=env_id))
