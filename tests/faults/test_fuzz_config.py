@@ -235,7 +235,7 @@ BAD_COMMANDS = [
     (
         ["asya-runtime", "run", "tests.faults.handlers:echo"],
         {"ASYA_RUNTIME_CONCURRENCY": "lots"},
-        "",
+        "ASYA_RUNTIME_CONCURRENCY",
     ),
     (
         ["asya-sidecar", "run"],
