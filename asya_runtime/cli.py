@@ -1,11 +1,13 @@
 """`asya-runtime`: the command line (argparse: the runtime stays light).
 
     asya-runtime run [SPEC] [--socket PATH] [--concurrency N] [--max-frame-bytes N]
+                     [--shutdown-grace DURATION]
     asya-runtime invoke [--socket PATH] [--route a,b] [--envelope] [--timeout S] JSON
 
 This is the only module that reads the environment (ASYA_HANDLER, ASYA_SOCKET_DIR,
 ASYA_SOCKET_NAME, ASYA_SOCKET_CHMOD, ASYA_RUNTIME_CONCURRENCY, ASYA_MAX_FRAME_BYTES,
-ASYA_LOG_LEVEL). Flags win over the environment.
+ASYA_RUNTIME_SHUTDOWN_GRACE, ASYA_LOG_LEVEL). Flags win over the environment. A bad value
+exits 2 with one line naming the variable or flag.
 """
 
 from __future__ import annotations
@@ -14,20 +16,24 @@ import argparse
 import gc
 import json
 import logging
+import math
 import os
+import re
 import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Final, NoReturn
 
 import anyio
 import msgspec
+from anyio.abc import TaskStatus
 
 from . import __version__
 from .errors import HandlerLoadError
-from .loader import ensure_cwd_importable, load_handler
-from .server import DEFAULT_CONCURRENCY, ServerConfig, serve
+from .loader import LoadedHandler, ensure_cwd_importable, load_handler
+from .server import DEFAULT_CONCURRENCY, DEFAULT_SHUTDOWN_GRACE, ServerConfig, serve
 from .wire import DEFAULT_MAX_FRAME_BYTES, End, Error
 
 __all__ = ["main", "socket_path_from_env"]
@@ -42,27 +48,93 @@ def socket_path_from_env(env: Mapping[str, str]) -> Path:
     )
 
 
+class ConfigError(ValueError):
+    """A bad environment value; the message names the variable."""
+
+
 def _chmod(env: Mapping[str, str]) -> int | None:
     raw = env.get("ASYA_SOCKET_CHMOD", "0o666").strip()
     if not raw:
         return None
-    return int(raw, 8)
-
-
-def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    return int(raw) if raw else default
+    try:
+        mode = int(raw, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o7777:
+        raise ConfigError(
+            f"ASYA_SOCKET_CHMOD: invalid octal mode {raw!r} "
+            "(e.g. 0o666, 600, or empty to leave as is)"
+        )
+    return mode
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
+        raise argparse.ArgumentTypeError(f"invalid value {text!r} (expected an integer >= 1)")
     return value
 
 
+def _positive_env(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return _positive(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+# Go duration units, as the sidecar's variables use (kept here: the runtime imports nothing
+# from the sidecar package, whose dependencies a runtime image need not have).
+_UNITS: Final = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PART: Final = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
+_DURATION: Final = re.compile(f"(?:{_PART})+")
+
+
+def _duration(text: str) -> float:
+    """Seconds >= 0 from `25`, `2.5`, `500ms`, `1m30s`; raises ValueError."""
+    s = text.strip()
+    try:
+        seconds = float(s)
+    except ValueError:
+        if not _DURATION.fullmatch(s):
+            raise ValueError(f"invalid duration {text!r} (e.g. 25, 2.5s, 500ms, 1m)") from None
+        seconds = sum(float(n) * _UNITS[u] for n, u in re.findall(_PART, s))
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"invalid duration {text!r} (must be finite and >= 0)")
+    return seconds
+
+
+def _grace_flag(text: str) -> float:
+    try:
+        return _duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _grace_env(env: Mapping[str, str]) -> float:
+    raw = env.get("ASYA_RUNTIME_SHUTDOWN_GRACE", "").strip()
+    if not raw:
+        return DEFAULT_SHUTDOWN_GRACE
+    try:
+        return _duration(raw)
+    except ValueError as exc:
+        raise ConfigError(f"ASYA_RUNTIME_SHUTDOWN_GRACE: {exc}") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line naming the flag (subparsers inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="asya-runtime", description="Run an Asya actor handler.")
+    p = _Parser(prog="asya-runtime", description="Run an Asya actor handler.")
     p.add_argument("--version", action="version", version=f"asya-runtime {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -90,6 +162,14 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive,
         help="largest frame accepted or sent (default $ASYA_MAX_FRAME_BYTES or 16 MiB)",
     )
+    run.add_argument(
+        "--shutdown-grace",
+        type=_grace_flag,
+        metavar="DURATION",
+        help="on SIGTERM/SIGINT, how long in-flight invocations may take to finish: seconds "
+        f"or Go-style (500ms, 1m) (default $ASYA_RUNTIME_SHUTDOWN_GRACE or "
+        f"{DEFAULT_SHUTDOWN_GRACE:g}s)",
+    )
 
     inv = sub.add_parser("invoke", help="send one invoke and print each frame as a JSON line")
     inv.add_argument("payload", help="payload JSON (or a whole envelope with --envelope)")
@@ -102,24 +182,25 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     spec = args.spec or env.get("ASYA_HANDLER", "")
+    try:  # before loading the handler: a typo should not cost a model load
+        config = ServerConfig(
+            socket_path=args.socket or socket_path_from_env(env),
+            concurrency=args.concurrency
+            or _positive_env(env, "ASYA_RUNTIME_CONCURRENCY", DEFAULT_CONCURRENCY),
+            max_frame_bytes=args.max_frame_bytes
+            or _positive_env(env, "ASYA_MAX_FRAME_BYTES", DEFAULT_MAX_FRAME_BYTES),
+            socket_mode=_chmod(env),
+            shutdown_grace=_grace_env(env) if args.shutdown_grace is None else args.shutdown_grace,
+        )
+    except ConfigError as exc:
+        print(f"asya-runtime: {exc}", file=sys.stderr)
+        return 2
     ensure_cwd_importable()
     try:
         handler = load_handler(spec)
     except HandlerLoadError as exc:
         print(f"asya-runtime: cannot load handler: {exc}", file=sys.stderr)
         return 1
-    try:
-        config = ServerConfig(
-            socket_path=args.socket or socket_path_from_env(env),
-            concurrency=args.concurrency
-            or _int_env(env, "ASYA_RUNTIME_CONCURRENCY", DEFAULT_CONCURRENCY),
-            max_frame_bytes=args.max_frame_bytes
-            or _int_env(env, "ASYA_MAX_FRAME_BYTES", DEFAULT_MAX_FRAME_BYTES),
-            socket_mode=_chmod(env),
-        )
-    except ValueError as exc:
-        print(f"asya-runtime: bad configuration: {exc}", file=sys.stderr)
-        return 2
     # Everything imported so far (the handler's model included) lives for the whole process:
     # keep it out of the cyclic GC's generations so collections stay short on the hot path.
     gc.collect()
@@ -149,14 +230,26 @@ def _exit_past_abandoned_threads() -> None:
         os._exit(0)
 
 
-async def _serve_until_signal(handler: object, config: ServerConfig) -> None:
+async def _serve_until_signal(handler: LoadedHandler, config: ServerConfig) -> None:
+    """First SIGTERM/SIGINT: graceful stop (see `serve`); a second one: cancel at once."""
+    stop = anyio.Event()
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with anyio.create_task_group() as tg:
-            await tg.start(serve, handler, config)
+
+            async def run_server(*, task_status: TaskStatus[Path]) -> None:
+                await serve(handler, config, stop=stop, task_status=task_status)
+                tg.cancel_scope.cancel()  # drained: stop waiting for signals
+
+            await tg.start(run_server)
             async for signum in signals:
-                log.info("%s: shutting down", signal.Signals(signum).name)
-                tg.cancel_scope.cancel()
-                break
+                name = signal.Signals(signum).name
+                if not stop.is_set():
+                    log.info("%s: shutting down gracefully", name)
+                    stop.set()
+                else:
+                    log.warning("%s again: cancelling the invocations still running", name)
+                    tg.cancel_scope.cancel()
+                    break
 
 
 def _invoke(args: argparse.Namespace, env: Mapping[str, str]) -> int:

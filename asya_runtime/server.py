@@ -2,7 +2,9 @@
 
 Task tree (every task has an owner):
 
-    serve()                      binds, writes runtime-ready, task_status.started(path)
+    serve()                      binds, writes runtime-ready, task_status.started(path);
+     │                           on `stop`: unpublishes, drains (see `serve`), returns
+     ├── _accept_loop()          accepts until `stop` (then cancelled)
      └── _Connection.run()       one per accepted stream: reads frames and runs each invocation
           │                      inline (holding a slot of the concurrency limiter); closes the
           │                      stream in `finally`
@@ -31,7 +33,7 @@ from typing import Any, Final
 
 import anyio
 import msgspec
-from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup, TaskStatus
 from anyio.lowlevel import checkpoint
 
 from . import __version__
@@ -44,6 +46,7 @@ from .loader import LoadedHandler
 from .wire import (
     DEFAULT_MAX_FRAME_BYTES,
     MSG_PARSING_ERROR,
+    PROCESSING_ERROR,
     PROTOCOL_VERSION,
     Cancel,
     End,
@@ -54,11 +57,13 @@ from .wire import (
     decode_envelope,
 )
 
-__all__ = ["DEFAULT_CONCURRENCY", "ServerConfig", "serve"]
+__all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_SHUTDOWN_GRACE", "ServerConfig", "serve"]
 
 log = logging.getLogger("asya_runtime")
 
 DEFAULT_CONCURRENCY: Final = 16
+# Under Kubernetes' default terminationGracePeriodSeconds (30 s), leaving time to clean up.
+DEFAULT_SHUTDOWN_GRACE: Final = 25.0
 _PACE_EVERY: Final = 32  # frames between two pace() calls of a handler that never awaits
 _HIGH_WATER: Final = 256 * 1024  # bytes buffered for one connection before pace() blocks
 _CLOSE_GRACE: Final = 1.0  # seconds to flush `end` when the connection is going away
@@ -71,6 +76,11 @@ class ServerConfig:
     concurrency: int = DEFAULT_CONCURRENCY
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     socket_mode: int | None = 0o666
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE  # seconds in-flight invocations get on `stop`
+
+
+class ShuttingDown(Exception):
+    """An `invoke` that arrived after shutdown began (refused with `processing_error`)."""
 
 
 class _Outbox:
@@ -200,6 +210,24 @@ class _Server:
             handler=handler.spec,
             pid=os.getpid(),
         )
+        self.connections: set[_Connection] = set()
+        self.draining = False
+        self.all_closed = anyio.Event()  # set once draining and no connection is left
+
+    def drain(self) -> None:
+        """Shutdown began: every connection finishes what it has received, then closes."""
+        self.draining = True
+        for conn in list(self.connections):
+            conn.drain()
+        self._check_all_closed()
+
+    def closed(self, conn: _Connection) -> None:
+        self.connections.discard(conn)
+        self._check_all_closed()
+
+    def _check_all_closed(self) -> None:
+        if self.draining and not self.connections:
+            self.all_closed.set()
 
 
 class _Connection:
@@ -223,12 +251,25 @@ class _Connection:
         self.scope: anyio.CancelScope | None = None
         self.fatal: Error | None = None
         self.closing = False  # EOF or a fatal protocol error: stop after the invocation
-        self.pending: list[Invoke] = []
+        self.draining = False  # shutdown: finish what was received, then close
+        # Envelopes of received invokes, in order; None = arrived after shutdown began (refused).
+        # Bounded: the state table allows one invoke per invocation (a second is fatal).
+        self.pending: list[msgspec.Raw | None] = []
         self.waiter: anyio.Event | None = None
 
     def _cancel_invocation(self) -> None:
         if self.scope is not None:
             self.scope.cancel()
+
+    def drain(self) -> None:
+        """Shutdown began. Invokes already received (also those still in the socket buffer,
+        read now) run to their `end`; then the connection closes, so a sidecar sees EOF on
+        the idle connection instead of sending an invoke. A connection idle now closes now."""
+        if not self.closing:
+            self._on_readable()
+        self.draining = True
+        if self.waiter is not None:
+            self.waiter.set()
 
     async def run(self) -> None:
         try:
@@ -269,7 +310,7 @@ class _Connection:
     def _on_frame(self, frame: Invoke | Cancel) -> None:
         if isinstance(frame, Invoke):
             self.state.on("invoke")  # RemoteProtocolError while running
-            self.pending.append(frame)
+            self.pending.append(None if self.draining else frame.envelope)
         elif self.state.on("cancel") is ConnState.CANCELLING:
             self._cancel_invocation()
 
@@ -287,12 +328,12 @@ class _Connection:
     async def _serve_loop(self) -> None:
         while True:
             if self.pending:
-                raw = self.pending.pop(0).envelope
+                raw = self.pending.pop(0)
                 self.scope = scope = anyio.CancelScope()
                 if self.closing or self.state.state is ConnState.CANCELLING:
                     scope.cancel()  # the cancel (or EOF) arrived in the same read as the invoke
                 await self._invoke(raw, scope)
-            elif self.closing:
+            elif self.closing or self.draining:
                 return
             else:
                 self.waiter = anyio.Event()
@@ -321,11 +362,19 @@ class _Connection:
         if (self.pending or self.closing) and self.waiter is not None:
             self.waiter.set()
 
-    async def _invoke(self, raw: msgspec.Raw, scope: anyio.CancelScope) -> None:
+    async def _invoke(self, raw: msgspec.Raw | None, scope: anyio.CancelScope) -> None:
         server = self.server
         outbox = self.outbox
         try:
             with scope:
+                if raw is None:
+                    outbox.push(
+                        error_frame(
+                            ShuttingDown("the runtime is shutting down; invoke refused"),
+                            code=PROCESSING_ERROR,
+                        )
+                    )
+                    return
                 try:
                     envelope = decode_envelope(raw)
                 except ValueError as exc:  # msgspec errors, and UnicodeDecodeError
@@ -355,10 +404,16 @@ class _Connection:
 
 async def _serve_connection(server: _Server, stream: SocketStream) -> None:
     """One connection; a bug in it closes that connection, never the whole server."""
+    conn = _Connection(server, stream)
+    server.connections.add(conn)
     try:
-        await _Connection(server, stream).run()
+        if server.draining:
+            conn.draining = True  # accepted in the instant before the listener closed
+        await conn.run()
     except Exception:
         log.exception("connection failed; closed")
+    finally:
+        server.closed(conn)
 
 
 def _prepare_socket_path(path: Path) -> None:
@@ -383,18 +438,41 @@ def _prepare_socket_path(path: Path) -> None:
     raise OSError(errno.EADDRINUSE, f"{path} is in use by another live process")
 
 
+async def _accept_loop(listener: SocketListener, server: _Server, conns: TaskGroup) -> None:
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS):
+                log.error("accept failed (%s); backing off", exc)
+                await anyio.sleep(0.1)
+                continue
+            raise
+        conns.start_soon(_serve_connection, server, stream)
+
+
 async def serve(
     handler: LoadedHandler,
     config: ServerConfig,
     *,
+    stop: anyio.Event | None = None,
     task_status: TaskStatus[Path] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Bind, write runtime-ready, serve until cancelled; remove both files on the way out."""
+    """Bind, write runtime-ready, serve until `stop` is set (or until cancelled).
+
+    On `stop` (graceful): stop accepting, remove the socket and runtime-ready at once (a
+    sidecar now sees the runtime as not ready), close idle connections, let invocations
+    already received finish (each connection closes after its last `end`), and after
+    `config.shutdown_grace` seconds cancel what still runs (handlers' `finally` blocks run,
+    each gets its `end`). Cancelling `serve` cancels everything at once. Both files are
+    removed on every way out.
+    """
     path = config.socket_path
     _prepare_socket_path(path)
     listener = await anyio.create_unix_listener(path, mode=config.socket_mode)
     ready = path.parent / READY_FILE
     server = _Server(handler, config)
+    published = True
     try:
         ready.write_text("ready")
         log.info(
@@ -404,20 +482,39 @@ async def serve(
             path,
             config.concurrency,
         )
-        async with anyio.create_task_group() as tg:
-            task_status.started(path)
-            while True:
-                try:
-                    stream = await listener.accept()
-                except OSError as exc:
-                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS):
-                        log.error("accept failed (%s); backing off", exc)
-                        await anyio.sleep(0.1)
-                        continue
-                    raise
-                tg.start_soon(_serve_connection, server, stream)
+        async with anyio.create_task_group() as conns:
+            async with anyio.create_task_group() as accepting:
+                accepting.start_soon(_accept_loop, listener, server, conns)
+                task_status.started(path)
+                await (anyio.sleep_forever() if stop is None else stop.wait())
+                accepting.cancel_scope.cancel()
+            # At once, and only here: a runtime started during the grace may bind this path.
+            _unpublish(path, ready)
+            published = False
+            await listener.aclose()
+            busy = sum(1 for c in server.connections if c.pending or c.scope is not None)
+            log.info(
+                "shutting down: %d invocation(s) in flight, up to %gs to finish",
+                busy,
+                config.shutdown_grace,
+            )
+            server.drain()
+            with anyio.move_on_after(config.shutdown_grace):
+                await server.all_closed.wait()
+            if server.connections:
+                log.warning(
+                    "shutdown grace (%gs) over: cancelling %d invocation(s)",
+                    config.shutdown_grace,
+                    sum(1 for c in server.connections if c.scope is not None),
+                )
+            conns.cancel_scope.cancel()
     finally:
-        for p in (path, ready):
-            p.unlink(missing_ok=True)
+        if published:
+            _unpublish(path, ready)
         with anyio.CancelScope(shield=True):
             await listener.aclose()
+
+
+def _unpublish(path: Path, ready: Path) -> None:
+    for p in (path, ready):
+        p.unlink(missing_ok=True)

@@ -305,7 +305,7 @@ def test_sigterm_removes_socket_and_ready_file(runtime: Start) -> None:
 
 
 def test_sigint_with_open_invocation_cleans_up(runtime: Start) -> None:
-    rt = runtime("examples.handlers.util:hang")
+    rt = runtime("examples.handlers.util:hang", "--shutdown-grace", "500ms")
     c = rt.client()
     c.hello()
     c.invoke(envelope({}))
@@ -313,7 +313,133 @@ def test_sigint_with_open_invocation_cleans_up(runtime: Start) -> None:
     os.kill(rt.proc.pid, signal.SIGINT)
     assert rt.proc.wait(10) == 0
     assert not rt.socket.exists()
+    assert kinds(c.until_end()) == ["end"]
     c.close()
+
+
+def _gone(path: Path, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not path.exists():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_sigterm_lets_the_invocation_in_progress_finish(runtime: Start) -> None:
+    rt = runtime(f"{H}:fly_then_sleep")
+    ready = rt.socket.parent / "runtime-ready"
+    busy, idle = rt.client(), rt.client()
+    try:
+        busy.hello()
+        idle.hello()
+        busy.invoke(envelope({"sleep": 4.0}))
+        assert isinstance(busy.recv(), Fly)  # the handler is now sleeping
+        os.kill(rt.proc.pid, signal.SIGTERM)
+        # Unpublished at once, while the handler still runs: a sidecar sees "not ready".
+        assert _gone(rt.socket) and _gone(ready)
+        assert rt.proc.poll() is None
+        with pytest.raises(OSError):
+            rt.client(timeout=2.0)
+        assert idle.recv() is None  # an idle connection is closed: no invoke can race in
+        frames = busy.until_end()  # the in-flight invocation completes normally
+        assert kinds(frames) == ["emit", "end"]
+        assert frames[0].payload == {"sleep": 4.0}  # type: ignore[union-attr]
+        assert busy.recv() is None  # then its connection closes too
+        assert rt.proc.wait(10) == 0
+    finally:
+        busy.close()
+        idle.close()
+
+
+def test_second_signal_cuts_the_grace_short(runtime: Start, short_tmp: Path) -> None:
+    rt = runtime(f"{H}:agen_hang")  # default grace: 25 s
+    marker = short_tmp / "cancelled"
+    with rt.client() as c:
+        c.hello()
+        c.invoke(envelope({"marker": str(marker)}))
+        assert isinstance(c.recv(), Fly)
+        os.kill(rt.proc.pid, signal.SIGTERM)
+        assert _gone(rt.socket)
+        assert rt.proc.poll() is None  # draining: the handler still runs
+        t0 = time.monotonic()
+        os.kill(rt.proc.pid, signal.SIGTERM)
+        assert kinds(c.until_end()) == ["end"]
+        assert rt.proc.wait(10) == 0
+        assert time.monotonic() - t0 < 10  # well under the 25 s grace
+        assert marker.read_text() == "closed\n"  # the handler's finally ran
+
+
+def test_grace_expiry_cancels_the_handler(runtime: Start, short_tmp: Path) -> None:
+    rt = runtime(f"{H}:agen_hang", "--shutdown-grace", "1s")
+    marker = short_tmp / "cancelled"
+    with rt.client() as c:
+        c.hello()
+        c.invoke(envelope({"marker": str(marker)}))
+        assert isinstance(c.recv(), Fly)
+        t0 = time.monotonic()
+        os.kill(rt.proc.pid, signal.SIGTERM)
+        assert kinds(c.until_end()) == ["end"]
+        assert time.monotonic() - t0 >= 0.9  # not before the grace is over
+        assert rt.proc.wait(10) == 0
+        assert marker.read_text() == "closed\n"
+        assert not rt.socket.exists()
+
+
+def test_grace_from_the_environment(short_tmp: Path, subprocess_env: dict[str, str]) -> None:
+    env = {**subprocess_env, "ASYA_RUNTIME_SHUTDOWN_GRACE": "300ms"}
+    rt = RuntimeProcess(f"{H}:agen_hang", short_tmp / "g.sock", env).wait_ready()
+    try:
+        with rt.client() as c:
+            c.hello()
+            c.invoke(envelope({}))
+            assert isinstance(c.recv(), Fly)
+            os.kill(rt.proc.pid, signal.SIGTERM)
+            assert kinds(c.until_end()) == ["end"]
+            assert rt.proc.wait(10) == 0
+    finally:
+        rt.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        ([], {"ASYA_SOCKET_CHMOD": "rw"}, "ASYA_SOCKET_CHMOD: invalid octal mode 'rw'"),
+        ([], {"ASYA_RUNTIME_CONCURRENCY": "lots"}, "ASYA_RUNTIME_CONCURRENCY: invalid value"),
+        ([], {"ASYA_MAX_FRAME_BYTES": "0"}, "ASYA_MAX_FRAME_BYTES: invalid value '0'"),
+        ([], {"ASYA_RUNTIME_SHUTDOWN_GRACE": "soon"}, "ASYA_RUNTIME_SHUTDOWN_GRACE: invalid"),
+        (["--shutdown-grace", "-1"], {}, "--shutdown-grace: invalid duration '-1'"),
+        (["--concurrency", "x"], {}, "--concurrency: invalid value 'x'"),
+    ],
+)
+def test_bad_configuration_names_the_variable(
+    args: list[str],
+    env: dict[str, str],
+    expected: str,
+    short_tmp: Path,
+    subprocess_env: dict[str, str],
+) -> None:
+    sock = short_tmp / "bad.sock"
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asya_runtime",
+            "run",
+            f"{H}:agen_hang",
+            "--socket",
+            str(sock),
+            *args,
+        ],
+        env={**subprocess_env, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], p.stderr
+    assert not sock.exists() and not (short_tmp / "runtime-ready").exists()
 
 
 def test_stale_socket_is_replaced(short_tmp: Path, subprocess_env: dict[str, str]) -> None:
@@ -460,7 +586,7 @@ def test_invalid_utf8_in_envelope_is_msg_parsing_error(runtime: Start) -> None:
 
 
 def test_sigterm_does_not_wait_for_a_blocked_sync_handler(runtime: Start) -> None:
-    rt = runtime("examples.handlers.util:block")
+    rt = runtime("examples.handlers.util:block", "--shutdown-grace", "0.5")
     c = rt.client()
     c.hello()
     c.invoke(envelope({"sleep": 30}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -116,13 +117,15 @@ class RuntimeProcess:
         return WireClient(self.socket, timeout)
 
     def stop(self) -> int:
+        # SIGTERM drains (up to the shutdown grace); a second SIGTERM cancels what still runs.
+        for _ in range(2):
+            if self.proc.poll() is None:
+                os.kill(self.proc.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(5)
         if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            self.proc.kill()
+            self.proc.wait()
         if self.proc.stderr:
             self.proc.stderr.close()
         return self.proc.returncode
