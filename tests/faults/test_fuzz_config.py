@@ -91,7 +91,7 @@ def test_random_handler_specs_load_or_fail_clearly(recorder: Recorder) -> None:
     t0 = time.monotonic()
 
     @settings(
-        max_examples=FUZZ_RUNS,
+        max_examples=FUZZ_RUNS * 6 // 5 + 1,  # ~5-8% of specs are skipped as unvetted
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
