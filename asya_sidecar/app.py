@@ -43,7 +43,12 @@ async def run_sidecar(
     """Serve until shutdown. Workers: `cfg.concurrency`, each with its own runtime connection."""
     metrics = metrics or Metrics(cfg.transport.kind)
     async with (
-        gateway_client(metrics, default_url=cfg.gateway_url, buffer=cfg.fly_buffer) as gw,
+        gateway_client(
+            metrics,
+            default_url=cfg.gateway_url,
+            buffer=cfg.fly_buffer,
+            preflight_timeout=cfg.preflight_timeout,
+        ) as gw,
         anyio.create_task_group() as tg,
     ):
         sc = Sidecar(cfg, transport, gw, metrics)

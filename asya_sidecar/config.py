@@ -41,6 +41,9 @@ class SidecarConfig(msgspec.Struct, kw_only=True, frozen=True):
     shutdown_grace: float = 30.0
     cancel_grace: float = 5.0
     fly_buffer: int = 1024
+    preflight_timeout: float = 0.15  # the pre-flight's budget on the routing path
+    fly_flush_timeout: float = 0.1  # an envelope's FLYs get this long to reach the gateway
+    # before its outputs are sent (0 = do not wait)
 
     @property
     def namespace(self) -> str:
@@ -91,6 +94,17 @@ class SidecarConfig(msgspec.Struct, kw_only=True, frozen=True):
                     raise ValueError(f"{var}: {exc}") from None
                 if raw[field] <= 0:
                     raise ValueError(f"{var}: must be positive, got {v!r}")
+        for var, field in (
+            ("ASYA_GATEWAY_PREFLIGHT_TIMEOUT", "preflight_timeout"),
+            ("ASYA_FLY_FLUSH_TIMEOUT", "fly_flush_timeout"),
+        ):
+            if (v := get(var)) is not None:
+                try:
+                    raw[field] = parse_duration(v)
+                except ValueError as exc:
+                    raise ValueError(f"{var}: {exc}") from None
+                if raw[field] < 0:
+                    raise ValueError(f"{var}: must not be negative, got {v!r}")
         for var, field, low in (
             ("ASYA_CONCURRENCY", "concurrency", 1),
             ("ASYA_FLY_BUFFER", "fly_buffer", 1),

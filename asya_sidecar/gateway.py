@@ -3,7 +3,11 @@
 Per envelope an `EventStream` (bounded, ordered) is drained by one forwarder task, owned by the
 client's task group. The forwarder POSTs one event, or a JSON array of everything that piled up
 while the previous POST was in flight. Routing only ever calls `send_nowait`; a full buffer
-drops the event and counts it. Knows nothing about queues or the runtime.
+drops the event and counts it. Routing waits on the gateway in two bounded places only: the
+pre-flight (`preflight_timeout`) and the flush of an envelope's events before its outputs go
+out (`EventStream.flush`); a gateway that is slow there is skipped for `_SLOW_BACKOFF`. POSTs
+go through a per-gateway circuit breaker (`circuit.Circuit`). Knows nothing about queues or the
+runtime.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import msgspec
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .circuit import Circuit
 from .metrics import Metrics
 
 log = structlog.get_logger("asya.sidecar.gateway")
@@ -28,10 +33,13 @@ log = structlog.get_logger("asya.sidecar.gateway")
 Event = dict[str, Any]
 
 _TIMEOUT: Final = httpx.Timeout(5.0)
-_PREFLIGHT_TIMEOUT: Final = 1.0
-# After a pre-flight that failed on the network (refused, timeout), skip pre-flights to that
-# gateway for a while: a dead gateway then delays at most one envelope per window, not all.
-_PREFLIGHT_BACKOFF: Final = 30.0
+DEFAULT_PREFLIGHT_TIMEOUT: Final = 0.15
+# After a pre-flight or a flush that failed or was slow (timeout, network error, 5xx), skip
+# pre-flights and flushes to that gateway for a while: a slow or dead gateway then delays at
+# most one envelope per worker per window, not all of them.
+_SLOW_BACKOFF: Final = 30.0
+# Pre-flights have a pool of their own: a FLY backlog never queues ahead of them.
+_PREFLIGHT_LIMITS: Final = httpx.Limits(max_connections=8, max_keepalive_connections=8)
 _RETRY_DELAYS: Final = (0.1, 0.3)  # "short retry, then drop"
 _BATCH_REJECTED: Final = (400, 415, 422)
 _MAX_FORWARDERS: Final = 512  # envelopes with a live forwarder; beyond this, events are dropped
@@ -61,22 +69,69 @@ def status_event(state: str, data: dict[str, Any]) -> Event:
 
 
 class _GatewayState:
-    """What we learned about one gateway: whether it takes batches, whether it is legacy-only."""
+    """What we learned about one gateway: whether it takes batches, whether it is legacy-only,
+    whether it is slow (skip the waits on it) and whether its circuit is open."""
 
-    __slots__ = ("batches", "legacy", "preflight_after")
+    __slots__ = ("batches", "circuit", "legacy", "slow_until")
 
     def __init__(self) -> None:
         self.batches = True
         self.legacy = False
-        self.preflight_after = 0.0  # monotonic time before which pre-flight is skipped
+        self.slow_until = 0.0  # monotonic time before which pre-flights and flushes are skipped
+        self.circuit = Circuit()
+
+    def skip_waits(self, now: float) -> bool:
+        return now < self.slow_until or self.circuit.is_open(now)
+
+    def mark_slow(self, now: float) -> None:
+        self.slow_until = now + _SLOW_BACKOFF
 
 
 class EventStream:
     """The ordered event queue of one envelope; `close()` when the envelope is done."""
 
-    def __init__(self, send: MemoryObjectSendStream[Event] | None, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        send: MemoryObjectSendStream[Event] | None,
+        metrics: Metrics,
+        state: _GatewayState | None = None,
+    ) -> None:
         self._send = send
         self._metrics = metrics
+        self._state = state
+        self._queued = 0  # events accepted by put()
+        self._handled = 0  # events the forwarder has POSTed or dropped
+        self._progress = anyio.Event()
+
+    def _handled_some(self, n: int) -> None:
+        """Forwarder side: `n` more events are out of the way (delivered or dropped)."""
+        self._handled += n
+        self._progress.set()
+        self._progress = anyio.Event()
+
+    async def flush(self, within: float) -> bool:
+        """Wait (at most `within` s) until every event queued so far is delivered or dropped.
+
+        Not at all when the gateway is known slow or its circuit is open; a flush that runs out
+        of time marks the gateway slow. True if everything was flushed.
+        """
+        target = self._queued
+        if self._send is None or self._handled >= target:
+            return True
+        st = self._state
+        if within <= 0 or (st is not None and st.skip_waits(anyio.current_time())):
+            return False
+        with anyio.move_on_after(within):
+            while self._handled < target:
+                await self._progress.wait()
+            return True
+        if st is not None:
+            st.mark_slow(anyio.current_time())
+            log.info(
+                "gateway slow to take events; not waiting on it for a while",
+                seconds=_SLOW_BACKOFF,
+            )
+        return False
 
     def put(self, event: Event) -> None:
         """Queue an event; never waits. Full buffer -> dropped and counted."""
@@ -86,6 +141,7 @@ class EventStream:
             return
         try:
             self._send.send_nowait(event)
+            self._queued += 1
         except anyio.WouldBlock:
             if event["type"] == "fly":
                 self._metrics.fly_dropped.inc()
@@ -109,6 +165,9 @@ class NullStream(EventStream):
     def __init__(self) -> None:
         pass
 
+    async def flush(self, within: float) -> bool:
+        return True
+
     def put(self, event: Event) -> None:
         return None
 
@@ -125,8 +184,12 @@ class GatewayClient:
         *,
         default_url: str | None,
         buffer: int,
+        preflight_http: httpx.AsyncClient | None = None,
+        preflight_timeout: float = DEFAULT_PREFLIGHT_TIMEOUT,
     ) -> None:
         self._http = http
+        self._preflight_http = preflight_http or http
+        self.preflight_timeout = preflight_timeout
         self._tg = tg
         self._metrics = metrics
         self.default_url = safe_gateway_url(default_url)
@@ -162,21 +225,18 @@ class GatewayClient:
     async def preflight(self, gw: str, envelope_id: str) -> str | None:
         """The task's status at the gateway, or None on any failure (carry on)."""
         st = self._state(gw)
-        if anyio.current_time() < st.preflight_after:
+        if st.skip_waits(anyio.current_time()):
             return None
         try:
-            with anyio.fail_after(_PREFLIGHT_TIMEOUT):
-                r = await self._http.get(
+            with anyio.fail_after(self.preflight_timeout):
+                r = await self._preflight_http.get(
                     f"{gw}/api/v1/mesh/{envelope_id}", headers={"X-Asya-Envelope-ID": envelope_id}
                 )
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
-            st.preflight_after = anyio.current_time() + _PREFLIGHT_BACKOFF
-            log.warning(
-                "pre-flight failed; skipping pre-flights to this gateway for a while",
-                gateway=gw,
-                error=repr(exc),
-                seconds=_PREFLIGHT_BACKOFF,
-            )
+            self._preflight_failed(gw, st, repr(exc))
+            return None
+        if r.status_code >= 500:
+            self._preflight_failed(gw, st, f"HTTP {r.status_code}")
             return None
         if r.status_code >= 300:
             return None
@@ -185,6 +245,17 @@ class GatewayClient:
         except Exception:  # any undecodable answer = carry on
             return None
         return status if isinstance(status, str) else None
+
+    def _preflight_failed(self, gw: str, st: _GatewayState, error: str) -> None:
+        if anyio.current_time() >= st.slow_until:  # log the change, not every envelope
+            log.warning(
+                "pre-flight failed or too slow; skipping pre-flights to this gateway for a while",
+                gateway=gw,
+                error=error,
+                budget=self.preflight_timeout,
+                seconds=_SLOW_BACKOFF,
+            )
+        st.mark_slow(anyio.current_time())
 
     def open(self, gw: str | None, envelope_id: str) -> EventStream:
         """An ordered event stream for one envelope, drained by its own forwarder task."""
@@ -196,11 +267,16 @@ class GatewayClient:
         send, recv = anyio.create_memory_object_stream[Event](self._buffer)
         self._active += 1
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
-        self._tg.start_soon(self._forward, gw, envelope_id, recv)
-        return EventStream(send, self._metrics)
+        stream = EventStream(send, self._metrics, self._state(gw))
+        self._tg.start_soon(self._forward, gw, envelope_id, recv, stream)
+        return stream
 
     async def _forward(
-        self, gw: str, envelope_id: str, recv: MemoryObjectReceiveStream[Event]
+        self,
+        gw: str,
+        envelope_id: str,
+        recv: MemoryObjectReceiveStream[Event],
+        stream: EventStream,
     ) -> None:
         try:
             async with recv:
@@ -212,6 +288,7 @@ class GatewayClient:
                         except (anyio.WouldBlock, anyio.EndOfStream):
                             break
                     await self.deliver(gw, envelope_id, batch)
+                    stream._handled_some(len(batch))
         finally:
             self._active -= 1
             if self._active == 0:
@@ -220,16 +297,19 @@ class GatewayClient:
     async def deliver(self, gw: str, envelope_id: str, batch: list[Event]) -> None:
         """POST `batch` in order with every fallback; failures are counted and dropped."""
         st = self._state(gw)
+        if st.circuit.is_open(anyio.current_time()):
+            self._drop(batch, st)  # cooling down: not even one try
+            return
         events_url = f"{gw}/api/v1/mesh/{envelope_id}/events"
         if not st.legacy and len(batch) > 1 and st.batches:
-            code = await self._post(events_url, envelope_id, batch)
+            code = await self._post(events_url, envelope_id, batch, st)
             if code is not None and code < 300:
                 self._count(batch, batched=True)
                 return
             if code in _BATCH_REJECTED:
                 st.batches = False  # this gateway wants one event per request from now on
             elif code != 404:
-                self._drop(batch)
+                self._drop(batch, st)
                 return
         # One by one, in order. After a 404 each event is retried alone first: a gateway may
         # answer 404 for one event (a status for an unknown task) and accept the others.
@@ -237,40 +317,56 @@ class GatewayClient:
             if st.legacy:
                 await self._post_legacy(gw, envelope_id, ev, st)
                 continue
-            code = await self._post(events_url, envelope_id, ev)
+            code = await self._post(events_url, envelope_id, ev, st)
             if code is not None and code < 300:
                 self._count([ev], batched=False)
             elif code == 404:
                 await self._post_legacy(gw, envelope_id, ev, st)
             else:
-                self._drop([ev])
+                self._drop([ev], st)
 
     async def _post_legacy(self, gw: str, envelope_id: str, ev: Event, st: _GatewayState) -> None:
         if ev["type"] == "fly":
             url, body = f"{gw}/mesh/{envelope_id}/fly", ev["data"]
         else:
             url, body = f"{gw}/mesh/{envelope_id}/progress", {"status": ev["status"], **ev["data"]}
-        code = await self._post(url, envelope_id, body)
+        code = await self._post(url, envelope_id, body, st)
         if code is not None and code < 300:
             st.legacy = True  # the new endpoint is missing but the legacy one works: stick to it
             self._count([ev], batched=False)
         else:
-            self._drop([ev])
+            self._drop([ev], st)
 
-    async def _post(self, url: str, envelope_id: str, body: Any) -> int | None:
-        """POST JSON with a short retry on network errors and 5xx; the final status or None."""
+    async def _post(self, url: str, envelope_id: str, body: Any, st: _GatewayState) -> int | None:
+        """POST JSON with a short retry on network errors and 5xx; the final status or None.
+
+        Every try goes through the gateway's circuit: while it is open nothing is sent.
+        """
         content = self._json.encode(body)
         headers = {"Content-Type": "application/json", "X-Asya-Envelope-ID": envelope_id}
         code: int | None = None
+        circuit = st.circuit
         for delay in (*_RETRY_DELAYS, math.nan):
+            if not circuit.allow(anyio.current_time()):
+                return None
             try:
                 r = await self._http.post(url, content=content, headers=headers)
                 code = r.status_code
-                if code < 500:
-                    return code
             except httpx.HTTPError as exc:
                 code = None
                 log.debug("gateway POST failed", url=url, error=repr(exc))
+            if code is not None and code < 500:
+                if circuit.success():
+                    log.info("gateway answering again; circuit closed", url=url)
+                return code
+            if circuit.failure(anyio.current_time()):
+                log.warning(
+                    "gateway failing; circuit open: events are dropped and counted meanwhile",
+                    url=url,
+                    status=code,
+                    failures=circuit.failures,
+                    cooldown=circuit.cooldown,
+                )
             if math.isnan(delay):
                 break
             await anyio.sleep(delay)
@@ -283,11 +379,12 @@ class GatewayClient:
             if batched:
                 self._metrics.fly_batched.inc(n)
 
-    def _drop(self, events: list[Event]) -> None:
+    def _drop(self, events: list[Event], st: _GatewayState) -> None:
         n = sum(1 for e in events if e["type"] == "fly")
         if n:
             self._metrics.fly_dropped.inc(n)
-            log.warning("gateway events dropped", events=len(events), fly=n)
+            if st.circuit.open_until is None:  # while open, the one "circuit open" line says it
+                log.warning("gateway events dropped", events=len(events), fly=n)
         else:  # e.g. progress for a task the gateway does not know (sent with `queue send`)
             log.debug("gateway status events dropped", events=len(events))
 
@@ -302,11 +399,27 @@ class GatewayClient:
 
 @asynccontextmanager
 async def gateway_client(
-    metrics: Metrics, *, default_url: str | None, buffer: int
+    metrics: Metrics,
+    *,
+    default_url: str | None,
+    buffer: int,
+    preflight_timeout: float = DEFAULT_PREFLIGHT_TIMEOUT,
 ) -> AsyncIterator[GatewayClient]:
     """A client whose forwarders all finish (or are cut off after a grace) when it closes."""
-    async with httpx.AsyncClient(timeout=_TIMEOUT) as http, anyio.create_task_group() as tg:
-        client = GatewayClient(http, tg, metrics, default_url=default_url, buffer=buffer)
+    async with (
+        httpx.AsyncClient(timeout=_TIMEOUT) as http,
+        httpx.AsyncClient(timeout=_TIMEOUT, limits=_PREFLIGHT_LIMITS) as preflight_http,
+        anyio.create_task_group() as tg,
+    ):
+        client = GatewayClient(
+            http,
+            tg,
+            metrics,
+            default_url=default_url,
+            buffer=buffer,
+            preflight_http=preflight_http,
+            preflight_timeout=preflight_timeout,
+        )
         try:
             yield client
             with anyio.move_on_after(_SHUTDOWN_GRACE):

@@ -2,7 +2,9 @@
 
 The steps of sidecar-gateway.md "Per envelope", carried out with `routing` (pure) deciding and
 this module doing the I/O: queue sends (awaited, durable) before the ack, gateway events
-(never awaited), the invocation under one `move_on_after(min(timeout, deadline left))`.
+(never awaited, except a bounded flush before the envelope's last output goes out), the
+invocation under one `move_on_after(min(timeout, deadline left))`. The last emit of an
+invocation is held until `end` and sent together with the ack (`Transport.send_then_ack`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import anyio
 import anyio.abc
 import structlog
 
-from asya_runtime.errors import TransportError
+from asya_runtime.errors import MessageTooLarge, TransportError
 from asya_runtime.wire import Emit, End, Envelope, Error, Fly
 
 from . import routing
@@ -27,7 +29,7 @@ from .metrics import Metrics
 from .resiliency import Exhausted, NoPolicy, Retry, decide
 from .routing import Names, Outgoing
 from .runtime_client import RuntimeConnection, RuntimeLost, RuntimeUnavailable, connect, wait_ready
-from .transports import Delivery, Transport, queue_name
+from .transports import Delivery, LeaseLost, Transport, queue_name
 
 log = structlog.get_logger("asya.sidecar")
 
@@ -107,15 +109,47 @@ class Sidecar:
         self.metrics.child(self.metrics.sent, q, out.kind).inc()
         self.metrics.child(self.metrics.size, "sent").observe(len(body))
 
+    async def send_then_ack(self, out: Outgoing, delivery: Delivery) -> None:
+        """Send the last output and ack what produced it, in one call (one transaction on
+        SQLite). Outputs with a delay take the two-step path (`send_then_ack` has no delay)."""
+        if out.delay:
+            await self.send(out)
+            with anyio.CancelScope(shield=True):
+                await _quietly(delivery.ack())
+            return
+        q = queue_name(self.cfg.namespace, out.actor)
+        body = routing.encode(out.envelope)
+        with anyio.CancelScope(shield=True):
+            t0 = time.perf_counter()
+            await self.transport.send_then_ack([(q, body)], delivery)
+        self.metrics.child(self.metrics.send_time, q, self.metrics.transport).observe(
+            time.perf_counter() - t0
+        )
+        self.metrics.child(self.metrics.sent, q, out.kind).inc()
+        self.metrics.child(self.metrics.size, "sent").observe(len(body))
+
     async def settle(self, delivery: Delivery, process: Callable[[], Any]) -> None:
-        """Run `process()`; ack after it, requeue if it failed or was cut off by shutdown."""
+        """Run `process()`; ack after it, requeue if it failed or was cut off by shutdown.
+
+        `process()` may return one last `Outgoing`: it is sent with the ack (`send_then_ack`).
+        """
         with anyio.CancelScope() as scope:
             self._processing.add(scope)
             try:
-                await process()
+                final = await process()
+                if isinstance(final, Outgoing):
+                    await self.send_then_ack(final, delivery)
+                    return
+            except LeaseLost as exc:
+                # Our lease lapsed and another consumer has the message: it settles it.
+                log.warning("lease lost before the ack; another consumer has it", error=str(exc))
+                return
             except TransportError as exc:
                 with anyio.CancelScope(shield=True):
-                    if delivery.attempt >= _MAX_SEND_ATTEMPTS and await self._sump(delivery, exc):
+                    too_large = isinstance(exc, MessageTooLarge)  # permanent: no redelivery
+                    if (too_large or delivery.attempt >= _MAX_SEND_ATTEMPTS) and await self._sump(
+                        delivery, exc
+                    ):
                         await _quietly(delivery.ack())
                         return
                     log.error(
@@ -139,7 +173,10 @@ class Sidecar:
         rejects, a payload too large): x-sump instead of redelivering it forever."""
         now = self.clock()
         parsed = routing.parse_message(delivery.body, self.names, now)
-        msg = f"sending outputs failed {delivery.attempt} times: {exc}"
+        if isinstance(exc, MessageTooLarge):
+            msg = f"an output is too large for the transport: {exc}"
+        else:
+            msg = f"sending outputs failed {delivery.attempt} times: {exc}"
         out = (
             parsed
             if isinstance(parsed, Outgoing)
@@ -218,20 +255,30 @@ class _LeaseKeeper:
     def __init__(self, lease: float) -> None:
         self.lease = lease
         self.delivery: Delivery | None = None
+        self._lost: Delivery | None = None  # lease went to another consumer: stop extending
 
     async def run(self) -> None:
         while True:
             await anyio.sleep(max(self.lease / 3, 0.05))
             d = self.delivery
-            if d is not None:
-                try:
-                    await d.extend(self.lease)
-                except Exception as exc:
-                    log.debug("lease extension failed", error=repr(exc))
+            if d is None or d is self._lost:
+                continue
+            try:
+                await d.extend(self.lease)
+            except LeaseLost as exc:
+                self._lost = d
+                log.warning(
+                    "lease lost: another consumer has this message now; no longer extending",
+                    message_id=d.message_id,
+                    error=str(exc),
+                )
+            except Exception as exc:
+                log.debug("lease extension failed", error=repr(exc))
 
 
-async def process(sc: Sidecar, conn: RuntimeConnection, delivery: Delivery) -> None:
-    """Every step for one message; returns once all outputs are durably sent."""
+async def process(sc: Sidecar, conn: RuntimeConnection, delivery: Delivery) -> Outgoing | None:
+    """Every step for one message; returns once all outputs but the returned last one are
+    durably sent (the caller sends that one with the ack)."""
     m, names = sc.metrics, sc.names
     t0 = time.perf_counter()
     m.child(m.received, sc.queue, m.transport).inc()
@@ -243,11 +290,12 @@ async def process(sc: Sidecar, conn: RuntimeConnection, delivery: Delivery) -> N
             m.child(m.failed, sc.queue, "parse_error").inc()
             log.warning("unparsable message sent to sump", message_id=delivery.message_id)
             await sc.send(parsed)
-            return
+            return None
         env = parsed
         with structlog.contextvars.bound_contextvars(envelope_id=env.id, actor=names.actor):
-            status = await _process_envelope(sc, conn, delivery, env)
+            status, final = await _process_envelope(sc, conn, delivery, env)
             m.child(m.processed, sc.queue, status).inc()
+            return final
     finally:
         m.active.dec()
         m.child(m.processing, sc.queue).observe(time.perf_counter() - t0)
@@ -255,25 +303,25 @@ async def process(sc: Sidecar, conn: RuntimeConnection, delivery: Delivery) -> N
 
 async def _process_envelope(
     sc: Sidecar, conn: RuntimeConnection, delivery: Delivery, env: Envelope
-) -> str:
+) -> tuple[str, Outgoing | None]:
     names, m = sc.names, sc.metrics
     assert env.id is not None
     if not routing.serves(env, names.actor):
         m.child(m.failed, sc.queue, "route_mismatch").inc()
         await sc.send(routing.route_mismatch(env, names, sc.clock()))
-        return "error"
+        return "error", None
     gw = sc.gateway.resolve(env.headers)
     if gw is not None:
         state = await sc.gateway.preflight(gw, env.id)
         out = routing.preflight(env, state, names, sc.clock()) if state else None
         if out is not None:
             await sc.send(out)
-            return f"preflight_{state}"
+            return f"preflight_{state}", None
     left = routing.deadline_left(env, sc.clock())
     if left is not None and left <= 0:
         m.child(m.failed, sc.queue, "sla_timeout").inc()
         await sc.send(routing.deadline_expired(env, names, sc.clock()))
-        return "sla_expired"
+        return "sla_expired", None
     events = sc.gateway.open(gw, env.id)
     try:
         events.status("received", _route_data(env, names.actor))
@@ -292,10 +340,12 @@ async def _invoke(
     inp: Envelope,
     budget: float,
     events: EventStream,
-) -> str:
+) -> tuple[str, Outgoing | None]:
+    """Run the handler; returns the status and the last output (held back, see module doc)."""
     names, m = sc.names, sc.metrics
     index = 0
     error: Error | None = None
+    last: Outgoing | None = None  # the newest emit: sent when the next one comes, or at the end
     t0 = time.perf_counter()
     try:
         with anyio.move_on_after(budget) as scope:
@@ -306,7 +356,9 @@ async def _invoke(
                     if error is not None:
                         continue  # nothing counts after an error frame
                     out = routing.route_emit(inp, frame, index, names, sc.clock())
-                    await sc.send(out)
+                    if last is not None:
+                        await sc.send(last)
+                    last = out
                     if index == 0:
                         data = _route_data(out.envelope, names.actor)
                         data["duration_ms"] = int((time.perf_counter() - t0) * 1000)
@@ -320,22 +372,57 @@ async def _invoke(
         m.child(m.runtime_errors, sc.queue, "connection_lost").inc()
         m.child(m.failed, sc.queue, "runtime_error").inc()
         log.warning("runtime lost mid-invocation; envelope to sump", error=str(exc))
+        await _send_held(sc, last, events)
         await sc.send(routing.runtime_lost(env, str(exc), names, sc.clock()))
-        return "error"
+        return "error", None
+    except BaseException:
+        # An output refused (TransportError) or shutdown cut us off: this invocation's frames
+        # (at least its `end`) are unread and must not be taken for the next invocation's.
+        await _abandon_invocation(sc, conn)
+        raise
     finally:
         m.child(m.runtime, sc.queue).observe(time.perf_counter() - t0)
     if scope.cancelled_caught:
         await _cancel_invocation(sc, conn)
         m.child(m.failed, sc.queue, "timeout").inc()
+        await _send_held(sc, last, events)
         await sc.send(routing.timed_out(inp, budget, names, sc.clock()))
-        return "error"
+        return "error", None
     if error is not None:
         m.child(m.runtime_errors, sc.queue, "execution_error").inc()
-        return await _on_error(sc, inp, error)
-    if index == 0:
+        await _send_held(sc, last, events)
+        return await _on_error(sc, inp, error), None
+    if last is None:
+        await events.flush(sc.cfg.fly_flush_timeout)
         await sc.send(routing.no_output(inp, names, sc.clock()))
-        return "empty_response"
-    return "success"
+        return "empty_response", None
+    # The FLYs go first: the next actor (or x-sink's terminal status) must not overtake them.
+    await events.flush(sc.cfg.fly_flush_timeout)
+    return "success", last
+
+
+async def _send_held(sc: Sidecar, last: Outgoing | None, events: EventStream) -> None:
+    """Before a terminal send: the envelope's events get their bounded flush, the held emit
+    (produced before the failure) goes out."""
+    await events.flush(sc.cfg.fly_flush_timeout)
+    if last is not None:
+        await sc.send(last)
+
+
+async def _abandon_invocation(sc: Sidecar, conn: RuntimeConnection) -> None:
+    """Leave the connection clean: cancel and drain to `end` within the cancel grace, else
+    drop it (the worker reconnects). Shielded: also runs when shutdown cancelled us."""
+    if conn.closed:
+        return
+    with anyio.move_on_after(sc.cfg.cancel_grace, shield=True) as grace:
+        await conn.cancel()
+        try:
+            await conn.drain_to_end()
+        except RuntimeLost:
+            return
+    if grace.cancelled_caught:
+        log.warning("runtime did not end an abandoned invocation; reconnecting")
+        conn.closed = True
 
 
 async def _cancel_invocation(sc: Sidecar, conn: RuntimeConnection) -> None:
