@@ -48,6 +48,11 @@ class FrameReader(Generic[T]):
             return
         self._buf += data
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as a frame (part of a frame, if non-zero)."""
+        return len(self._buf) - self._pos
+
     def next_frame(self) -> T | _NeedData | None:
         """The next complete frame, `NEED_DATA`, or `None` at a clean end of stream.
 

@@ -23,6 +23,7 @@ invocation runs are asyncio loop callbacks; everything else is anyio.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -46,7 +47,6 @@ from .loader import LoadedHandler
 from .wire import (
     DEFAULT_MAX_FRAME_BYTES,
     MSG_PARSING_ERROR,
-    PROCESSING_ERROR,
     PROTOCOL_VERSION,
     Cancel,
     End,
@@ -77,10 +77,6 @@ class ServerConfig:
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     socket_mode: int | None = 0o666
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE  # seconds in-flight invocations get on `stop`
-
-
-class ShuttingDown(Exception):
-    """An `invoke` that arrived after shutdown began (refused with `processing_error`)."""
 
 
 class _Outbox:
@@ -252,9 +248,9 @@ class _Connection:
         self.fatal: Error | None = None
         self.closing = False  # EOF or a fatal protocol error: stop after the invocation
         self.draining = False  # shutdown: finish what was received, then close
-        # Envelopes of received invokes, in order; None = arrived after shutdown began (refused).
+        self.read_shut = False  # draining: we shut our read side (see `_close_if_quiet`)
         # Bounded: the state table allows one invoke per invocation (a second is fatal).
-        self.pending: list[msgspec.Raw | None] = []
+        self.pending: list[msgspec.Raw] = []
         self.waiter: anyio.Event | None = None
 
     def _cancel_invocation(self) -> None:
@@ -262,14 +258,46 @@ class _Connection:
             self.scope.cancel()
 
     def drain(self) -> None:
-        """Shutdown began. Invokes already received (also those still in the socket buffer,
-        read now) run to their `end`; then the connection closes, so a sidecar sees EOF on
-        the idle connection instead of sending an invoke. A connection idle now closes now."""
-        if not self.closing:
-            self._on_readable()
+        """Shutdown began: run what was received to its `end`, then close (see `_close_if_quiet`).
+        A connection idle now closes now."""
         self.draining = True
         if self.waiter is not None:
             self.waiter.set()
+
+    async def _close_if_quiet(self) -> bool:
+        """Draining and idle: close unless the peer has sent an invoke (False: run it first).
+
+        A sidecar checks that an idle connection is open just before it sends an invoke, so an
+        invoke may be on its way whenever we close, and it must never be taken into our socket
+        buffer and then dropped. Hence, with no await in between: read what was sent; shut the
+        read side (from now on the peer's `send` fails with EPIPE: provably not delivered);
+        read what arrived meanwhile (an invoke there is run, the write side is still open);
+        only then shut the write side (the peer sees EOF on its idle connection).
+        """
+        await self.outbox.flush()  # the last `end` leaves before the shutdown
+        while self._on_readable():
+            pass
+        if self.pending:
+            return False
+        if self.closing:
+            return True
+        if self.reader.buffered and not self.read_shut:  # an invoke is partly here: wait
+            self.waiter = anyio.Event()
+            await self.waiter.wait()
+            return False
+        if not self.read_shut:
+            self.read_shut = True
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())  # EOF from now on
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RD)
+            while self._on_readable():
+                pass
+            if self.pending:
+                return False
+        # Nothing more can arrive (a partial frame's rest would fail in the peer's `send`).
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+        return True
 
     async def run(self) -> None:
         try:
@@ -310,7 +338,7 @@ class _Connection:
     def _on_frame(self, frame: Invoke | Cancel) -> None:
         if isinstance(frame, Invoke):
             self.state.on("invoke")  # RemoteProtocolError while running
-            self.pending.append(None if self.draining else frame.envelope)
+            self.pending.append(frame.envelope)
         elif self.state.on("cancel") is ConnState.CANCELLING:
             self._cancel_invocation()
 
@@ -333,20 +361,30 @@ class _Connection:
                 if self.closing or self.state.state is ConnState.CANCELLING:
                     scope.cancel()  # the cancel (or EOF) arrived in the same read as the invoke
                 await self._invoke(raw, scope)
-            elif self.closing or self.draining:
+            elif self.closing:
                 return
+            elif self.draining:
+                if await self._close_if_quiet():
+                    return
+                # else an invoke (or part of one) arrived: loop to run it
             else:
                 self.waiter = anyio.Event()
                 await self.waiter.wait()
 
-    def _on_readable(self) -> None:
-        """Loop reader callback: whatever arrives, at once (also while a handler runs)."""
+    def _on_readable(self) -> bool:
+        """Loop reader callback: whatever arrives, at once (also while a handler runs).
+
+        Returns whether bytes were read (more may be waiting), for `_close_if_quiet`."""
+        if self.closing:
+            return False
         try:
             data = self.sock.recv(65536)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
+        if not data and self.read_shut:
+            return False  # our own shutdown's EOF, not the peer leaving
         try:
             if data:
                 self._receive_frames(data)
@@ -361,20 +399,13 @@ class _Connection:
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
         if (self.pending or self.closing) and self.waiter is not None:
             self.waiter.set()
+        return bool(data)
 
-    async def _invoke(self, raw: msgspec.Raw | None, scope: anyio.CancelScope) -> None:
+    async def _invoke(self, raw: msgspec.Raw, scope: anyio.CancelScope) -> None:
         server = self.server
         outbox = self.outbox
         try:
             with scope:
-                if raw is None:
-                    outbox.push(
-                        error_frame(
-                            ShuttingDown("the runtime is shutting down; invoke refused"),
-                            code=PROCESSING_ERROR,
-                        )
-                    )
-                    return
                 try:
                     envelope = decode_envelope(raw)
                 except ValueError as exc:  # msgspec errors, and UnicodeDecodeError

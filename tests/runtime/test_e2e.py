@@ -352,6 +352,47 @@ def test_sigterm_lets_the_invocation_in_progress_finish(runtime: Start) -> None:
         idle.close()
 
 
+def test_invoke_racing_the_shutdown_is_run_or_never_delivered(runtime: Start) -> None:
+    """A client that sends its next invoke the instant it gets `end` (a sidecar does the same,
+    only slower): the runtime either runs it, or the client's `send` fails. An invoke that the
+    client could send and then got no answer to (EOF) would be lost by a sidecar."""
+    rt = runtime("examples.handlers.util:sleep", "--concurrency", "8")
+    outcomes: list[str] = []
+
+    def one(c: WireClient) -> None:
+        c.until_end()
+        try:
+            c.invoke(envelope({"sleep": 0}))
+        except OSError:
+            outcomes.append("not delivered")
+            return
+        f = c.recv()
+        if f is None:
+            outcomes.append("dropped")
+            return
+        rest = [f] if isinstance(f, End) else [f, *c.until_end()]
+        outcomes.append("ran" if kinds(rest) == ["emit", "end"] else f"odd {kinds(rest)}")
+
+    clients = [rt.client() for _ in range(8)]
+    try:
+        for c in clients:
+            c.hello()
+            c.invoke(envelope({"sleep": 0.5}))
+        threads = [threading.Thread(target=one, args=(c,)) for c in clients]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)  # all eight are sleeping in the handler
+        os.kill(rt.proc.pid, signal.SIGTERM)
+        for t in threads:
+            t.join(20)
+        assert rt.proc.wait(10) == 0
+    finally:
+        for c in clients:
+            c.close()
+    assert len(outcomes) == 8
+    assert all(o in ("ran", "not delivered") for o in outcomes), outcomes
+
+
 def test_second_signal_cuts_the_grace_short(runtime: Start, short_tmp: Path) -> None:
     rt = runtime(f"{H}:agen_hang")  # default grace: 25 s
     marker = short_tmp / "cancelled"
