@@ -147,9 +147,9 @@ async def _measure_all(mesh: Mesh) -> dict[str, dict[str, Any]]:
                     async with gateway_process(mesh, kw) as url:
                         results[label] = await _run_batch(mesh, qc, t.env, sock, url, label)
                 await healthy_run()
-                results[label]["vs_healthy"] = results[label]["per_s"] / (
-                    (healthy[-2] + healthy[-1]) / 2
-                )
+                # Against the slower of its two healthy neighbours: the machine's own noise
+                # (10-40 % between two healthy runs) must not fail a mode that blocks nothing.
+                results[label]["vs_healthy"] = results[label]["per_s"] / min(healthy[-2:])
     results["healthy"]["runs_per_s"] = healthy
     return results
 
