@@ -105,9 +105,8 @@ class RuntimeProcess:
         deadline = time.monotonic() + timeout
         while not (ready.exists() and self.socket.exists()):
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"runtime exited {self.proc.returncode}: {self.proc.stderr.read()}"
-                )  # type: ignore[union-attr]
+                err = self.proc.stderr.read() if self.proc.stderr else ""
+                raise RuntimeError(f"runtime exited {self.proc.returncode}: {err}")
             if time.monotonic() > deadline:
                 raise TimeoutError("runtime not ready")
             time.sleep(0.02)
