@@ -34,12 +34,21 @@ Event = dict[str, Any]
 
 _TIMEOUT: Final = httpx.Timeout(5.0)
 DEFAULT_PREFLIGHT_TIMEOUT: Final = 0.15
-# After a pre-flight or a flush that failed or was slow (timeout, network error, 5xx), skip
-# pre-flights and flushes to that gateway for a while: a slow or dead gateway then delays at
-# most one envelope per worker per window, not all of them.
+# After a pre-flight that failed or was slow (timeout, network error, 5xx, not JSON), skip
+# pre-flights to that gateway for a while: a slow or dead gateway then delays at most one
+# envelope per worker per window, not all of them.
 _SLOW_BACKOFF: Final = 30.0
+# After a flush that ran out of time, flushes to that gateway are skipped for a shorter while:
+# a busy but healthy gateway soon gets its ordering back; a slow one costs at most one flush
+# budget per worker per window.
+_FLUSH_BACKOFF: Final = 5.0
 # Pre-flights have a pool of their own: a FLY backlog never queues ahead of them.
 _PREFLIGHT_LIMITS: Final = httpx.Limits(max_connections=8, max_keepalive_connections=8)
+# Concurrent event POSTs (= the FLY pool's connections). Forwarders beyond it wait on our own
+# semaphore (FIFO, O(1)) rather than in httpx's pool, whose queue costs CPU per waiter on
+# every hand-off: with a slow gateway hundreds of forwarders pile up.
+_MAX_POSTS: Final = 64
+_LIMITS: Final = httpx.Limits(max_connections=_MAX_POSTS, max_keepalive_connections=_MAX_POSTS)
 _RETRY_DELAYS: Final = (0.1, 0.3)  # "short retry, then drop"
 _BATCH_REJECTED: Final = (400, 415, 422)
 _MAX_FORWARDERS: Final = 512  # envelopes with a live forwarder; beyond this, events are dropped
@@ -72,19 +81,20 @@ class _GatewayState:
     """What we learned about one gateway: whether it takes batches, whether it is legacy-only,
     whether it is slow (skip the waits on it) and whether its circuit is open."""
 
-    __slots__ = ("batches", "circuit", "legacy", "slow_until")
+    __slots__ = ("batches", "circuit", "flush_after", "legacy", "preflight_after")
 
     def __init__(self) -> None:
         self.batches = True
         self.legacy = False
-        self.slow_until = 0.0  # monotonic time before which pre-flights and flushes are skipped
+        self.preflight_after = 0.0  # monotonic time before which pre-flights are skipped
+        self.flush_after = 0.0  # likewise for flushes
         self.circuit = Circuit()
 
-    def skip_waits(self, now: float) -> bool:
-        return now < self.slow_until or self.circuit.is_open(now)
+    def skip_preflight(self, now: float) -> bool:
+        return now < self.preflight_after or self.circuit.is_open(now)
 
-    def mark_slow(self, now: float) -> None:
-        self.slow_until = now + _SLOW_BACKOFF
+    def skip_flush(self, now: float) -> bool:
+        return now < self.flush_after or self.circuit.is_open(now)
 
 
 class EventStream:
@@ -119,17 +129,18 @@ class EventStream:
         if self._send is None or self._handled >= target:
             return True
         st = self._state
-        if within <= 0 or (st is not None and st.skip_waits(anyio.current_time())):
+        if within <= 0 or (st is not None and st.skip_flush(anyio.current_time())):
             return False
         with anyio.move_on_after(within):
             while self._handled < target:
                 await self._progress.wait()
             return True
         if st is not None:
-            st.mark_slow(anyio.current_time())
+            st.flush_after = anyio.current_time() + _FLUSH_BACKOFF
             log.info(
                 "gateway slow to take events; not waiting on it for a while",
-                seconds=_SLOW_BACKOFF,
+                budget=within,
+                seconds=_FLUSH_BACKOFF,
             )
         return False
 
@@ -199,6 +210,7 @@ class GatewayClient:
         self._idle = anyio.Event()
         self._idle.set()
         self._json = msgspec.json.Encoder()
+        self._posts = anyio.Semaphore(_MAX_POSTS)
 
     def resolve(self, headers: dict[str, Any]) -> str | None:
         """The gateway for an envelope: header (if safe) else the configured one; None = off."""
@@ -225,7 +237,7 @@ class GatewayClient:
     async def preflight(self, gw: str, envelope_id: str) -> str | None:
         """The task's status at the gateway, or None on any failure (carry on)."""
         st = self._state(gw)
-        if st.skip_waits(anyio.current_time()):
+        if st.skip_preflight(anyio.current_time()):
             return None
         try:
             with anyio.fail_after(self.preflight_timeout):
@@ -242,12 +254,13 @@ class GatewayClient:
             return None
         try:
             status = r.json().get("status")
-        except Exception:  # any undecodable answer = carry on
+        except Exception:  # an undecodable answer: carry on, and stop asking for a while
+            self._preflight_failed(gw, st, "answer is not a JSON object")
             return None
         return status if isinstance(status, str) else None
 
     def _preflight_failed(self, gw: str, st: _GatewayState, error: str) -> None:
-        if anyio.current_time() >= st.slow_until:  # log the change, not every envelope
+        if anyio.current_time() >= st.preflight_after:  # log the change, not every envelope
             log.warning(
                 "pre-flight failed or too slow; skipping pre-flights to this gateway for a while",
                 gateway=gw,
@@ -255,7 +268,7 @@ class GatewayClient:
                 budget=self.preflight_timeout,
                 seconds=_SLOW_BACKOFF,
             )
-        st.mark_slow(anyio.current_time())
+        st.preflight_after = anyio.current_time() + _SLOW_BACKOFF
 
     def open(self, gw: str | None, envelope_id: str) -> EventStream:
         """An ordered event stream for one envelope, drained by its own forwarder task."""
@@ -350,7 +363,8 @@ class GatewayClient:
             if not circuit.allow(anyio.current_time()):
                 return None
             try:
-                r = await self._http.post(url, content=content, headers=headers)
+                async with self._posts:
+                    r = await self._http.post(url, content=content, headers=headers)
                 code = r.status_code
             except httpx.HTTPError as exc:
                 code = None
@@ -407,7 +421,7 @@ async def gateway_client(
 ) -> AsyncIterator[GatewayClient]:
     """A client whose forwarders all finish (or are cut off after a grace) when it closes."""
     async with (
-        httpx.AsyncClient(timeout=_TIMEOUT) as http,
+        httpx.AsyncClient(timeout=_TIMEOUT, limits=_LIMITS) as http,
         httpx.AsyncClient(timeout=_TIMEOUT, limits=_PREFLIGHT_LIMITS) as preflight_http,
         anyio.create_task_group() as tg,
     ):

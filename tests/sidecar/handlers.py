@@ -13,3 +13,9 @@ async def stubborn(payload: Any) -> Any:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
             continue
+
+
+async def sized(payload: Any) -> Any:
+    """One output per entry of payload["sizes"], each carrying a blob of that many bytes."""
+    for size in payload["sizes"]:
+        yield {"blob": "x" * size}
