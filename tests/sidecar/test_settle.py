@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import anyio
 import pytest
@@ -102,3 +103,80 @@ async def test_success_acks_and_shutdown_cancel_requeues_untouched() -> None:
             await started.wait()
             sc.abort_inflight()
     assert d2.outcome == ("requeue", 0.0)
+
+
+async def test_too_large_output_goes_to_sump_at_once() -> None:
+    from asya_runtime.errors import MessageTooLarge
+
+    t = FakeTransport()
+    sc = sidecar(t)
+    d = FakeDelivery(1)
+
+    async def too_large() -> None:
+        raise MessageTooLarge("message of 300000 bytes exceeds the SQS limit of 262144 bytes")
+
+    with anyio.fail_after(5):
+        await sc.settle(d, too_large)
+    assert d.outcome == ("ack", 0.0)  # permanent: no redelivery, even at the first attempt
+    ((queue, body),) = t.sent
+    assert queue == "asya-default-x-sump"
+    err = json.loads(body)["payload"]["error"]
+    assert "too large" in err and "limit of 262144 bytes" in err
+
+
+async def test_last_output_is_sent_with_the_ack() -> None:
+    from asya_runtime.wire import Envelope, Route
+    from asya_sidecar.routing import Outgoing
+
+    acked_with: list[list[tuple[str, bytes]]] = []
+
+    class T(FakeTransport):
+        async def send_then_ack(self, messages: Any, delivery: Delivery) -> None:
+            acked_with.append(list(messages))
+            await delivery.ack()
+
+    sc = sidecar(T())
+    d = FakeDelivery(1)
+    out = Outgoing(
+        actor="b",
+        envelope=Envelope(id="p-1", route=Route(prev=["a"], curr="b", next=[]), payload=2),
+        kind="emit",
+    )
+
+    async def last() -> Outgoing:
+        return out
+
+    await sc.settle(d, last)
+    assert d.outcome == ("ack", 0.0)
+    assert [q for q, _ in acked_with[0]] == ["asya-default-b"]
+
+
+async def test_lost_lease_is_not_requeued_and_stops_extension() -> None:
+    from asya_sidecar.transports import LeaseLost
+    from asya_sidecar.worker import _LeaseKeeper
+
+    sc = sidecar(FakeTransport())
+    d = FakeDelivery(1)
+
+    async def lost() -> None:
+        raise LeaseLost("lease lapsed and it was redelivered")
+
+    await sc.settle(d, lost)
+    assert d.outcome is None  # another consumer settles it
+
+    class Lost(FakeDelivery):
+        extends = 0
+
+        async def extend(self, seconds: float) -> None:
+            self.extends += 1
+            raise LeaseLost("gone")
+
+    keeper = _LeaseKeeper(0.06)
+    ld = Lost(1)
+    keeper.delivery = ld
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(keeper.run)
+            await anyio.sleep(0.5)  # ~20 extension periods
+            tg.cancel_scope.cancel()
+    assert ld.extends == 1
