@@ -67,6 +67,8 @@ def run(
     shutdown_grace: Annotated[str | None, Opt(help="ASYA_SHUTDOWN_GRACE")] = None,
     cancel_grace: Annotated[str | None, Opt(help="ASYA_CANCEL_GRACE")] = None,
     fly_buffer: Annotated[int | None, Opt(help="ASYA_FLY_BUFFER")] = None,
+    preflight_timeout: Annotated[str | None, Opt(help="ASYA_GATEWAY_PREFLIGHT_TIMEOUT")] = None,
+    fly_flush_timeout: Annotated[str | None, Opt(help="ASYA_FLY_FLUSH_TIMEOUT")] = None,
 ) -> None:
     """Serve one actor's queue beside its runtime (or an end queue with --end)."""
     overrides: dict[str, Any] = {
@@ -98,6 +100,8 @@ def run(
         "ASYA_SHUTDOWN_GRACE": shutdown_grace,
         "ASYA_CANCEL_GRACE": cancel_grace,
         "ASYA_FLY_BUFFER": fly_buffer,
+        "ASYA_GATEWAY_PREFLIGHT_TIMEOUT": preflight_timeout,
+        "ASYA_FLY_FLUSH_TIMEOUT": fly_flush_timeout,
     }
     try:
         cfg = SidecarConfig.from_env(os.environ, **overrides)
