@@ -14,7 +14,7 @@ import structlog
 
 from asya_runtime.wire import Envelope
 
-from .gateway import status_event
+from .events import status_event
 from .routing import FAN_IN
 from .worker import Sidecar
 

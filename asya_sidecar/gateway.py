@@ -5,7 +5,7 @@ client's task group. The forwarder POSTs one event, or a JSON array of everythin
 while the previous POST was in flight. Routing only ever calls `send_nowait`; a full buffer
 drops the event and counts it. Routing waits on the gateway in two bounded places only: the
 pre-flight (`preflight_timeout`) and the flush of an envelope's events before its outputs go
-out (`EventStream.flush`); a gateway that is slow there is skipped for `_SLOW_BACKOFF`. POSTs
+out (`EventStream.flush`); a gateway that is slow there is not waited on for a while. POSTs
 go through a per-gateway circuit breaker (`circuit.Circuit`). Knows nothing about queues or the
 runtime.
 """
@@ -23,14 +23,13 @@ import anyio.abc
 import httpx
 import msgspec
 import structlog
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
-from .circuit import Circuit
+from .events import Event, EventStream, GatewayState, NullStream, fly_event, status_event
 from .metrics import Metrics
 
 log = structlog.get_logger("asya.sidecar.gateway")
 
-Event = dict[str, Any]
 
 _TIMEOUT: Final = httpx.Timeout(5.0)
 DEFAULT_PREFLIGHT_TIMEOUT: Final = 0.15
@@ -38,10 +37,6 @@ DEFAULT_PREFLIGHT_TIMEOUT: Final = 0.15
 # pre-flights to that gateway for a while: a slow or dead gateway then delays at most one
 # envelope per worker per window, not all of them.
 _SLOW_BACKOFF: Final = 30.0
-# After a flush that ran out of time, flushes to that gateway are skipped for a shorter while:
-# a busy but healthy gateway soon gets its ordering back; a slow one costs at most one flush
-# budget per worker per window.
-_FLUSH_BACKOFF: Final = 5.0
 # Pre-flights have a pool of their own: a FLY backlog never queues ahead of them.
 _PREFLIGHT_LIMITS: Final = httpx.Limits(max_connections=8, max_keepalive_connections=8)
 # Concurrent event POSTs (= the FLY pool's connections). Forwarders beyond it wait on our own
@@ -69,123 +64,6 @@ def safe_gateway_url(value: Any) -> str | None:
     return value.rstrip("/")
 
 
-def fly_event(data: dict[str, Any]) -> Event:
-    return {"type": "fly", "data": data}
-
-
-def status_event(state: str, data: dict[str, Any]) -> Event:
-    return {"type": "status", "status": state, "data": data}
-
-
-class _GatewayState:
-    """What we learned about one gateway: whether it takes batches, whether it is legacy-only,
-    whether it is slow (skip the waits on it) and whether its circuit is open."""
-
-    __slots__ = ("batches", "circuit", "flush_after", "legacy", "preflight_after")
-
-    def __init__(self) -> None:
-        self.batches = True
-        self.legacy = False
-        self.preflight_after = 0.0  # monotonic time before which pre-flights are skipped
-        self.flush_after = 0.0  # likewise for flushes
-        self.circuit = Circuit()
-
-    def skip_preflight(self, now: float) -> bool:
-        return now < self.preflight_after or self.circuit.is_open(now)
-
-    def skip_flush(self, now: float) -> bool:
-        return now < self.flush_after or self.circuit.is_open(now)
-
-
-class EventStream:
-    """The ordered event queue of one envelope; `close()` when the envelope is done."""
-
-    def __init__(
-        self,
-        send: MemoryObjectSendStream[Event] | None,
-        metrics: Metrics,
-        state: _GatewayState | None = None,
-    ) -> None:
-        self._send = send
-        self._metrics = metrics
-        self._state = state
-        self._queued = 0  # events accepted by put()
-        self._handled = 0  # events the forwarder has POSTed or dropped
-        self._progress = anyio.Event()
-
-    def _handled_some(self, n: int) -> None:
-        """Forwarder side: `n` more events are out of the way (delivered or dropped)."""
-        self._handled += n
-        self._progress.set()
-        self._progress = anyio.Event()
-
-    async def flush(self, within: float) -> bool:
-        """Wait (at most `within` s) until every event queued so far is delivered or dropped.
-
-        Not at all when the gateway is known slow or its circuit is open; a flush that runs out
-        of time marks the gateway slow. True if everything was flushed.
-        """
-        target = self._queued
-        if self._send is None or self._handled >= target:
-            return True
-        st = self._state
-        if within <= 0 or (st is not None and st.skip_flush(anyio.current_time())):
-            return False
-        with anyio.move_on_after(within):
-            while self._handled < target:
-                await self._progress.wait()
-            return True
-        if st is not None:
-            st.flush_after = anyio.current_time() + _FLUSH_BACKOFF
-            log.info(
-                "gateway slow to take events; not waiting on it for a while",
-                budget=within,
-                seconds=_FLUSH_BACKOFF,
-            )
-        return False
-
-    def put(self, event: Event) -> None:
-        """Queue an event; never waits. Full buffer -> dropped and counted."""
-        if self._send is None:
-            if event["type"] == "fly":
-                self._metrics.fly_dropped.inc()
-            return
-        try:
-            self._send.send_nowait(event)
-            self._queued += 1
-        except anyio.WouldBlock:
-            if event["type"] == "fly":
-                self._metrics.fly_dropped.inc()
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
-
-    def fly(self, data: dict[str, Any]) -> None:
-        self.put(fly_event(data))
-
-    def status(self, state: str, data: dict[str, Any]) -> None:
-        self.put(status_event(state, data))
-
-    def close(self) -> None:
-        if self._send is not None:
-            self._send.close()
-
-
-class NullStream(EventStream):
-    """Reporting is off for this envelope: everything is discarded silently."""
-
-    def __init__(self) -> None:
-        pass
-
-    async def flush(self, within: float) -> bool:
-        return True
-
-    def put(self, event: Event) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-
 class GatewayClient:
     def __init__(
         self,
@@ -205,7 +83,7 @@ class GatewayClient:
         self._metrics = metrics
         self.default_url = safe_gateway_url(default_url)
         self._buffer = buffer
-        self._states: dict[str, _GatewayState] = {}
+        self._states: dict[str, GatewayState] = {}
         self._active = 0
         self._idle = anyio.Event()
         self._idle.set()
@@ -224,14 +102,14 @@ class GatewayClient:
             log.warning("ignoring unsafe x-asya-gateway-url", value=str(raw)[:200])
         return self.default_url
 
-    def _state(self, gw: str) -> _GatewayState:
+    def _state(self, gw: str) -> GatewayState:
         st = self._states.get(gw)
         if st is None:
             if len(self._states) >= _MAX_GATEWAYS:
                 # Gateway URLs come from envelope headers: bound what we remember about them.
                 # Overflow policy: forget everything; it is re-learned on the next calls.
                 self._states.clear()
-            st = self._states[gw] = _GatewayState()
+            st = self._states[gw] = GatewayState()
         return st
 
     async def preflight(self, gw: str, envelope_id: str) -> str | None:
@@ -259,7 +137,7 @@ class GatewayClient:
             return None
         return status if isinstance(status, str) else None
 
-    def _preflight_failed(self, gw: str, st: _GatewayState, error: str) -> None:
+    def _preflight_failed(self, gw: str, st: GatewayState, error: str) -> None:
         if anyio.current_time() >= st.preflight_after:  # log the change, not every envelope
             log.warning(
                 "pre-flight failed or too slow; skipping pre-flights to this gateway for a while",
@@ -338,7 +216,7 @@ class GatewayClient:
             else:
                 self._drop([ev], st)
 
-    async def _post_legacy(self, gw: str, envelope_id: str, ev: Event, st: _GatewayState) -> None:
+    async def _post_legacy(self, gw: str, envelope_id: str, ev: Event, st: GatewayState) -> None:
         if ev["type"] == "fly":
             url, body = f"{gw}/mesh/{envelope_id}/fly", ev["data"]
         else:
@@ -350,7 +228,7 @@ class GatewayClient:
         else:
             self._drop([ev], st)
 
-    async def _post(self, url: str, envelope_id: str, body: Any, st: _GatewayState) -> int | None:
+    async def _post(self, url: str, envelope_id: str, body: Any, st: GatewayState) -> int | None:
         """POST JSON with a short retry on network errors and 5xx; the final status or None.
 
         Every try goes through the gateway's circuit: while it is open nothing is sent.
@@ -393,7 +271,7 @@ class GatewayClient:
             if batched:
                 self._metrics.fly_batched.inc(n)
 
-    def _drop(self, events: list[Event], st: _GatewayState) -> None:
+    def _drop(self, events: list[Event], st: GatewayState) -> None:
         n = sum(1 for e in events if e["type"] == "fly")
         if n:
             self._metrics.fly_dropped.inc(n)
@@ -440,3 +318,14 @@ async def gateway_client(
                 await client.wait_idle()
         finally:
             tg.cancel_scope.cancel()
+
+
+__all__ = [
+    "EventStream",
+    "GatewayClient",
+    "NullStream",
+    "fly_event",
+    "gateway_client",
+    "safe_gateway_url",
+    "status_event",
+]
