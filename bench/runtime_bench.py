@@ -341,8 +341,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--flies", type=int, default=100_000)
+    p.add_argument("--quick", action="store_true", help="1 s per measure, 20,000 FLYs")
     p.add_argument("--quick-client", metavar="SOCKET", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.quick:
+        args.seconds, args.flies = 1.0, 20_000
     if args.quick_client:
         quick_client(args.quick_client, args.seconds)
         return
