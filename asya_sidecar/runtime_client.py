@@ -46,6 +46,11 @@ class ProtocolMismatch(RuntimeUnavailable):
     """The runtime speaks another protocol version: waiting will not help."""
 
 
+class InvokeNotDelivered(Exception):
+    """The `invoke` could not be written: the runtime had already closed (e.g. it is shutting
+    down). Nothing started, so the envelope goes back to its queue untouched."""
+
+
 class RuntimeLost(Exception):
     """The connection broke, or the runtime sent a malformed frame, mid-invocation."""
 
@@ -107,8 +112,10 @@ class RuntimeConnection:
         try:
             await self._stream.send(self._writer.encode(Invoke(envelope=raw)))
         except _BROKEN as exc:
+            # A failed write means the runtime never read the invoke: it is not "lost
+            # mid-invocation" (x-sump) but "not reachable when it would start" (requeue).
             self.closed = True
-            raise RuntimeLost(f"runtime connection lost: {exc!r}") from exc
+            raise InvokeNotDelivered(f"runtime closed before the invoke: {exc!r}") from exc
         while True:
             frame = await self._next()
             yield frame

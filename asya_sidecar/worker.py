@@ -28,7 +28,13 @@ from .gateway import GatewayClient
 from .invocation import RuntimeHung, invoke, route_data
 from .metrics import Metrics
 from .routing import Names, Outgoing
-from .runtime_client import RuntimeConnection, RuntimeUnavailable, connect, wait_ready
+from .runtime_client import (
+    InvokeNotDelivered,
+    RuntimeConnection,
+    RuntimeUnavailable,
+    connect,
+    wait_ready,
+)
 from .transports import Delivery, LeaseLost, Transport, queue_name
 
 log = structlog.get_logger("asya.sidecar")
@@ -136,6 +142,13 @@ class Sidecar:
                 if isinstance(final, Outgoing):
                     await self.send_then_ack(final, delivery)
                     return
+            except InvokeNotDelivered as exc:
+                # The runtime closed (restart, shutdown) before it read the invoke: nothing
+                # started, so the message goes back untouched; the worker waits for readiness.
+                log.info("runtime not reachable; envelope requeued untouched", error=str(exc))
+                with anyio.CancelScope(shield=True):
+                    await _quietly(delivery.requeue(0.0))
+                return
             except LeaseLost as exc:
                 # Our lease lapsed and another consumer has the message: it settles it.
                 log.warning("lease lost before the ack; another consumer has it", error=str(exc))

@@ -13,6 +13,7 @@ import pytest
 from asya_runtime.codec import FrameWriter
 from asya_runtime.wire import Emit, End, Envelope, Fly, Hello, Route
 from asya_sidecar.runtime_client import (
+    InvokeNotDelivered,
     ProtocolMismatch,
     RuntimeLost,
     RuntimeUnavailable,
@@ -100,3 +101,29 @@ async def test_protocol_mismatch_fails_at_once(short_tmp: Path) -> None:
 async def test_wait_ready_times_out_without_runtime(short_tmp: Path) -> None:
     with anyio.fail_after(5), pytest.raises(RuntimeUnavailable, match="not ready"):
         await wait_ready(str(short_tmp / "none.sock"), 0.3)
+
+
+async def test_invoke_to_a_runtime_that_already_closed_is_not_delivered(short_tmp: Path) -> None:
+    # A runtime shutting down closes idle connections; an invoke written after that never
+    # reached it, which the client reports as such (requeue), not as a lost invocation (sump).
+    closed = anyio.Event()
+
+    async def close_at_once(
+        r: asyncio.StreamReader, wr: asyncio.StreamWriter, w: FrameWriter
+    ) -> None:
+        await wr.drain()
+        wr.close()
+        closed.set()
+
+    sock = short_tmp / "rt.sock"
+    with anyio.fail_after(5):
+        async with fake_runtime(sock, close_at_once), connect(str(sock)) as conn:
+            await closed.wait()
+            with pytest.raises((InvokeNotDelivered, RuntimeLost)) as info:
+                async for _ in conn.invoke(ENV):
+                    pass
+            if isinstance(info.value, RuntimeLost):
+                # The write raced the close and landed in the buffer: the next one cannot.
+                with pytest.raises(InvokeNotDelivered):
+                    async for _ in conn.invoke(ENV):
+                        pass

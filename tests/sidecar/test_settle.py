@@ -180,3 +180,18 @@ async def test_lost_lease_is_not_requeued_and_stops_extension() -> None:
             await anyio.sleep(0.5)  # ~20 extension periods
             tg.cancel_scope.cancel()
     assert ld.extends == 1
+
+
+async def test_invoke_not_delivered_requeues_untouched() -> None:
+    from asya_sidecar.runtime_client import InvokeNotDelivered
+
+    t = FakeTransport()
+    sc = sidecar(t)
+    d = FakeDelivery(1)
+
+    async def runtime_gone() -> None:
+        raise InvokeNotDelivered("runtime closed before the invoke")
+
+    with anyio.fail_after(5):
+        await sc.settle(d, runtime_gone)
+    assert d.outcome == ("requeue", 0.0) and not t.sent  # nothing to sump, nothing acked
