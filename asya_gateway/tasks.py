@@ -141,13 +141,7 @@ class Task:
             "created_at": rfc3339(self.created_at),
             "updated_at": rfc3339(self.updated_at),
         }
-        if self.message is not None:
-            out["message"] = self.message
-        if self.result is not msgspec.UNSET:
-            out["result"] = self.result
-        if self.error is not msgspec.UNSET:
-            out["error"] = self.error
-        return out
+        return self._with_outcome(out)
 
     def update_data(self) -> dict[str, Any]:
         """The `data` of an `update` SSE event."""
@@ -159,6 +153,10 @@ class Task:
             "actor": self.actor,
             "timestamp": rfc3339(self.updated_at),
         }
+        return self._with_outcome(out)
+
+    def _with_outcome(self, out: dict[str, Any]) -> dict[str, Any]:
+        """Add the optional message, result and error (each only when there is one)."""
         if self.message is not None:
             out["message"] = self.message
         if self.result is not msgspec.UNSET:

@@ -112,34 +112,35 @@ async def _send_held(sc: Sidecar, last: Outgoing | None, events: EventStream) ->
         await sc.send(last)
 
 
-async def _abandon_invocation(sc: Sidecar, conn: RuntimeConnection) -> None:
-    """Leave the connection clean: cancel and drain to `end` within the cancel grace, else
-    drop it (the worker reconnects). Shielded: also runs when shutdown cancelled us."""
+async def _cancel_and_drain(sc: Sidecar, conn: RuntimeConnection) -> bool:
+    """Send `cancel` and discard frames up to `end`, within the cancel grace (shielded: also
+    runs when shutdown cancelled us). False if the runtime did not answer in time; the
+    connection is then marked closed so that the worker reconnects."""
     if conn.closed:
-        return
+        return True
     with anyio.move_on_after(sc.cfg.cancel_grace, shield=True) as grace:
         await conn.cancel()
         try:
             await conn.drain_to_end()
         except RuntimeLost:
-            return
+            return True
     if grace.cancelled_caught:
-        log.warning("runtime did not end an abandoned invocation; reconnecting")
         conn.closed = True
+        return False
+    return True
+
+
+async def _abandon_invocation(sc: Sidecar, conn: RuntimeConnection) -> None:
+    """Leave the connection clean: this invocation's frames must not be taken for the next's."""
+    if not await _cancel_and_drain(sc, conn):
+        log.warning("runtime did not end an abandoned invocation; reconnecting")
 
 
 async def _cancel_invocation(sc: Sidecar, conn: RuntimeConnection) -> None:
-    """Send `cancel` and wait for `end`; a runtime that never answers makes us unhealthy."""
-    with anyio.move_on_after(sc.cfg.cancel_grace, shield=True) as grace:
-        await conn.cancel()
-        try:
-            await conn.drain_to_end()
-        except RuntimeLost:
-            return
-    if grace.cancelled_caught:
+    """Cancel at the timeout; a runtime that never answers `end` makes us unhealthy."""
+    if not await _cancel_and_drain(sc, conn):
         # The envelope still goes to x-sink and is acked; the worker then stops the sidecar.
         sc.metrics.healthy = False
-        conn.closed = True
         sc.fatal = RuntimeHung(
             f"runtime did not end a cancelled invocation in {sc.cfg.cancel_grace:g}s"
         )
