@@ -185,9 +185,10 @@ async def test_kill9_sidecar_under_load_loses_nothing(
         )
     ]
     duplicates = sum(len(v) - 1 for v in dup_ids.values())
+    hit = ", ".join(f"{p.replace('_', ' ')} {kills_hitting[p]}" for p in (*POINTS, "idle"))
     outcome = (
         f"{len(inputs)} inputs, {len(missing)} lost, {duplicates} duplicate deliveries "
-        f"(all same ids), {len(collector.sump)} in x-sump"
+        f"(all same ids), {len(collector.sump)} in x-sump; kills that caught envelopes at: {hit}"
     )
     recorder.row(
         "crash",
@@ -208,5 +209,6 @@ async def test_kill9_sidecar_under_load_loses_nothing(
     assert not strays, f"ids nobody should have produced: {strays[:3]}"
     assert not inconsistent, f"duplicates that differ: {inconsistent[:3]}"
     assert not collector.sump, f"x-sump got {collector.sump[:2]!r}"
-    for point in POINTS:
-        assert kills_hitting[point] > 0, f"no kill hit {point}: {dict(kills_hitting)}"
+    if len(kills) >= 50:  # enough random kills that every point must have been hit
+        for point in POINTS:
+            assert kills_hitting[point] > 0, f"no kill hit {point}: {dict(kills_hitting)}"
