@@ -27,7 +27,12 @@ def _tokens(text: str) -> list[str]:
 
 async def stream(payload):
     prompt = payload.get("prompt") if isinstance(payload, dict) else None
-    reply = f"You asked: {prompt}. {_REPLY}" if prompt else _REPLY
+    if prompt:
+        prompt = str(prompt).strip()
+        stop = "" if prompt.endswith((".", "?", "!")) else "."  # no "why?." in the reply
+        reply = f"You asked: {prompt}{stop} {_REPLY}"
+    else:
+        reply = _REPLY
     delay = payload.get("token_delay") if isinstance(payload, dict) else None
     parts = []
     for tok in _tokens(reply):

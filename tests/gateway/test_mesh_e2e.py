@@ -177,7 +177,7 @@ def test_asya_dev_prompt_streams_and_exits_zero(
     try:
         out = proc.stdout
         assert proc.returncode == 0, out + proc.stderr
-        assert "You asked: what is an actor?. Actors stream tokens" in out
+        assert "You asked: what is an actor? Actors stream tokens" in out
         assert "» download: Downloading data..." in out  # a stage FLY as a status line
         assert "100.0%" in out  # the progress bar reached its end
         assert "✔ succeeded" in out and '"results": [' in out
