@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import anyio
 import pytest
+
+from tests.brokers import RABBITMQ_URL, SQS_ENDPOINT_URL, require_broker
 
 from .harness import TIMEOUT, Mesh, envelope
 
@@ -19,26 +19,17 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.broker]
 BROKERS = {
     "rabbitmq": {
         "ASYA_TRANSPORT": "rabbitmq",
-        "ASYA_RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/",
+        "ASYA_RABBITMQ_URL": RABBITMQ_URL,
     },
     "sqs": {
         "ASYA_TRANSPORT": "sqs",
-        "ASYA_SQS_ENDPOINT": "http://127.0.0.1:5000",
+        "ASYA_SQS_ENDPOINT": SQS_ENDPOINT_URL,
         "ASYA_AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "ASYA_SQS_WAIT_TIME_SECONDS": "1",
     },
 }
-
-
-def reachable(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname, parts.port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(params=sorted(BROKERS))
@@ -52,9 +43,7 @@ async def broker_mesh(
     for k, v in env.items():
         if k.startswith("AWS_"):  # botocore in this process reads them from os.environ
             monkeypatch.setenv(k, v)
-    url = env.get("ASYA_RABBITMQ_URL") or env["ASYA_SQS_ENDPOINT"]
-    if not reachable(url):
-        pytest.skip(f"{request.param} not running at {url}")
+    require_broker(request.param)  # skips locally, fails under CI
     m = Mesh(short_tmp, subprocess_env | env, **env)
     try:
         yield m

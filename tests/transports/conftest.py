@@ -3,52 +3,20 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from asya_sidecar.transports import Transport, TransportConfig, open_transport
+from tests.brokers import RABBITMQ_URL, SQS_ENDPOINT_URL, require_broker
 
-RABBITMQ_URL = os.environ.get("RABBITMQ_URL") or os.environ.get(
-    "AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"
-)
-SQS_ENDPOINT_URL = os.environ.get("SQS_ENDPOINT_URL", "http://127.0.0.1:5000")
 NAMESPACE = "conformance"
 ROOT_DIR = Path(__file__).resolve().parents[2]
 
 OpenTransport = Callable[..., Awaitable[Transport]]
-
-
-def _reachable(url: str, default_port: int) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection(
-            (parts.hostname or "127.0.0.1", parts.port or default_port), 2
-        ):
-            return True
-    except OSError:
-        return False
-
-
-def require_broker(kind: str) -> None:
-    """Skip locally, fail loudly under CI, when the broker for `kind` is not running."""
-    if kind == "rabbitmq":
-        ok, where = _reachable(RABBITMQ_URL, 5672), RABBITMQ_URL
-    elif kind == "sqs":
-        ok, where = _reachable(SQS_ENDPOINT_URL, 80), SQS_ENDPOINT_URL
-    else:
-        return
-    if ok:
-        return
-    reason = f"{kind} broker not reachable at {where} (start it: bash tools/services.sh start)"
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def config_for(kind: str, sqlite_path: Path, **overrides: Any) -> TransportConfig:
