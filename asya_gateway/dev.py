@@ -24,6 +24,8 @@ import msgspec
 import typer
 from anyio.abc import TaskGroup
 
+from asya_sidecar.transports import KINDS
+
 from .render import SseParser, TerminalRenderer
 from .supervisor import ChildSpec, Supervisor, python_script
 
@@ -49,6 +51,7 @@ class DevOptions:
     ready_timeout: float = 60.0
     task_timeout: float = 300.0
     namespace: str = "dev"
+    transport: str = "sqlite"  # ASYA_RABBITMQ_URL / ASYA_SQS_* etc. come from the environment
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ def plan_mesh(
         **base_env,
         "PYTHONPATH": pythonpath,
         "PYTHONUNBUFFERED": "1",
-        "ASYA_TRANSPORT": "sqlite",
+        "ASYA_TRANSPORT": opts.transport,
         "ASYA_SQLITE_PATH": str(workdir / "queues.db"),
         "ASYA_NAMESPACE": opts.namespace,
         "ASYA_LOG_FORMAT": "console",
@@ -290,8 +293,21 @@ def dev(
     verbose: Annotated[bool, typer.Option(help="Show every process's log lines.")] = False,
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 60.0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the task.")] = 300.0,
+    transport: Annotated[
+        str,
+        typer.Option(
+            envvar="ASYA_TRANSPORT",
+            help="sqlite (embedded, default), rabbitmq or sqs; broker settings come from the "
+            "usual ASYA_RABBITMQ_* / ASYA_SQS_* / AWS_* variables.",
+        ),
+    ] = "sqlite",
 ) -> None:
-    """Start a whole local mesh (gateway, runtimes, sidecars, x-sink, x-sump) on SQLite."""
+    """Start a whole local mesh (gateway, runtimes, sidecars, x-sink, x-sump)."""
+    if transport not in KINDS:
+        typer.echo(
+            f"asya dev: --transport: unknown transport {transport!r} (one of {KINDS})", err=True
+        )
+        raise typer.Exit(2)
     try:
         handlers = {**DEFAULT_HANDLERS, **parse_actor_overrides(actor or [])}
     except ValueError as exc:
@@ -306,6 +322,7 @@ def dev(
         verbose=verbose,
         ready_timeout=ready_timeout,
         task_timeout=timeout,
+        transport=transport,
     )
     if not opts.route:
         typer.echo("asya dev: --route names no actor", err=True)
