@@ -10,7 +10,7 @@ import abc
 from collections.abc import Iterable
 from typing import Final
 
-from asya_runtime.errors import TransportError
+from asya_runtime.errors import MessageTooLarge, TransportError
 
 DEFAULT_LEASE_SECONDS: Final = 30.0
 
@@ -49,6 +49,16 @@ class Transport(abc.ABC):
 
     #: Largest body `send` accepts; above it `send` raises `MessageTooLarge`.
     max_message_bytes: int
+    #: Name used in error messages ("SQLite", "RabbitMQ", ...).
+    label: str = "queue"
+
+    def check_size(self, body: bytes) -> None:
+        """Raise `MessageTooLarge` naming the limit if `body` is over it."""
+        if len(body) > self.max_message_bytes:
+            raise MessageTooLarge(
+                f"message of {len(body)} bytes exceeds the {self.label} transport limit of "
+                f"{self.max_message_bytes} bytes"
+            )
 
     @abc.abstractmethod
     async def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> None:

@@ -27,7 +27,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from asya_runtime.errors import MessageTooLarge, TransportError
+from asya_runtime.errors import TransportError
 
 from .base import Delivery, Transport
 from .delays import delay_bucket_ms
@@ -112,6 +112,7 @@ class RabbitMQTransport(Transport):
     """Open with `await RabbitMQTransport.open(config, prefetch=n)`."""
 
     max_message_bytes = MAX_MESSAGE_BYTES
+    label = "RabbitMQ"
 
     def __init__(self, connection: AbstractRobustConnection, namespace: str, exchange: str):
         self._connection = connection
@@ -185,22 +186,15 @@ class RabbitMQTransport(Transport):
                 self._declared[name] = q
         return name
 
-    def _check_size(self, body: bytes) -> None:
-        if len(body) > MAX_MESSAGE_BYTES:
-            raise MessageTooLarge(
-                f"message of {len(body)} bytes exceeds the RabbitMQ transport limit of "
-                f"{MAX_MESSAGE_BYTES} bytes"
-            )
-
     async def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> None:
-        self._check_size(body)
+        self.check_size(body)
         await self._publish(queue, body, delay, {}, uuid.uuid4().hex)
 
     async def send_many(self, messages: Iterable[tuple[str, bytes]], *, delay: float = 0.0) -> None:
         """Publish all at once and wait for every confirm (pipelined, not one round trip each)."""
         batch = list(messages)
         for _, body in batch:
-            self._check_size(body)
+            self.check_size(body)
         failures: list[TransportError] = []
 
         async def publish(queue: str, body: bytes) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Final
 import anyio
 import anyio.lowlevel
 
-from asya_runtime.errors import MessageTooLarge, TransportError
+from asya_runtime.errors import TransportError
 
 from .base import DEFAULT_LEASE_SECONDS, Delivery, LeaseLost, Transport
 from .doorbell import Bell, Ringer, bell_directory
@@ -264,6 +264,7 @@ class SqliteTransport(Transport):
     """Queues in one SQLite file; open with `await SqliteTransport.open(path)`."""
 
     max_message_bytes = MAX_MESSAGE_BYTES
+    label = "SQLite"
 
     def __init__(
         self, fast: _Store, slow: _Store, ringer: Ringer, bells_dir: Path, lease_seconds: float
@@ -330,21 +331,14 @@ class SqliteTransport(Transport):
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self._slow.call, "checkpoint", limiter=self._limiter)
 
-    def _check_size(self, body: bytes) -> None:
-        if len(body) > MAX_MESSAGE_BYTES:
-            raise MessageTooLarge(
-                f"message of {len(body)} bytes exceeds the SQLite transport limit of "
-                f"{MAX_MESSAGE_BYTES} bytes"
-            )
-
     async def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> None:
-        self._check_size(body)
+        self.check_size(body)
         await self._run("send", [(queue, body)], delay)
 
     async def send_many(self, messages: Iterable[tuple[str, bytes]], *, delay: float = 0.0) -> None:
         batch = list(messages)
         for _, body in batch:
-            self._check_size(body)
+            self.check_size(body)
         if batch:
             await self._run("send", batch, delay)
 
@@ -357,7 +351,7 @@ class SqliteTransport(Transport):
             return
         batch = list(messages)
         for _, body in batch:
-            self._check_size(body)
+            self.check_size(body)
         await self._run("send_and_ack", batch, delivery._rowid, delivery._token)
 
     def _bell(self, queue: str) -> Bell:
