@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 import uuid
 from collections.abc import Generator, Iterator
@@ -15,14 +14,12 @@ from typing import Any
 import pytest
 
 from asya_sidecar.transports import TransportConfig
+from tests.brokers import RABBITMQ_URL, SQS_ENDPOINT_URL, require_broker
 
 from ..conftest import ROOT
 from .knobs import SEED
 from .procs import Mesh
 from .results import Recorder
-
-RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-SQS_ENDPOINT = os.environ.get("SQS_ENDPOINT_URL", "http://127.0.0.1:5000")
 
 
 @dataclass(frozen=True)
@@ -34,23 +31,6 @@ class TransportEnv:
     config: TransportConfig
 
 
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _need_broker(kind: str, host: str, port: int) -> None:
-    if _reachable(host, port):
-        return
-    msg = f"{kind} is not reachable at {host}:{port} (start it: services.sh start {kind})"
-    if os.environ.get("CI"):
-        pytest.fail(msg)  # CI must not silently skip the broker half of the suite
-    pytest.skip(msg)
-
-
 def transport_env(kind: str, root: Path) -> TransportEnv:
     namespace = f"f{uuid.uuid4().hex[:10]}"
     env = {"ASYA_TRANSPORT": kind, "ASYA_NAMESPACE": namespace}
@@ -58,14 +38,14 @@ def transport_env(kind: str, root: Path) -> TransportEnv:
     if kind == "sqlite":
         env["ASYA_SQLITE_PATH"] = cfg["sqlite_path"] = str(root / "queues.db")
     elif kind == "rabbitmq":
-        _need_broker(kind, "127.0.0.1", 5672)
+        require_broker(kind)
         env["ASYA_RABBITMQ_URL"] = cfg["rabbitmq_url"] = RABBITMQ_URL
         # Our own exchange: routing keys are the actor names without the namespace (upstream's
         # scheme), so two namespaces sharing an exchange receive each other's messages.
         env["ASYA_RABBITMQ_EXCHANGE"] = cfg["rabbitmq_exchange"] = f"asya-{namespace}"
     elif kind == "sqs":
-        _need_broker(kind, "127.0.0.1", 5000)
-        env["ASYA_SQS_ENDPOINT"] = cfg["sqs_endpoint"] = SQS_ENDPOINT
+        require_broker(kind)
+        env["ASYA_SQS_ENDPOINT"] = cfg["sqs_endpoint"] = SQS_ENDPOINT_URL
         env.update(
             AWS_ACCESS_KEY_ID=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
             AWS_SECRET_ACCESS_KEY=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
