@@ -263,6 +263,19 @@ def preflight(env: Envelope, gateway_status: str, names: Names, now: float) -> O
 # -- outcomes of an invocation -----------------------------------------------------------------
 
 
+def _from_emit(
+    emit: Emit, env_id: str, parent_id: str | None, headers: dict[str, Any], status: dict[str, Any]
+) -> Envelope:
+    return Envelope(
+        id=env_id,
+        parent_id=parent_id,
+        route=emit.route,
+        headers=headers,
+        status=status,
+        payload=emit.payload,
+    )
+
+
 def route_emit(inp: Envelope, emit: Emit, index: int, names: Names, now: float) -> Outgoing:
     """The outgoing envelope of the `index`-th (0-based) `emit` of the invocation of `inp`."""
     assert inp.id is not None
@@ -276,6 +289,7 @@ def route_emit(inp: Envelope, emit: Emit, index: int, names: Names, now: float) 
     kept = _kept(inp.status) | _kept(base)
     kept.setdefault("created_at", ts)
     curr = emit.route.curr
+
     if not curr:
         status = kept | {
             "phase": "succeeded",
@@ -285,15 +299,11 @@ def route_emit(inp: Envelope, emit: Emit, index: int, names: Names, now: float) 
             "max_attempts": base.get("max_attempts", 1) or 1,
             "updated_at": ts,
         }
-        out = Envelope(
-            id=env_id,
-            parent_id=parent_id,
-            route=emit.route,
-            headers=headers,
-            status=status,
-            payload=emit.payload,
+        return Outgoing(
+            actor=names.sink,
+            envelope=_from_emit(emit, env_id, parent_id, headers, status),
+            kind=SINK,
         )
-        return Outgoing(actor=names.sink, envelope=out, kind=SINK)
     target = curr
     override = headers.get(ROUTE_OVERRIDE)
     if isinstance(override, dict) and isinstance(override.get(curr), str) and override[curr]:
@@ -308,15 +318,9 @@ def route_emit(inp: Envelope, emit: Emit, index: int, names: Names, now: float) 
         "max_attempts": 1,
         "updated_at": ts,
     }
-    out = Envelope(
-        id=env_id,
-        parent_id=parent_id,
-        route=emit.route,
-        headers=headers,
-        status=status,
-        payload=emit.payload,
+    return Outgoing(
+        actor=target, envelope=_from_emit(emit, env_id, parent_id, headers, status), kind=ROUTING
     )
-    return Outgoing(actor=target, envelope=out, kind=ROUTING)
 
 
 def no_output(inp: Envelope, names: Names, now: float) -> Outgoing:
