@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from asya_sidecar.transports import open_transport, queue_name
+from asya_mesh.transports import open_transport, queue_name
 
 from .config import GatewayConfig
 from .events import (

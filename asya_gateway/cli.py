@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from asya_sidecar.transports import TransportConfig
+from asya_mesh.transports import TransportConfig
 
 from .app import create_app
 from .config import GatewayConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from asya_sidecar.transports import TransportConfig
+from asya_mesh.transports import TransportConfig
 
 
 class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):

@@ -16,21 +16,20 @@ import argparse
 import gc
 import json
 import logging
-import math
 import os
-import re
 import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Final, NoReturn
+from typing import NoReturn
 
 import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
 from . import __version__
+from .durations import parse_duration
 from .errors import HandlerLoadError
 from .loader import LoadedHandler, ensure_cwd_importable, load_handler
 from .server import DEFAULT_CONCURRENCY, DEFAULT_SHUTDOWN_GRACE, ServerConfig, serve
@@ -88,25 +87,9 @@ def _positive_env(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name}: {exc}") from None
 
 
-# Go duration units, as the sidecar's variables use (kept here: the runtime imports nothing
-# from the sidecar package, whose dependencies a runtime image need not have).
-_UNITS: Final = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART: Final = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
-_DURATION: Final = re.compile(f"(?:{_PART})+")
-
-
 def _duration(text: str) -> float:
     """Seconds >= 0 from `25`, `2.5`, `500ms`, `1m30s`; raises ValueError."""
-    s = text.strip()
-    try:
-        seconds = float(s)
-    except ValueError:
-        if not _DURATION.fullmatch(s):
-            raise ValueError(f"invalid duration {text!r} (e.g. 25, 2.5s, 500ms, 1m)") from None
-        seconds = sum(float(n) * _UNITS[u] for n, u in re.findall(_PART, s))
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"invalid duration {text!r} (must be finite and >= 0)")
-    return seconds
+    return parse_duration(text)
 
 
 def _grace_flag(text: str) -> float:

@@ -5,9 +5,10 @@
      │    ├── LocalProtocolError   we tried to send something illegal
      │    └── RemoteProtocolError  the peer sent something illegal (bad frame, oversized frame)
      ├── AbiError                 the handler misused the yield ABI (bad verb, denied path, ...)
-     ├── HandlerLoadError         a handler spec could not be loaded
-     └── TransportError           a queue transport failed (mapped at the transport boundary)
-          └── MessageTooLarge      a message exceeds the transport's size limit
+     └── HandlerLoadError         a handler spec could not be loaded
+
+The queue layer's errors (`TransportError` and below) live with the queues, in
+`asya_mesh.transports.errors`: the runtime never touches a queue.
 
 Handler exceptions are not wrapped: they travel as `error` frames built by `abi.error_frame`.
 """
@@ -42,14 +43,6 @@ class AbiError(AsyaError):
 
 class HandlerLoadError(AsyaError):
     """The handler spec could not be turned into a callable."""
-
-
-class TransportError(AsyaError):
-    """A queue transport operation failed."""
-
-
-class MessageTooLarge(TransportError):
-    """A message is larger than the transport accepts."""
 
 
 def error_code(exc: BaseException) -> str:

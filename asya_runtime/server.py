@@ -48,6 +48,7 @@ from .wire import (
     DEFAULT_MAX_FRAME_BYTES,
     MSG_PARSING_ERROR,
     PROTOCOL_VERSION,
+    READY_FILE,
     Cancel,
     End,
     Error,
@@ -67,7 +68,6 @@ DEFAULT_SHUTDOWN_GRACE: Final = 25.0
 _PACE_EVERY: Final = 32  # frames between two pace() calls of a handler that never awaits
 _HIGH_WATER: Final = 256 * 1024  # bytes buffered for one connection before pace() blocks
 _CLOSE_GRACE: Final = 1.0  # seconds to flush `end` when the connection is going away
-READY_FILE: Final = "runtime-ready"
 
 
 @dataclass(frozen=True, kw_only=True)

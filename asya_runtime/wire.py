@@ -13,6 +13,8 @@ import msgspec
 
 PROTOCOL_VERSION: Final = 1
 DEFAULT_MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
+#: Written next to the socket once the runtime listens; the sidecar waits for it (abi-wire.md).
+READY_FILE: Final = "runtime-ready"
 
 
 class Route(msgspec.Struct, kw_only=True):

@@ -11,11 +11,12 @@ import signal
 import anyio
 import structlog
 
+from asya_mesh.transports import Transport
+
 from .config import SidecarConfig
 from .endactor import run_end_worker
 from .gateway import gateway_client
 from .metrics import Metrics, serve_metrics
-from .transports import Transport
 from .worker import Sidecar, run_worker
 
 log = structlog.get_logger("asya.sidecar")

@@ -15,11 +15,11 @@ import anyio
 import msgspec
 import typer
 
+from asya_mesh.transports import TransportConfig, open_transport, queue_name
 from asya_runtime.wire import Envelope, Route
 
 from .config import SidecarConfig
 from .logging import configure_logging
-from .transports import TransportConfig, open_transport, queue_name
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="The asya-mesh sidecar and its queue tools."

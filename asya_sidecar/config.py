@@ -12,9 +12,10 @@ from typing import Any, Final
 
 import msgspec
 
-from .durations import parse_duration
+from asya_mesh.transports import TransportConfig
+from asya_runtime.durations import parse_duration
+
 from .resiliency import Resiliency, parse_policies, parse_rules
-from .transports import TransportConfig
 
 _TRUE: Final = {"true", "1", "yes", "on"}
 _FALSE: Final = {"false", "0", "no", "off", ""}

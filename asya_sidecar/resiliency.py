@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from .durations import parse_duration
+from asya_runtime.durations import parse_duration
 
 Backoff = Literal["constant", "linear", "exponential"]
 

@@ -24,6 +24,7 @@ from asya_runtime.codec import NEED_DATA, FrameReader, FrameWriter, sidecar_read
 from asya_runtime.errors import RemoteProtocolError
 from asya_runtime.wire import (
     PROTOCOL_VERSION,
+    READY_FILE,
     Cancel,
     End,
     Envelope,
@@ -32,7 +33,6 @@ from asya_runtime.wire import (
     RuntimeFrame,
 )
 
-READY_FILE: Final = "runtime-ready"
 _HELLO_TIMEOUT: Final = 10.0
 _RECV_BYTES: Final = 65536
 _BROKEN: Final = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)

@@ -19,7 +19,8 @@ import anyio
 import anyio.abc
 import structlog
 
-from asya_runtime.errors import MessageTooLarge, TransportError
+from asya_mesh.transports import Delivery, LeaseLost, Transport, queue_name
+from asya_mesh.transports.errors import MessageTooLarge, TransportError
 from asya_runtime.wire import Envelope
 
 from . import routing
@@ -35,7 +36,6 @@ from .runtime_client import (
     connect,
     wait_ready,
 )
-from .transports import Delivery, LeaseLost, Transport, queue_name
 
 log = structlog.get_logger("asya.sidecar")
 

@@ -34,8 +34,8 @@ import msgspec
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asya_gateway.dev import DevOptions, plan_mesh, wait_ready  # noqa: E402
-from asya_gateway.supervisor import Supervisor  # noqa: E402
+from asya_dev.cli import DevOptions, plan_mesh, wait_ready  # noqa: E402
+from asya_dev.supervisor import Supervisor  # noqa: E402
 
 HANDLERS = {
     "flood": "examples.handlers.util:fly_flood",  # sidecar with its default FLY buffer

@@ -32,8 +32,8 @@ import msgspec
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from asya_mesh.transports import TransportConfig, open_transport, queue_name  # noqa: E402
 from asya_runtime.wire import Envelope, Route  # noqa: E402
-from asya_sidecar.transports import TransportConfig, open_transport, queue_name  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")

@@ -29,7 +29,7 @@ import anyio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asya_sidecar.transports import TransportConfig, open_transport, queue_name  # noqa: E402
+from asya_mesh.transports import TransportConfig, open_transport, queue_name  # noqa: E402
 
 BIN = Path(sys.executable).parent
 NS = "bench"

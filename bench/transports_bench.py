@@ -26,7 +26,7 @@ from pathlib import Path
 import anyio
 import anyio.lowlevel
 
-from asya_sidecar.transports import Transport, TransportConfig, open_transport
+from asya_mesh.transports import Transport, TransportConfig, open_transport
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -153,7 +153,7 @@ async def throughput_batched(transport: Transport, queue: str, n: int) -> float:
 PONG = """
 import sys, anyio
 sys.path.insert(0, {root!r})
-from asya_sidecar.transports import TransportConfig, open_transport
+from asya_mesh.transports import TransportConfig, open_transport
 async def main():
     t = await open_transport(TransportConfig(sqlite_path={db!r}))
     print("ready", flush=True)

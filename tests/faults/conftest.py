@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from asya_sidecar.transports import TransportConfig
+from asya_mesh.transports import TransportConfig
 from tests.brokers import RABBITMQ_URL, SQS_ENDPOINT_URL, require_broker
 
 from ..conftest import ROOT

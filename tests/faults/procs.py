@@ -20,8 +20,8 @@ from typing import Any
 import anyio
 import msgspec
 
+from asya_mesh.transports import TransportConfig, open_transport, queue_name
 from asya_runtime.wire import Envelope, Route
-from asya_sidecar.transports import TransportConfig, open_transport, queue_name
 
 from ..conftest import console_script
 

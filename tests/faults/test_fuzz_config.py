@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as hseed
 from hypothesis import strategies as st
 
+from asya_mesh.transports import TransportConfig
+from asya_runtime.durations import parse_duration
 from asya_runtime.errors import HandlerLoadError
 from asya_runtime.loader import load_handler
 from asya_sidecar.config import SidecarConfig
-from asya_sidecar.durations import parse_duration
-from asya_sidecar.transports import TransportConfig
 
 from ..conftest import console_script
 from .knobs import FUZZ_BATCH, FUZZ_RUNS, SEED

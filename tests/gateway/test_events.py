@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from asya_dev.render import SseEvent, SseParser
 from asya_gateway.events import (
     BadEvent,
     FlyIn,
@@ -19,7 +20,6 @@ from asya_gateway.events import (
     parse_legacy_fly,
     parse_legacy_progress,
 )
-from asya_gateway.render import SseEvent, SseParser
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from asya_sidecar.transports import Transport, TransportConfig, open_transport, queue_name
+from asya_mesh.transports import Transport, TransportConfig, open_transport, queue_name
 from tests.conftest import console_script
 
 TIMEOUT = 30  # seconds; every e2e test runs under fail_after(TIMEOUT)

@@ -107,7 +107,7 @@ def test_ssrf_guard(value: object, ok: bool) -> None:
 
 
 async def test_lease_keeper_extends_the_current_delivery_only() -> None:
-    from asya_sidecar.transports import Delivery
+    from asya_mesh.transports import Delivery
     from asya_sidecar.worker import _LeaseKeeper
 
     class D(Delivery):

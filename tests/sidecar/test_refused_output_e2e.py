@@ -12,10 +12,10 @@ from collections.abc import Iterable
 import anyio
 import pytest
 
-from asya_runtime.errors import MessageTooLarge
+from asya_mesh.transports import Delivery, Transport, open_transport
+from asya_mesh.transports.errors import MessageTooLarge
 from asya_sidecar.app import run_sidecar
 from asya_sidecar.config import SidecarConfig
-from asya_sidecar.transports import Delivery, Transport, open_transport
 
 from .harness import TIMEOUT, Mesh, envelope
 

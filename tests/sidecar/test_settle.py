@@ -8,10 +8,10 @@ from typing import Any
 import anyio
 import pytest
 
-from asya_runtime.errors import TransportError
+from asya_mesh.transports import Delivery, Transport
+from asya_mesh.transports.errors import TransportError
 from asya_sidecar.config import SidecarConfig
 from asya_sidecar.metrics import Metrics
-from asya_sidecar.transports import Delivery, Transport
 from asya_sidecar.worker import Sidecar
 
 pytestmark = pytest.mark.anyio
@@ -106,7 +106,7 @@ async def test_success_acks_and_shutdown_cancel_requeues_untouched() -> None:
 
 
 async def test_too_large_output_goes_to_sump_at_once() -> None:
-    from asya_runtime.errors import MessageTooLarge
+    from asya_mesh.transports.errors import MessageTooLarge
 
     t = FakeTransport()
     sc = sidecar(t)
@@ -152,7 +152,7 @@ async def test_last_output_is_sent_with_the_ack() -> None:
 
 
 async def test_lost_lease_is_not_requeued_and_stops_extension() -> None:
-    from asya_sidecar.transports import LeaseLost
+    from asya_mesh.transports import LeaseLost
     from asya_sidecar.worker import _LeaseKeeper
 
     sc = sidecar(FakeTransport())

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from asya_sidecar.transports import Transport, TransportConfig, open_transport
+from asya_mesh.transports import Transport, TransportConfig, open_transport
 from tests.brokers import RABBITMQ_URL, SQS_ENDPOINT_URL, require_broker
 
 NAMESPACE = "conformance"

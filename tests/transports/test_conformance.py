@@ -20,8 +20,8 @@ import anyio
 import msgspec
 import pytest
 
-from asya_runtime.errors import MessageTooLarge, TransportError
-from asya_sidecar.transports import Delivery, Transport, open_transport
+from asya_mesh.transports import Delivery, Transport, open_transport
+from asya_mesh.transports.errors import MessageTooLarge, TransportError
 
 from .conftest import ROOT_DIR, OpenTransport, config_for, require_broker
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asya_sidecar.transports.delays import (
+from asya_mesh.transports.delays import (
     DUE_SLACK_SECONDS,
     MAX_BUCKET_MS,
     MIN_BUCKET_MS,

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import asya_sidecar.transports as transports
-from asya_sidecar.transports import LeaseLost, TransportConfig, open_transport
-from asya_sidecar.transports.doorbell import Bell, Ringer, bell_directory
-from asya_sidecar.transports.rabbitmq import attempt_of, routing_key
-from asya_sidecar.transports.sqs import SqsTransport, encode_body
+import asya_mesh.transports as transports
+from asya_mesh.transports import LeaseLost, TransportConfig, open_transport
+from asya_mesh.transports.doorbell import Bell, Ringer, bell_directory
+from asya_mesh.transports.rabbitmq import attempt_of, routing_key
+from asya_mesh.transports.sqs import SqsTransport, encode_body
 
 from .conftest import config_for, require_broker
 

@@ -13,7 +13,7 @@ import sys
 
 import anyio
 
-from asya_sidecar.transports import TransportConfig, open_transport
+from asya_mesh.transports import TransportConfig, open_transport
 
 
 async def main(spec: dict[str, object]) -> None:

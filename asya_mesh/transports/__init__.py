@@ -1,4 +1,4 @@
-"""Queue transports: one module per backend, all behind `base.Transport`."""
+"""The queue layer: one module per backend, all behind `base.Transport`; errors in `errors`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from collections.abc import Mapping
 
 import msgspec
 
-from ..durations import parse_duration
-from .base import DEFAULT_LEASE_SECONDS, Delivery, LeaseLost, Transport, queue_name
+from asya_runtime.durations import parse_duration
+
+from .base import DEFAULT_LEASE_SECONDS, Delivery, Transport, queue_name
+from .errors import LeaseLost, MessageTooLarge, TransportError
 
 KINDS = ("sqlite", "rabbitmq", "sqs")
 
@@ -92,8 +94,10 @@ __all__ = [
     "KINDS",
     "Delivery",
     "LeaseLost",
+    "MessageTooLarge",
     "Transport",
     "TransportConfig",
+    "TransportError",
     "open_transport",
     "queue_name",
 ]

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from ..conftest import console_script
-from .helpers import SseEvent, read_sse
+from ..gateway.helpers import SseEvent, read_sse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import asya_gateway
-from asya_gateway.dev import DEFAULT_HANDLERS, DevOptions, parse_actor_overrides, plan_mesh
-from asya_gateway.render import SseParser, TerminalRenderer
+from asya_dev.cli import DEFAULT_HANDLERS, DevOptions, parse_actor_overrides, plan_mesh
+from asya_dev.render import SseParser, TerminalRenderer
 
 
 def test_package_exports_exist() -> None:

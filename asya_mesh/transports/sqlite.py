@@ -22,10 +22,9 @@ from typing import Any, Final
 import anyio
 import anyio.lowlevel
 
-from asya_runtime.errors import TransportError
-
-from .base import DEFAULT_LEASE_SECONDS, Delivery, LeaseLost, Transport
+from .base import DEFAULT_LEASE_SECONDS, Delivery, Transport
 from .doorbell import Bell, Ringer, bell_directory
+from .errors import LeaseLost, TransportError
 
 #: Largest body accepted (SQLite itself allows ~1 GB; bigger envelopes belong in object storage).
 MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024

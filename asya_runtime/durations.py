@@ -1,7 +1,11 @@
-"""Go-style duration strings (`300ms`, `5m`, `1h30m`, `1.5s`), as upstream Asya's env vars use."""
+"""Go-style duration strings (`300ms`, `5m`, `1h30m`, `1.5s`), as upstream Asya's env vars use.
+
+The one parser of the project: the runtime, the sidecar, the gateway and `asya dev` all use it.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Final
 
@@ -18,8 +22,11 @@ _UNITS: Final = {
 _PART: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in a Go duration string; a bare number is seconds. Raises `ValueError`."""
+def parse_duration(text: str, *, negative: bool = False) -> float:
+    """Seconds in a Go duration string; a bare number is seconds. Raises `ValueError`.
+
+    A sign is accepted as Go accepts it, but a negative result only with `negative=True`.
+    """
     s = text.strip()
     if not s:
         raise ValueError("empty duration")
@@ -27,12 +34,18 @@ def parse_duration(text: str) -> float:
     if s[0] in "+-":
         sign = -1.0 if s[0] == "-" else 1.0
         s = s[1:]
+        if sign < 0 and not negative:
+            raise ValueError(f"invalid duration {text!r} (must be >= 0)")
     if s == "0":
         return 0.0
     try:
-        return sign * float(s)
+        seconds = float(s)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise ValueError(f"invalid duration {text!r} (must be finite)")
+        return sign * seconds
     total = 0.0
     pos = 0
     for m in _PART.finditer(s):
@@ -43,3 +56,6 @@ def parse_duration(text: str) -> float:
     if pos != len(s) or pos == 0:
         raise ValueError(f"invalid duration {text!r} (expected e.g. 300ms, 5m, 1h30m)")
     return sign * total
+
+
+__all__ = ["parse_duration"]

@@ -21,8 +21,6 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from asya_runtime.errors import MessageTooLarge, TransportError
-
 from .base import Delivery, Transport
 from .delays import (
     SQS_MAX_DELAY_SECONDS,
@@ -31,6 +29,7 @@ from .delays import (
     sqs_is_due,
     sqs_needs_chaining,
 )
+from .errors import MessageTooLarge, TransportError
 
 #: SQS's limit for one message (body plus attributes).
 MAX_MESSAGE_BYTES: Final = 256 * 1024

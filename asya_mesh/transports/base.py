@@ -10,7 +10,7 @@ import abc
 from collections.abc import Iterable
 from typing import Final
 
-from asya_runtime.errors import MessageTooLarge, TransportError
+from .errors import MessageTooLarge
 
 DEFAULT_LEASE_SECONDS: Final = 30.0
 
@@ -18,10 +18,6 @@ DEFAULT_LEASE_SECONDS: Final = 30.0
 def queue_name(namespace: str, actor: str) -> str:
     """Upstream Asya's queue name for an actor: `asya-{namespace}-{actor}`."""
     return f"asya-{namespace}-{actor}"
-
-
-class LeaseLost(TransportError):
-    """`ack`/`requeue`/`extend` came after the lease lapsed and another consumer got the message."""
 
 
 class Delivery(abc.ABC):

@@ -24,7 +24,7 @@ import msgspec
 import typer
 from anyio.abc import TaskGroup
 
-from asya_sidecar.transports import KINDS
+from asya_mesh.transports import KINDS
 
 from .render import SseParser, TerminalRenderer
 from .supervisor import ChildSpec, Supervisor, python_script

@@ -27,10 +27,9 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from asya_runtime.errors import TransportError
-
 from .base import Delivery, Transport
 from .delays import delay_bucket_ms
+from .errors import TransportError
 
 #: Below the broker's default `max_message_size` (128 MiB), leaving room for headers.
 MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024

@@ -1,0 +1,1 @@
+"""`asya dev`: the local mesh on one machine (supervisor, plan, terminal renderer)."""
