@@ -7,7 +7,6 @@ client stream in `sse.py`. Queues are reached through an injected `Enqueue` call
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any, Final
@@ -19,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from asya_mesh.names import ACTOR_NAME_PATTERN
 from asya_mesh.transports import open_transport, queue_name
 
 from .config import GatewayConfig
@@ -35,7 +35,6 @@ from .tasks import TaskRegistry, TooManyTasks, UnknownTask, rfc3339
 #: Sends one envelope body to a queue, durably (the transport's `send`).
 Enqueue = Callable[[str, bytes], Awaitable[None]]
 
-_ACTOR_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _RESERVED: Final = frozenset({"x-sink", "x-sump"})
 _INDEX_HTML: Final = resources.files("asya_gateway").joinpath("static/index.html")
 
@@ -130,7 +129,7 @@ class Gateway:
         if not route:
             raise _HTTPError(400, "`route` is required: a list of actor names (or ?actor=)")
         for actor in route:
-            if not _ACTOR_NAME.match(actor):
+            if not ACTOR_NAME_PATTERN.match(actor):
                 raise _HTTPError(400, f"invalid actor name {actor!r} in `route`")
             if actor in _RESERVED:
                 raise _HTTPError(400, f"`route` must not contain the end actor {actor!r}")

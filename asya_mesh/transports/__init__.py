@@ -8,7 +8,8 @@ import msgspec
 
 from asya_runtime.durations import parse_duration
 
-from .base import DEFAULT_LEASE_SECONDS, Delivery, Transport, queue_name
+from ..names import queue_name
+from .base import DEFAULT_LEASE_SECONDS, Delivery, Transport
 from .errors import LeaseLost, MessageTooLarge, TransportError
 
 KINDS = ("sqlite", "rabbitmq", "sqs")

@@ -15,11 +15,6 @@ from .errors import MessageTooLarge
 DEFAULT_LEASE_SECONDS: Final = 30.0
 
 
-def queue_name(namespace: str, actor: str) -> str:
-    """Upstream Asya's queue name for an actor: `asya-{namespace}-{actor}`."""
-    return f"asya-{namespace}-{actor}"
-
-
 class Delivery(abc.ABC):
     """One received message, leased to this consumer until acked, requeued or the lease lapses."""
 
