@@ -57,6 +57,10 @@ class StatusData(msgspec.Struct, kw_only=True, omit_defaults=True):
     current_actor_idx: int | None = None
     current_actor_name: str | None = None
     flies: int | None = None  # terminal only: FLYs the task's sidecars sent in all
+    # `paused` only (front-doors.md "Pause and resume"): the envelope to resume, and the
+    # handler's `x-asya-pause` object.
+    envelope: Any = msgspec.UNSET
+    pause: Any = msgspec.UNSET
 
 
 class StatusEvent(MeshEvent, tag="status"):

@@ -23,4 +23,8 @@ class LeaseLost(TransportError):
     """`ack`/`requeue`/`extend` came after the lease lapsed and another consumer got the message."""
 
 
-__all__ = ["LeaseLost", "MessageTooLarge", "TransportError"]
+class QueueMissing(TransportError):
+    """A send to a queue that no consuming sidecar has declared; names the queue."""
+
+
+__all__ = ["LeaseLost", "MessageTooLarge", "QueueMissing", "TransportError"]
