@@ -1,0 +1,245 @@
+"""Who may do what (gateway.md "Who may do what"): client keys, JWTs and the sidecars' mesh token.
+
+Pure: configuration strings in, `ClientAuth` / `MeshAuth` out; request headers in, a `Principal`
+or an `AuthFailure` naming the problem out. No HTTP framework here; each door turns a failure
+into its own protocol's 401. Secrets are compared in constant time and never appear in a
+message, a repr or a log line; only an owner's `key:NAME` / `jwt:SUB` leaves this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final, Literal
+
+import msgspec
+
+_JWT_ALGORITHMS_PEM: Final = ["RS256", "ES256"]
+_JWT_ALGORITHMS_HS: Final = ["HS256"]
+
+
+class AuthConfigError(ValueError):
+    """A key list or JWT key that cannot be used; the message names the variable, never a secret."""
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """An authenticated caller. `owner` is what the task store keeps (`key:NAME` / `jwt:SUB`)."""
+
+    kind: Literal["key", "jwt", "mesh", "open"]
+    name: str
+
+    @property
+    def owner(self) -> str | None:
+        """The owner string stored with a task; None when access control is off."""
+        if self.kind in ("key", "jwt"):
+            return f"{self.kind}:{self.name}"
+        return None
+
+
+OPEN: Final = Principal("open", "")
+MESH: Final = Principal("mesh", "")
+
+
+class AuthFailure(msgspec.Struct, frozen=True):
+    """Why a request is refused (safe to show: it never contains the presented secret)."""
+
+    message: str
+
+
+def _read_source(value: str, var: str) -> str:
+    """`@FILE` → the file's text; anything else as it is."""
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            return path.read_text()
+        except OSError as exc:
+            raise AuthConfigError(f"{var}: cannot read {str(path)!r}: {exc.strerror}") from None
+    return value
+
+
+def _digest(secret: str) -> bytes:
+    # Compare digests, not the strings: equal-length inputs, so the comparison time says nothing
+    # about the key's length or prefix.
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The credential a request carries: `Authorization: Bearer X`, else `X-API-Key: X`."""
+    auth = headers.get("authorization")
+    if auth is not None:
+        scheme, _, token = auth.strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return None
+    key = headers.get("x-api-key")
+    if key is not None and key.strip():
+        return key.strip()
+    return None
+
+
+class ClientAuth:
+    """Client credentials: named API keys and/or one JWT verification key. Off when neither."""
+
+    def __init__(self, keys: dict[str, str] | None = None, jwt_key: str | None = None) -> None:
+        # name -> digest of the key; several keys at once make rotation without downtime easy.
+        self._keys = {name: _digest(k) for name, k in (keys or {}).items()}
+        self._jwt_key: str | None = None
+        self._jwt_algorithms: list[str] = []
+        if jwt_key is not None:
+            if jwt_key.startswith("hs256:"):
+                self._jwt_key, self._jwt_algorithms = jwt_key[6:], _JWT_ALGORITHMS_HS
+                if not self._jwt_key:
+                    raise AuthConfigError("ASYA_GATEWAY_JWT_KEY: `hs256:` needs a secret after it")
+            elif "-----BEGIN" in jwt_key:
+                self._jwt_key, self._jwt_algorithms = jwt_key, _JWT_ALGORITHMS_PEM
+                _check_pem(jwt_key)
+            else:
+                raise AuthConfigError(
+                    "ASYA_GATEWAY_JWT_KEY: expected a PEM public key, @FILE or hs256:SECRET"
+                )
+
+    @classmethod
+    def from_config(cls, api_keys: str | None, jwt_key: str | None) -> ClientAuth:
+        """From `ASYA_GATEWAY_API_KEYS` and `ASYA_GATEWAY_JWT_KEY` (either may be None/empty)."""
+        keys = parse_api_keys(api_keys) if api_keys else {}
+        pem = _read_source(jwt_key, "ASYA_GATEWAY_JWT_KEY").strip() if jwt_key else None
+        return cls(keys, pem or None)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys) or self._jwt_key is not None
+
+    @property
+    def schemes(self) -> list[str]:
+        """What a client may present (for cards and docs): `apiKey`, `bearer`."""
+        out = []
+        if self._keys:
+            out.append("apiKey")
+        if self._keys or self._jwt_key is not None:
+            out.append("bearer")
+        return out
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal | AuthFailure:
+        """The caller of a client endpoint, or why it is refused. Headers: lower-case names."""
+        if not self.enabled:
+            return OPEN
+        token = bearer_token(headers)
+        if token is None:
+            return AuthFailure(
+                "missing credentials: send `Authorization: Bearer <key or JWT>` or `X-API-Key`"
+            )
+        presented = _digest(token)
+        matched: str | None = None
+        for name, digest in self._keys.items():
+            # Every key is compared (no early exit): timing does not tell which one matched.
+            if hmac.compare_digest(presented, digest):
+                matched = name
+        if matched is not None:
+            return Principal("key", matched)
+        if self._jwt_key is not None and token.count(".") == 2:
+            return self._verify_jwt(token)
+        return AuthFailure("invalid credentials: unknown API key")
+
+    def _verify_jwt(self, token: str) -> Principal | AuthFailure:
+        import jwt  # PyJWT: imported only when JWTs are configured
+
+        try:
+            claims = jwt.decode(
+                token,
+                self._jwt_key,  # type: ignore[arg-type]
+                algorithms=self._jwt_algorithms,  # never "none"
+                options={"require": ["sub"], "verify_exp": True},
+            )
+        except jwt.ExpiredSignatureError:
+            return AuthFailure("invalid credentials: the JWT has expired")
+        except jwt.InvalidTokenError as exc:
+            return AuthFailure(f"invalid credentials: JWT rejected ({type(exc).__name__})")
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            return AuthFailure("invalid credentials: the JWT has no `sub`")
+        return Principal("jwt", sub)
+
+    def __repr__(self) -> str:  # never show a key
+        return f"ClientAuth(keys={sorted(self._keys)}, jwt={self._jwt_key is not None})"
+
+
+class MeshAuth:
+    """The sidecars' token for the event, pre-flight and pause endpoints. Off when unset."""
+
+    def __init__(self, token: str | None) -> None:
+        self._digest = _digest(token) if token else None
+
+    @property
+    def enabled(self) -> bool:
+        return self._digest is not None
+
+    def is_mesh(self, headers: Mapping[str, str]) -> bool:
+        """True when the request carries the mesh token (always False when it is not set)."""
+        if self._digest is None:
+            return False
+        auth = headers.get("authorization", "")
+        scheme, _, token = auth.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return False
+        return hmac.compare_digest(_digest(token.strip()), self._digest)
+
+    def check(self, headers: Mapping[str, str]) -> Principal | AuthFailure:
+        """For sidecar-only endpoints: MESH, OPEN when no token is configured, else a failure."""
+        if self._digest is None:
+            return OPEN
+        if self.is_mesh(headers):
+            return MESH
+        return AuthFailure("sidecar endpoint: send the mesh token as `Authorization: Bearer`")
+
+    def __repr__(self) -> str:
+        return f"MeshAuth(enabled={self.enabled})"
+
+
+def parse_api_keys(value: str) -> dict[str, str]:
+    """`ASYA_GATEWAY_API_KEYS`: comma-separated (or `@FILE`, one per line) `name:key` or bare
+    keys; a bare key is named by its 1-based position. Raises AuthConfigError."""
+    text = _read_source(value, "ASYA_GATEWAY_API_KEYS")
+    separator = "\n" if value.startswith("@") else ","
+    entries = [e.strip() for e in text.split(separator)]
+    keys: dict[str, str] = {}
+    for position, entry in enumerate((e for e in entries if e and not e.startswith("#")), 1):
+        name, sep, key = entry.partition(":")
+        if not sep:
+            name, key = str(position), entry
+        name, key = name.strip(), key.strip()
+        if not name or not key:
+            raise AuthConfigError(
+                f"ASYA_GATEWAY_API_KEYS: entry {position} has an empty name or key"
+            )
+        if name in keys:
+            raise AuthConfigError(f"ASYA_GATEWAY_API_KEYS: the name {name!r} is used twice")
+        keys[name] = key
+    if not keys:
+        raise AuthConfigError("ASYA_GATEWAY_API_KEYS: set but lists no key")
+    return keys
+
+
+def _check_pem(pem: str) -> None:
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        load_pem_public_key(pem.encode())
+    except (ValueError, TypeError) as exc:
+        raise AuthConfigError(
+            f"ASYA_GATEWAY_JWT_KEY: not a PEM public key ({type(exc).__name__})"
+        ) from None
+
+
+__all__ = [
+    "MESH",
+    "OPEN",
+    "AuthConfigError",
+    "AuthFailure",
+    "ClientAuth",
+    "MeshAuth",
+    "Principal",
+    "bearer_token",
+    "parse_api_keys",
+]
