@@ -123,7 +123,11 @@ def build_images(podman: str) -> Images:
         for kind in KINDS:
             cf = str(ROOT / "deploy" / f"Containerfile.{kind}")
             argv = [podman, "build", "-q", "--build-arg", f"BASE={BASE_IMAGE}", "-f", cf]
-            _timed(times, f"build_{kind}", lambda a=argv, k=kind: sh(*a, "-t", images.names[k], str(ctx)))
+            _timed(
+                times,
+                f"build_{kind}",
+                lambda a=argv, k=kind: sh(*a, "-t", images.names[k], str(ctx)),
+            )
         wheels_dir = ctx / "empty-wheels"
         wheels_dir.mkdir()
 

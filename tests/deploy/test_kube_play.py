@@ -38,8 +38,10 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def podman() -> str:
-    kube.need(PODMAN is not None, "no container engine: podman not installed (apt-get install "
-              "podman runc mmdebstrap)")
+    kube.need(
+        PODMAN is not None,
+        "no container engine: podman not installed (apt-get install podman runc mmdebstrap)",
+    )
     assert PODMAN is not None
     return PODMAN
 
@@ -130,14 +132,18 @@ async def _create(client: httpx.AsyncClient, mesh: Mesh, payload: dict[str, Any]
     # The gateway refuses a task whose first actor has no queue yet (400): the actor's sidecar
     # declares it once it consumes, a moment after its /health answers.
     while True:
-        r = await client.post(f"{mesh.gateway}/api/v1/mesh", json={"route": ["tokens"], "payload": payload})
+        r = await client.post(
+            f"{mesh.gateway}/api/v1/mesh", json={"route": ["tokens"], "payload": payload}
+        )
         if r.status_code == 201:
             return str(r.json()["id"])
         assert r.status_code == 400 and "queue" in r.text, r.text
         await anyio.sleep(0.2)
 
 
-async def _stream(client: httpx.AsyncClient, mesh: Mesh, task: str, stop_after: int | None = None) -> tuple[list[str], dict[str, Any], float | None]:
+async def _stream(
+    client: httpx.AsyncClient, mesh: Mesh, task: str, stop_after: int | None = None
+) -> tuple[list[str], dict[str, Any], float | None]:
     """Tokens streamed for `task`, its last update, and when the first token arrived."""
     tokens: list[str] = []
     first: float | None = None
