@@ -192,6 +192,10 @@ async def test_play_manifests_stream_tokens_and_survive_kube_down(
             tokens, last, first = await _stream(client, mesh, task)
         assert first is not None, f"no token streamed; last update {last}"
         report["play_to_first_token_s"] = round(first - t_play, 2)
+        # The gateway's sqlite store lives on its state volume: the non-root user can write it.
+        exec_ = [mesh.podman, "exec", "asya-gateway-pod-0-gateway", "test", "-w", "/var/lib/asya"]
+        writable = await anyio.run_process(exec_, check=False)
+        assert writable.returncode == 0, "/var/lib/asya is not writable for the gateway's user"
         assert last["status"] == "succeeded", last
         text = last["result"]["text"]
         assert text.startswith("You asked: hello from a pod. Actors stream tokens")
