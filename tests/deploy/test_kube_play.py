@@ -226,3 +226,67 @@ async def test_play_manifests_stream_tokens_and_survive_kube_down(
         assert last["result"]["text"].startswith("You asked: slow.")
     REPORT.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
+
+
+def test_images_run_as_non_root_without_a_compiler(podman: str, images: kube.Images) -> None:
+    for kind, name in images.names.items():
+        probe = "id -u; for c in gcc cc g++ clang make; do command -v $c; done; true"
+        out = kube.sh(
+            podman, "run", "--rm", "--network", "none", "--entrypoint", "sh", name, "-c", probe
+        )
+        assert out.split() == ["10001"], f"{kind}: {out!r}"
+    entry = kube.sh(
+        podman,
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Entrypoint}}",
+        images.names["tokens"],
+    )
+    assert entry.strip() == '["asya-runtime","run"]'
+    env = kube.sh(
+        podman, "image", "inspect", "--format", "{{json .Config.Env}}", images.names["tokens"]
+    )
+    assert "ASYA_HANDLER=tokens:stream" in env
+
+
+def test_asya_image_build_installs_requirements_from_wheels(
+    podman: str, images: kube.Images, tmp_path: Path
+) -> None:
+    from asya_dev.image import build
+
+    deps = next(kube.CACHE.glob("wheels-*"))
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    six = next(deps.glob("six-*.whl"))
+    (wheels / six.name).write_bytes(six.read_bytes())
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "agent.py").write_text("import six\n\ndef run(p):\n    return p\n")
+    (tmp_path / "code" / "requirements.txt").write_text("six\n")
+    tag = "localhost/asya-reqs:test"
+    code = build(
+        "code/agent.py:run",
+        tag,
+        cwd=tmp_path,
+        runtime_image=images.names["runtime"],
+        engine="podman",
+        wheels=wheels,
+        quiet=True,
+    )
+    try:
+        assert code == 0
+        out = kube.sh(
+            podman,
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "python3",
+            tag,
+            "-c",
+            "import agent, six; print(agent.run.__name__, six.__name__)",
+        )
+        assert out.split() == ["run", "six"]
+    finally:
+        kube.sh(podman, "rmi", tag, check=False)
