@@ -173,7 +173,7 @@ class Local:
     namespace: str
     exchange: str
     gateway_port: int
-    metrics_ports: dict[str, int]  # deployment name -> sidecar metrics port
+    metrics_ports: dict[str, int]  # pod (deployment name, `-1`... for replicas) -> metrics port
     shutdown_grace: str = "1s"  # short drains keep the in-flight test quick
     runtime_grace: str = "3s"
 
@@ -186,16 +186,31 @@ def localize(docs: list[dict[str, Any]], images: Images, local: Local) -> list[d
     own, so the shared broker's other users never see our envelopes; drains are short.
     """
     short = {f"asya-{k}:0.1.0": v for k, v in images.names.items()}
-    out = json.loads(json.dumps(docs))
+    out = []
+    for doc in json.loads(json.dumps(docs)):
+        out.append(doc)
+        if doc["kind"] != "Deployment":
+            continue
+        # podman 4.3 gives every replica of a Deployment the same emptyDir volume (so two
+        # runtimes would share one socket): each replica becomes a copy with its own volume.
+        replicas, doc["spec"]["replicas"] = doc["spec"].get("replicas", 1), 1
+        for i in range(1, replicas):
+            copy = json.loads(json.dumps(doc))
+            copy["metadata"]["name"] = f"{doc['metadata']['name']}-{i}"
+            pod = copy["spec"]["template"]["spec"]
+            for vol in pod.get("volumes", []):
+                old, vol["name"] = vol["name"], f"{vol['name']}-{i}"
+                for c in pod["containers"]:
+                    for m in c.get("volumeMounts", []):
+                        if m["name"] == old:
+                            m["name"] = vol["name"]
+            out.append(copy)
     for doc in out:
         if doc["kind"] != "Deployment":
             continue
         name = doc["metadata"]["name"]
         pod = doc["spec"]["template"]["spec"]
         pod["terminationGracePeriodSeconds"] = 10
-        # podman 4.3 gives every replica of a Deployment the same emptyDir volume: two runtimes
-        # would share one socket path. One pod per Deployment here; replicas are a cluster's.
-        doc["spec"]["replicas"] = 1
         for c in _containers(doc):
             c["image"] = short.get(c["image"], c["image"])
             env_names = {e["name"] for e in c.get("env", [])}

@@ -59,7 +59,7 @@ class Mesh:
             namespace=f"deploy{run}",
             exchange=f"asya-deploy-{run}",
             gateway_port=_free_port(),
-            metrics_ports={n: _free_port() for n in ("tokens", "x-sink", "x-sump")},
+            metrics_ports={n: _free_port() for n in ("tokens", "tokens-1", "x-sink", "x-sump")},
         )
         infra, secrets = kube.split_secrets(
             kube.localize(kube.load_docs("gateway.yaml", "end-actors.yaml"), images, self.local)
@@ -86,7 +86,9 @@ class Mesh:
         kube.sh(self.podman, "kube", "down", str(path), check=False)
 
     def logs(self) -> str:
-        return kube.pod_logs(self.podman, ("asya-gateway", "tokens", "x-sink", "x-sump"))
+        return kube.pod_logs(
+            self.podman, ("asya-gateway", "tokens", "tokens-1", "x-sink", "x-sump")
+        )
 
 
 @pytest.fixture
@@ -163,6 +165,18 @@ async def _stream(
     return tokens, last, first
 
 
+async def _received(client: httpx.AsyncClient, health_url: str) -> int:
+    """Envelopes a sidecar took off its queue, from its Prometheus /metrics."""
+    text = (await client.get(health_url.replace("/health", "/metrics"))).text
+    return round(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("asya_actor_messages_received_total{")
+        )
+    )
+
+
 async def _queue_depth(queue: str) -> int:
     import aio_pika
 
@@ -201,6 +215,18 @@ async def test_play_manifests_stream_tokens_and_survive_kube_down(
         assert text.startswith("You asked: hello from a pod. Actors stream tokens")
         assert "".join(tokens) == text  # every token reached the host, in order
         assert len(tokens) > 10
+
+        # Scale: the two replicas compete for the one queue; each takes a share of the tasks.
+        with anyio.fail_after(120):
+            ids = [
+                await _create(client, mesh, {"prompt": f"n{i}", "token_delay": 0}) for i in range(6)
+            ]
+            for tid in ids:
+                _, done, _ = await _stream(client, mesh, tid)
+                assert done["status"] == "succeeded", done
+        shares = [await _received(client, mesh.health[n]) for n in ("tokens", "tokens-1")]
+        report["replica_shares"] = shares
+        assert sum(shares) == 7 and min(shares) >= 1, shares
 
         # An envelope in flight when the actor's pods go down (an upgrade, a node drain).
         with anyio.fail_after(60):
