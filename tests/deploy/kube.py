@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,9 +106,18 @@ def wheelhouse(times: dict[str, float]) -> Path:
     (ctx / "wheels").mkdir(parents=True)
     for whl in deps.iterdir():
         os.link(whl, ctx / "wheels" / whl.name)
+    # The build backend's wheels, cached too: building our wheel then needs no package index.
+    backend = CACHE / f"backend-{key}"
+    if not backend.is_dir():
+        tmp = CACHE / f"backend-{key}.part"
+        shutil.rmtree(tmp, ignore_errors=True)
+        requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+        sh(sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(tmp), *requires)
+        tmp.rename(backend)
     env = dict(os.environ, SOURCE_DATE_EPOCH="315532800")  # same bytes for the same source
-    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir"]
-    _timed(times, "own_wheel", lambda: sh(*pip, str(ctx / "wheels"), str(ROOT), env=env))
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-index"]
+    pip += ["--find-links", str(backend), "--wheel-dir", str(ctx / "wheels"), str(ROOT)]
+    _timed(times, "own_wheel", lambda: sh(*pip, env=env))
     return ctx
 
 
