@@ -180,21 +180,35 @@ def _convert(o: Option, raw: Any, source: str) -> Any:
             elif o.is_bool:
                 low = raw.strip().lower()
                 if low not in _TRUE | _FALSE:
-                    raise ValueError(f"expected true/false, got {raw!r}")
+                    raise ValueError(f"invalid value {raw!r} (expected true/false)")
                 raw = low in _TRUE
         value = msgspec.convert(raw, o.annotation, strict=False, dec_hook=_dec_hook)
         if o.check is not None and value is not None:
             value = o.check(value)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: {_plain(exc)}, got {raw!r}") from None
+        raise ConfigError(f"{source}: invalid value {raw!r} ({_plain(exc)})") from None
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return value
 
 
+_TYPE_WORDS: Final = {
+    "`int`": "an integer",
+    "`float`": "a number",
+    "`bool`": "true/false",
+    "`str`": "a string",
+    "`int | null`": "an integer",
+    "`float | null`": "a number",
+    "`str | null`": "a string",
+}
+
+
 def _plain(exc: msgspec.ValidationError) -> str:
-    text = str(exc).split(" - at ", 1)[0]
-    return text[0].lower() + text[1:] if text else "invalid value"
+    """msgspec's message without its path and the type it got: `expected an integer >= 1`."""
+    text = str(exc).split(" - at ", 1)[0].split(", got ", 1)[0]
+    for k, v in _TYPE_WORDS.items():
+        text = text.replace(k, v)
+    return text[:1].lower() + text[1:] if text else "invalid"
 
 
 def _raw_values(
@@ -204,8 +218,10 @@ def _raw_values(
     out: dict[str, Any] = {}
     for o in options(cls):
         if given.get(o.dest) is not None:
-            source = o.flag or o.dest
-            out[o.dest] = _convert(o, given[o.dest], f"{source} ({o.env})" if o.env else source)
+            try:
+                out[o.dest] = _convert(o, given[o.dest], o.flag or o.dest)
+            except ConfigError as exc:  # name the variable too: it is what the docs list
+                raise ConfigError(f"{exc}; variable {o.env}" if o.env else str(exc)) from None
         elif o.env is not None and o.env in env and (env[o.env] != "" or o.empty_ok):
             out[o.dest] = _convert(o, env[o.env], o.env)
     return out

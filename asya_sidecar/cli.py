@@ -20,12 +20,13 @@ import anyio
 import msgspec
 
 from asya_mesh.transports import TransportConfig, TransportError, open_transport, queue_name
+from asya_mesh.transports.config import probe_transport
 from asya_runtime import __version__
 from asya_runtime.settings import Parser, add_arguments, given_from_args
 from asya_runtime.wire import Envelope, Route
 
 from .config import SidecarConfig
-from .logging import configure_logging, redact_url
+from .logging import configure_logging, quiet_broker_clients
 
 __all__ = ["main"]
 
@@ -110,12 +111,7 @@ def _debug(env: dict[str, str] | os._Environ[str]) -> bool:
 
 
 def _transport_failure(exc: BaseException, cfg: TransportConfig) -> str:
-    where = {
-        "rabbitmq": f"RabbitMQ at {redact_url(cfg.rabbitmq_url)}",
-        "sqs": f"SQS at {cfg.sqs_endpoint or 'the AWS default endpoint'} ({cfg.aws_region})",
-        "sqlite": f"the queue file {cfg.sqlite_path}",
-    }[cfg.kind]
-    return f"cannot use {where}: {exc}"
+    return f"cannot use {cfg.address}: {exc}"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -131,6 +127,7 @@ def _run(args: argparse.Namespace) -> int:
     async def main() -> None:
         from .app import run_sidecar
 
+        await probe_transport(cfg.transport)  # unreachable queues: one line, before anything
         t = await open_transport(cfg.transport, concurrency=cfg.concurrency)
         try:
             await run_sidecar(cfg, t)
@@ -167,6 +164,8 @@ def _transport_config(args: argparse.Namespace) -> TransportConfig:
 
 
 def _with_transport(cfg: TransportConfig, fn: Any) -> Any:
+    quiet_broker_clients(os.environ.get("ASYA_LOG_LEVEL") or "INFO")
+
     async def main() -> Any:
         t = await open_transport(cfg)
         try:

@@ -10,26 +10,10 @@ import logging
 import sys
 from collections.abc import MutableMapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
-__all__ = ["configure_logging", "redact_url"]
-
-
-def redact_url(url: str) -> str:
-    """`url` with its password replaced by `***` (for messages and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
+__all__ = ["configure_logging", "quiet_broker_clients"]
 
 
 def _one_line_errors(
@@ -46,6 +30,14 @@ def _one_line_errors(
     return event
 
 
+def quiet_broker_clients(level: str) -> None:
+    """Below DEBUG, the broker clients' own log lines (aio-pika, aiormq, botocore) are
+    silenced: the CLI reports their failures itself, in one line."""
+    if level.upper() != "DEBUG":
+        for name in ("aio_pika", "aiormq", "botocore", "aiobotocore"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def configure_logging(level: str = "INFO", fmt: str | None = None) -> None:
     """Configure structlog once (called by `cli.py` only). `fmt`: console | json | None=auto."""
     if fmt is None:
@@ -58,6 +50,7 @@ def configure_logging(level: str = "INFO", fmt: str | None = None) -> None:
     exc_step: structlog.types.Processor = (
         structlog.processors.format_exc_info if lvl == logging.DEBUG else _one_line_errors
     )
+    quiet_broker_clients(name)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
