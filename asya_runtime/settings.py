@@ -114,6 +114,10 @@ class Option:
         return "_".join(self.path)
 
     @property
+    def is_list(self) -> bool:
+        return typing.get_origin(self.base) is list
+
+    @property
     def is_bool(self) -> bool:
         return self.base is bool or self.base == (bool | None)
 
@@ -135,7 +139,10 @@ def _is_settings(tp: Any) -> bool:
 def options(cls: type[msgspec.Struct], prefix: tuple[str, ...] = ()) -> tuple[Option, ...]:
     """Every option `cls` declares, nested settings Structs flattened in field order."""
     hints = typing.get_type_hints(cls, include_extras=True)
-    defaults = dict(zip(cls.__struct_fields__[::-1], cls.__struct_defaults__[::-1], strict=False))
+    defaults = {
+        f.name: f.default_factory() if f.default_factory is not _MISSING else f.default
+        for f in msgspec.structs.fields(cls)
+    }
     out: list[Option] = []
     for name in cls.__struct_fields__:
         base, extra, desc = _meta_of(hints[name])
@@ -177,11 +184,15 @@ def _convert(o: Option, raw: Any, source: str) -> Any:
         if isinstance(raw, str):
             if o.duration:
                 raw = parse_duration(raw)
+            elif o.is_list:  # a variable holds a comma-separated list
+                raw = [item.strip() for item in raw.split(",") if item.strip()]
             elif o.is_bool:
                 low = raw.strip().lower()
                 if low not in _TRUE | _FALSE:
                     raise ValueError(f"invalid value {raw!r} (expected true/false)")
                 raw = low in _TRUE
+        elif o.is_list and isinstance(raw, list):  # a repeated flag, each maybe a,b,c
+            raw = [i.strip() for r in raw for i in str(r).split(",") if i.strip()]
         value = msgspec.convert(raw, o.annotation, strict=False, dec_hook=_dec_hook)
         if o.check is not None and value is not None:
             value = o.check(value)
@@ -277,6 +288,8 @@ def format_default(o: Option) -> str:
         return _go_duration(float(d))
     if d == "":
         return "empty"
+    if isinstance(d, list | tuple):
+        return ",".join(map(str, d)) if d else "none"
     return str(d)
 
 
@@ -317,7 +330,16 @@ def add_arguments(
         if o.flag is None or o.dest in skip:
             continue
         text = help_line(o).replace("%", "%%")
-        if o.is_bool:
+        if o.is_list:
+            parser.add_argument(
+                o.flag,
+                dest=o.dest,
+                action="append",
+                default=None,
+                metavar=_metavar(o),
+                help=text,
+            )
+        elif o.is_bool:
             no = "--no-" + o.flag.removeprefix("--")
             parser.add_argument(o.flag, dest=o.dest, action="store_true", default=None, help=text)
             parser.add_argument(no, dest=o.dest, action="store_false", help=argparse.SUPPRESS)

@@ -127,7 +127,7 @@ async def test_tokens_stream_incrementally_through_the_whole_mesh(
     assert bursts >= len(tokens) // 3, bursts
     # Ctrl-C stops every process of the mesh.
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(30) == 130
+    assert proc.wait(30) == 0  # a user's Ctrl-C is not a failure
     assert wait_gone(workdir) == []
 
 
