@@ -299,8 +299,8 @@ def _go_duration(s: float) -> str:
     if s >= 60 and s % 60 == 0:
         m = int(s // 60)
         return f"{m // 60}h" if m % 60 == 0 else f"{m}m"
-    if s >= 1 and s == int(s):
-        return f"{int(s)}s"
+    if s >= 1:
+        return f"{s:g}s"
     return f"{s * 1000:g}ms"
 
 
