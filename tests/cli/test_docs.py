@@ -9,7 +9,7 @@ from pathlib import Path
 
 import msgspec
 
-from asya_dev.cli import DevSettings
+from asya_dev.options import DevSettings
 from asya_gateway.config import GatewayConfig
 from asya_mesh.transports import TransportConfig
 from asya_runtime.cli import RuntimeConfig
