@@ -16,6 +16,7 @@ docs from the same declarations. Stdlib + msgspec only: the runtime uses it.
 from __future__ import annotations
 
 import argparse
+import functools
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -109,9 +110,10 @@ class Option:
     empty_ok: bool
     check: Callable[[Any], Any] | None
 
-    @property
-    def dest(self) -> str:
-        return "_".join(self.path)
+    dest: str = ""  # "_".join(path): the argparse dest and the key of `given`
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dest", "_".join(self.path))
 
     @property
     def is_list(self) -> bool:
@@ -136,9 +138,16 @@ def _is_settings(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, msgspec.Struct) and bool(options(tp))
 
 
+@functools.cache
+def _hints(cls: type[msgspec.Struct]) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+@functools.cache
 def options(cls: type[msgspec.Struct], prefix: tuple[str, ...] = ()) -> tuple[Option, ...]:
-    """Every option `cls` declares, nested settings Structs flattened in field order."""
-    hints = typing.get_type_hints(cls, include_extras=True)
+    """Every option `cls` declares, nested settings Structs flattened in field order (cached:
+    a class's declarations do not change)."""
+    hints = _hints(cls)
     defaults = {
         f.name: f.default_factory() if f.default_factory is not _MISSING else f.default
         for f in msgspec.structs.fields(cls)
@@ -257,16 +266,28 @@ def load(
     return _build(cls, values, ())
 
 
+@functools.cache
+def _plan(
+    cls: type[msgspec.Struct], prefix: tuple[str, ...]
+) -> tuple[tuple[str, str, type[msgspec.Struct] | None], ...]:
+    """How to build `cls`: (field, dest, nested settings Struct or None) per field."""
+    out = []
+    for name, hint in _hints(cls).items():
+        if name not in cls.__struct_fields__:
+            continue
+        base, extra, _ = _meta_of(hint)
+        nested = base if extra is None and _is_settings(base) else None
+        out.append((name, "_".join((*prefix, name)), nested))
+    return tuple(out)
+
+
 def _build(cls: type[S], values: Mapping[str, Any], prefix: tuple[str, ...]) -> S:
-    hints = typing.get_type_hints(cls, include_extras=True)
     kwargs: dict[str, Any] = {}
-    for name in cls.__struct_fields__:
-        path = (*prefix, name)
-        base, extra, _ = _meta_of(hints[name])
-        if extra is None and _is_settings(base):
-            kwargs[name] = _build(base, values, path)
-        elif "_".join(path) in values:
-            kwargs[name] = values["_".join(path)]
+    for name, dest, nested in _plan(cls, prefix):
+        if nested is not None:
+            kwargs[name] = _build(nested, values, (*prefix, name))
+        elif dest in values:
+            kwargs[name] = values[dest]
     return cls(**kwargs)
 
 

@@ -210,8 +210,7 @@ class SidecarConfig(msgspec.Struct, kw_only=True, frozen=True):
     def from_env(cls, env: Mapping[str, str], **cli: Any) -> SidecarConfig:
         """Build from the environment; CLI values (by variable name or `Option.dest`;
         None = not given) win over their variables."""
-        by_env = {o.env: o.dest for o in options(cls) if o.env}
-        given = {by_env.get(k, k): v for k, v in cli.items() if v is not None}
+        given = {_BY_ENV.get(k, k): v for k, v in cli.items() if v is not None}
         cfg = load(cls, env, given, required=["actor_name"])
         resiliency = _resiliency(cfg.resiliency_policies, cfg.resiliency_rules)
         transport = cfg.transport
@@ -222,6 +221,9 @@ class SidecarConfig(msgspec.Struct, kw_only=True, frozen=True):
         if transport.rabbitmq_prefetch == 0:  # spec default: the sidecar's concurrency
             transport = msgspec.structs.replace(transport, rabbitmq_prefetch=cfg.concurrency)
         return msgspec.structs.replace(cfg, resiliency=resiliency, transport=transport)
+
+
+_BY_ENV = {o.env: o.dest for o in options(SidecarConfig) if o.env}
 
 
 def _resiliency(policies: str | None, rules: str | None) -> Resiliency | None:
