@@ -7,51 +7,39 @@ either streams one prompt's task to the terminal or keeps serving the web page u
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
 import signal
 import socket
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final, TextIO
+from typing import Any, TextIO
 
 import anyio
 import httpx
 import msgspec
-import typer
 from anyio.abc import TaskGroup
 
-from asya_mesh.transports import KINDS
+from asya_runtime import __version__
+from asya_runtime.settings import Parser, add_arguments, given_from_args, load
 
+from .options import (
+    DEFAULT_HANDLERS,
+    END_ACTORS,
+    SOCKET_NAME,
+    DevOptions,
+    DevSettings,
+    options_from,
+    parse_actor_overrides,
+)
 from .render import SseParser, TerminalRenderer
 from .supervisor import ChildSpec, Supervisor, python_script
 
-DEFAULT_HANDLERS: Final = {
-    "stages": "examples.handlers.stages:pipeline",
-    "tokens": "examples.handlers.tokens:stream",
-    "progress": "examples.handlers.progress:batch",
-}
-END_ACTORS: Final = ("x-sink", "x-sump")
-SOCKET_NAME: Final = "asya-runtime.sock"
-
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Asya developer tools.")
-
-
-@dataclass(frozen=True)
-class DevOptions:
-    route: list[str]
-    handlers: dict[str, str]
-    port: int
-    workdir: Path
-    prompt: str | None = None
-    verbose: bool = False
-    ready_timeout: float = 60.0
-    task_timeout: float = 300.0
-    namespace: str = "dev"
-    transport: str = "sqlite"  # ASYA_RABBITMQ_URL / ASYA_SQS_* etc. come from the environment
+PROG = "asya"
 
 
 @dataclass(frozen=True)
@@ -60,17 +48,6 @@ class MeshPlan:
     children: list[ChildSpec]
     runtime_ready_files: list[Path]
     sidecar_health_urls: list[str]
-
-
-def parse_actor_overrides(items: list[str]) -> dict[str, str]:
-    """`name=module:attr` items into a mapping; raises `ValueError` naming a bad item."""
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, spec = item.partition("=")
-        if not sep or not name.strip() or not spec.strip():
-            raise ValueError(f"--actor {item!r}: expected name=module:attr")
-        out[name.strip()] = spec.strip()
-    return out
 
 
 def _free_port() -> int:
@@ -172,10 +149,15 @@ async def wait_ready(plan: MeshPlan, limit: float) -> None:
 
 
 async def stream_prompt(
-    gateway_url: str, route: list[str], prompt: str, out: TextIO, limit: float
+    gateway_url: str,
+    route: list[str],
+    prompt: str,
+    out: TextIO,
+    limit: float,
+    renderer: TerminalRenderer | None = None,
 ) -> dict[str, Any] | None:
     """POST the task with `Accept: text/event-stream` and render its stream; the final update."""
-    renderer = TerminalRenderer(out)
+    renderer = renderer or TerminalRenderer(out)
     parser = SseParser()
     body = {"route": route, "payload": {"prompt": prompt}}
     with anyio.fail_after(limit):
@@ -190,7 +172,7 @@ async def stream_prompt(
         ):
             if resp.status_code != 200:
                 await resp.aread()
-                out.write(f"asya dev: the gateway refused the task: {resp.text}\n")
+                renderer.message(f"asya dev: the gateway refused the task: {resp.text}")
                 return None
             async for line in resp.aiter_lines():
                 for ev in parser.feed(line):
@@ -199,20 +181,22 @@ async def stream_prompt(
 
 
 async def run_dev(opts: DevOptions, env: Mapping[str, str], out: TextIO) -> int:
-    """Run the mesh; the process exit code (0 ok, 1 task failed, 2 mesh failed, 130 Ctrl-C)."""
+    """Run the mesh; the process exit code (0 ok or stopped by Ctrl-C, 1 task failed, 2 mesh
+    failed)."""
     if opts.workdir.exists():
         shutil.rmtree(opts.workdir)  # a fresh queue file: no leftovers of an earlier run replay
     opts.workdir.mkdir(parents=True)
     plan = plan_mesh(opts, env)
     sup = Supervisor(out, verbose=opts.verbose)
+    renderer = TerminalRenderer(out)
     code = 2
 
     async def on_signal(tg: TaskGroup) -> None:
         nonlocal code
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for _ in signals:
-                out.write("\nstopping the mesh...\n")
-                code = 130
+                renderer.message("asya dev: stopping the mesh (Ctrl-C)")
+                code = 0  # the user asked: not a failure
                 tg.cancel_scope.cancel()
                 return
 
@@ -220,6 +204,7 @@ async def run_dev(opts: DevOptions, env: Mapping[str, str], out: TextIO) -> int:
         nonlocal code
         await sup.crashed.wait()
         assert sup.crash is not None
+        renderer.close()
         sup.report_crash(sup.crash)
         code = 2
         tg.cancel_scope.cancel()
@@ -247,14 +232,14 @@ async def run_dev(opts: DevOptions, env: Mapping[str, str], out: TextIO) -> int:
         assert opts.prompt is not None
         try:
             final = await stream_prompt(
-                plan.gateway_url, opts.route, opts.prompt, out, opts.task_timeout
+                plan.gateway_url, opts.route, opts.prompt, out, opts.task_timeout, renderer
             )
             code = 0 if final and final.get("status") == "succeeded" else 1
         except TimeoutError:
-            out.write(f"asya dev: no result after {opts.task_timeout}s\n")
+            renderer.message(f"asya dev: no result after {opts.task_timeout:g}s (--timeout)")
             code = 1
         except httpx.HTTPError as exc:
-            out.write(f"asya dev: lost the gateway: {exc!r}\n")
+            renderer.message(f"asya dev: lost the gateway at {plan.gateway_url}: {exc}")
             code = 2
         tg.cancel_scope.cancel()
 
@@ -268,6 +253,7 @@ async def run_dev(opts: DevOptions, env: Mapping[str, str], out: TextIO) -> int:
                     tg.start_soon(on_crash, tg)
                     tg.start_soon(serve, tg, pumps)
             finally:
+                renderer.close()
                 with anyio.CancelScope(shield=True):
                     await sup.stop_all()
                 pumps.cancel_scope.cancel()
@@ -277,86 +263,65 @@ async def run_dev(opts: DevOptions, env: Mapping[str, str], out: TextIO) -> int:
     return code
 
 
-@cli.command()
-def dev(
-    prompt: Annotated[
-        str | None, typer.Option(help="Send this prompt, stream the answer, then stop.")
-    ] = None,
-    route: Annotated[str, typer.Option(help="Comma-separated actors.")] = "stages,tokens,progress",
-    actor: Annotated[
-        list[str] | None, typer.Option(help="NAME=module:attr handler; repeatable.")
-    ] = None,
-    port: Annotated[int, typer.Option(help="Gateway port.")] = 8089,
-    workdir: Annotated[
-        Path, typer.Option("--dir", help="Sockets and the queue file (wiped at start).")
-    ] = Path(".asya-dev"),
-    verbose: Annotated[bool, typer.Option(help="Show every process's log lines.")] = False,
-    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 60.0,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the task.")] = 300.0,
-    transport: Annotated[
-        str,
-        typer.Option(
-            envvar="ASYA_TRANSPORT",
-            help="sqlite (embedded, default), rabbitmq or sqs; broker settings come from the "
-            "usual ASYA_RABBITMQ_* / ASYA_SQS_* / AWS_* variables.",
-        ),
-    ] = "sqlite",
-) -> None:
-    """Start a whole local mesh (gateway, runtimes, sidecars, x-sink, x-sump)."""
-    if transport not in KINDS:
-        typer.echo(
-            f"asya dev: --transport: unknown transport {transport!r} (one of {KINDS})", err=True
-        )
-        raise typer.Exit(2)
-    try:
-        handlers = {**DEFAULT_HANDLERS, **parse_actor_overrides(actor or [])}
-    except ValueError as exc:
-        typer.echo(f"asya dev: {exc}", err=True)
-        raise typer.Exit(2) from None
-    opts = DevOptions(
-        route=[a.strip() for a in route.split(",") if a.strip()],
-        handlers=handlers,
-        port=port,
-        workdir=workdir,
-        prompt=prompt,
-        verbose=verbose,
-        ready_timeout=ready_timeout,
-        task_timeout=timeout,
-        transport=transport,
+def _parser() -> argparse.ArgumentParser:
+    p = Parser(prog=PROG, description="Asya developer tools.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    dev = sub.add_parser(
+        "dev",
+        help="start a whole local mesh (gateway, runtimes, sidecars, x-sink, x-sump)",
+        description="Start a whole local mesh (gateway, runtimes, sidecars, x-sink, x-sump). "
+        "Every option can also be set by the variable named in its help; the option wins.",
     )
-    if not opts.route:
-        typer.echo("asya dev: --route names no actor", err=True)
-        raise typer.Exit(2)
+    add_arguments(dev, DevSettings)
+    for command in SUBCOMMANDS:
+        command(sub)
+    return p
+
+
+# Other sub-commands register here: each is `add(subparsers)` that adds its parser and sets
+# `func=handler(args) -> int` with `set_defaults` (e.g. `asya image build`).
+SUBCOMMANDS: list[Callable[[Any], None]] = []
+
+
+def dev(args: argparse.Namespace) -> int:
+    """`asya dev`: the exit status."""
     try:
+        opts = options_from(load(DevSettings, os.environ, given_from_args(args, DevSettings)))
         plan_mesh(opts, os.environ)
-    except ValueError as exc:
-        typer.echo(f"asya dev: {exc}", err=True)
-        raise typer.Exit(2) from None
+    except ValueError as exc:  # ConfigError included
+        print(f"{PROG} dev: {exc}", file=sys.stderr)
+        return 2
     code = 1
     try:
         code = anyio.run(run_dev, opts, dict(os.environ), sys.stdout)
     except* BrokenPipeError:  # output piped into e.g. `head`: the mesh is already stopped
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    raise typer.Exit(code)
+    return code
 
 
-@cli.callback()
-def _root() -> None:
-    """Asya developer tools."""
-
-
-def main() -> None:
-    with contextlib.suppress(KeyboardInterrupt):
-        cli()
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point: the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "dev":
+            return dev(args)
+        code: int = args.func(args)
+        return code
+    except KeyboardInterrupt:  # a Ctrl-C before the mesh's own handler is in place
+        return 0
 
 
 __all__ = [
     "DEFAULT_HANDLERS",
+    "SUBCOMMANDS",
     "DevOptions",
+    "DevSettings",
     "MeshPlan",
-    "cli",
     "main",
+    "options_from",
+    "parse_actor_overrides",
     "plan_mesh",
     "run_dev",
     "wait_ready",

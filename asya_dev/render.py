@@ -1,8 +1,11 @@
 """Terminal rendering of a task's client stream for `asya dev --prompt`.
 
-Tokens are appended inline as they arrive, progress FLYs drive a progress bar, stage FLYs and
-status changes print as lines, and the terminal update prints the result. `SseParser` turns
-the stream's lines into events. Knows SSE events and a text stream, nothing about HTTP.
+On a terminal the screen has two parts: lines (stage FLYs, status changes, messages) scroll
+above, and a live area below (rich's `Live`) holds the token line being written and the
+progress bar, so tokens and bars from one handler never break each other's lines. Into a file
+or pipe, tokens are appended inline and bars print as lines. The terminal update prints the
+result; `message` puts any error on a line of its own. `SseParser` turns the stream's lines
+into events. Knows SSE events and a text stream, nothing about HTTP.
 """
 
 from __future__ import annotations
@@ -11,6 +14,10 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final, TextIO
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
 
 TERMINAL: Final = frozenset({"succeeded", "failed", "canceled"})
 _BAR: Final = 24
@@ -52,24 +59,75 @@ class SseParser:
 class TerminalRenderer:
     """Writes a readable, incremental view of one task to `out`."""
 
-    def __init__(self, out: TextIO, *, tty: bool | None = None) -> None:
+    def __init__(self, out: TextIO, *, tty: bool | None = None, width: int | None = None) -> None:
         self.out = out
         self.tty = out.isatty() if tty is None else tty
-        self._inline = False  # a token line (or bar) is open and needs a newline first
+        self._inline = False  # (no tty) a token line or bar is open and needs a newline first
         self._bar_open = False
         self._last_status: tuple[str, str | None] | None = None
         self.final: dict[str, Any] | None = None
         self.tokens: list[str] = []
+        # The live area (tty only): the token line being written and the progress bar.
+        self._console = (
+            Console(file=out, force_terminal=True, highlight=False, width=width)
+            if self.tty
+            else None
+        )
+        self._live: Live | None = None
+        self._token_line = ""
+        self._bar = ""
+
+    # -- the live area (tty) ---------------------------------------------------------------
+
+    def _area(self) -> Group:
+        parts = [Text(t) for t in (self._token_line, self._bar) if t]
+        return Group(*parts)
+
+    def _redraw(self) -> None:
+        assert self._console is not None
+        if self._live is None:
+            self._live = Live(
+                self._area(),
+                console=self._console,
+                auto_refresh=False,
+                redirect_stdout=False,
+                redirect_stderr=False,
+                vertical_overflow="visible",
+            )
+            self._live.start()
+        self._live.update(self._area(), refresh=True)
+
+    def close(self) -> None:
+        """End the live area (its token line and bar stay on screen) or the open line."""
+        if self._live is not None:
+            self._live.update(self._area(), refresh=True)
+            self._live.stop()
+            self._live = None
+            self._token_line = self._bar = ""
+        elif self._inline or self._bar_open:
+            self.out.write("\n")
+            self._inline = self._bar_open = False
+        self.out.flush()
+
+    def message(self, text: str) -> None:
+        """A line of its own (an error, a notice), after whatever was being written."""
+        self.close()
+        self.out.write(text + "\n")
+        self.out.flush()
 
     def _line(self, text: str) -> None:
+        if self._console is not None:
+            if self._live is not None:  # above the live area, which stays as it is
+                self._console.print(Text(text))
+                self._redraw()
+            else:
+                self._console.print(Text(text))
+            return
         if self._inline or self._bar_open:
             self.out.write("\n")
         self._inline = self._bar_open = False
         self.out.write(text + "\n")
         self.out.flush()
-
-    def _dim(self, text: str) -> str:
-        return f"\x1b[2m{text}\x1b[0m" if self.tty else text
 
     def event(self, name: str, data: Any) -> None:
         if name == "update" and isinstance(data, dict):
@@ -79,19 +137,28 @@ class TerminalRenderer:
 
     def _fly(self, fly: dict[str, Any]) -> None:
         if isinstance(fly.get("text"), str) and fly.get("partial", True) is not False:
-            if self._bar_open:
-                self.out.write("\n")
-                self._bar_open = False
             self.tokens.append(fly["text"])
-            self.out.write(fly["text"])  # inline: the token appears the moment it arrives
-            self.out.flush()
-            self._inline = True
+            self._token(fly["text"])
         elif fly.get("type") == "progress":
             self._progress(fly)
         elif "stage" in fly:
-            self._line(self._dim(f"» {fly['stage']}: {fly.get('message', '')}".rstrip(": ")))
+            self._line(f"» {fly['stage']}: {fly.get('message', '')}".rstrip(": "))
         else:
-            self._line(self._dim("» " + json.dumps(fly)))
+            self._line("» " + json.dumps(fly))
+
+    def _token(self, text: str) -> None:
+        if self._console is None:
+            if self._bar_open:
+                self.out.write("\n")
+                self._bar_open = False
+            self.out.write(text)  # inline: the token appears the moment it arrives
+            self.out.flush()
+            self._inline = True
+            return
+        *done, self._token_line = (self._token_line + text).split("\n")
+        for line in done:  # finished lines scroll up; the live area keeps the open one
+            self._console.print(Text(line))
+        self._redraw()
 
     def _progress(self, fly: dict[str, Any]) -> None:
         try:
@@ -100,13 +167,9 @@ class TerminalRenderer:
             percent = 0.0
         filled = round(percent / 100 * _BAR)
         bar = f"[{'#' * filled}{'.' * (_BAR - filled)}] {percent:5.1f}%  {fly.get('message', '')}"
-        if self.tty:
-            if self._inline:
-                self.out.write("\n")
-                self._inline = False
-            self.out.write("\r\x1b[2K" + bar)  # redraw the bar in place
-            self._bar_open = True
-            self.out.flush()
+        if self._console is not None:
+            self._bar = bar.rstrip()
+            self._redraw()
         else:
             self._line(bar.rstrip())
 
@@ -114,7 +177,9 @@ class TerminalRenderer:
         status = str(u.get("status"))
         if status in TERMINAL:
             self.final = u
-            self._line("")
+            self.close()
+            if self._console is None:
+                self.out.write("\n")
             mark = {"succeeded": "✔", "failed": "✘", "canceled": "⊘"}[status]
             self.out.write(f"{mark} {status}  (task {u.get('id')})\n")
             if "result" in u:
@@ -127,7 +192,7 @@ class TerminalRenderer:
         if key != self._last_status:  # one line per status / actor change, not per report
             self._last_status = key
             where = f" in {u['actor']}" if u.get("actor") else ""
-            self._line(self._dim(f"· {status}{where} ({u.get('progress_percent', 0):.0f}%)"))
+            self._line(f"· {status}{where} ({u.get('progress_percent', 0):.0f}%)")
 
 
 __all__ = ["SseEvent", "SseParser", "TerminalRenderer"]

@@ -134,19 +134,36 @@ class Supervisor:
         self.out.flush()
 
     async def stop_all(self, grace: float = 5.0) -> None:
-        """SIGTERM every child's group, wait up to `grace`, then SIGKILL what is left."""
+        """SIGTERM every child's group, wait up to `grace`, then SIGKILL what is left; says
+        what it waits for when a child takes longer than a moment."""
         self.stopping = True
         for child in reversed(self.children):  # sidecars before runtimes before the gateway
             _signal_group(child, signal.SIGTERM)
-        with anyio.move_on_after(grace):
+        patience = min(1.0, grace)
+        with anyio.move_on_after(patience):
             for child in self.children:
                 await child.proc.wait()
-        for child in self.children:
-            if child.proc.returncode is None:
+        if left := self._running():
+            names = ", ".join(c.spec.name for c in left)
+            self._say(f"stopping: waiting for {names} to exit (SIGKILL in {grace - patience:g}s)")
+            with anyio.move_on_after(grace - patience):
+                for child in left:
+                    await child.proc.wait()
+        if left := self._running():
+            names = ", ".join(c.spec.name for c in left)
+            self._say(f"stopping: {names} still running after {grace:g}s: killed")
+            for child in left:
                 _signal_group(child, signal.SIGKILL)
-        with anyio.move_on_after(grace):
-            for child in self.children:
-                await child.proc.wait()
+            with anyio.move_on_after(grace):
+                for child in left:
+                    await child.proc.wait()
+
+    def _running(self) -> list[Child]:
+        return [c for c in self.children if c.proc.returncode is None]
+
+    def _say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
 
     def kill_all_now(self) -> None:
         """Last resort (synchronous, e.g. from `finally` after the loop is gone): SIGKILL all."""

@@ -1,27 +1,36 @@
 """`asya-gateway run`: builds `GatewayConfig` from env + options and serves the app with uvicorn.
 
-The only module of the gateway that reads `os.environ`.
+The only module of the gateway that reads `os.environ`; the options are derived from
+`GatewayConfig`'s declarations (`asya_runtime.settings`). Expected failures (bad
+configuration, queues that cannot be reached, a port in use) are one line on stderr; the
+traceback only with ASYA_LOG_LEVEL=DEBUG.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import logging
 import os
 import socket
 import sys
+import traceback
+from collections.abc import Sequence
 from types import FrameType
-from typing import Annotated
 
-import typer
+import anyio
 import uvicorn
 
-from asya_mesh.transports import TransportConfig
+from asya_mesh.transports import TransportError
+from asya_mesh.transports.config import probe_transport
+from asya_runtime import __version__
+from asya_runtime.settings import ConfigError, Parser, add_arguments, given_from_args, load
 
 from .app import create_app
 from .config import GatewayConfig
 from .tasks import TaskRegistry
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help="The local Asya gateway.")
+PROG = "asya-gateway"
 
 
 class _Server(uvicorn.Server):
@@ -44,7 +53,7 @@ class _Server(uvicorn.Server):
             print(self.banner, file=sys.stderr, flush=True)
 
 
-def serve(config: GatewayConfig, *, log_level: str = "warning") -> None:
+def serve(config: GatewayConfig, *, log_level: str | None = None) -> None:
     """Run the gateway until SIGINT/SIGTERM."""
     app = create_app(config)
     server = _Server(
@@ -52,7 +61,7 @@ def serve(config: GatewayConfig, *, log_level: str = "warning") -> None:
             app,
             host=config.host,
             port=config.port,
-            log_level=log_level,
+            log_level=log_level or config.log_level,
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=5,
@@ -60,7 +69,7 @@ def serve(config: GatewayConfig, *, log_level: str = "warning") -> None:
     )
     server.registry = app.state.registry
     server.banner = (
-        f"asya-gateway: serving on http://{config.host}:{config.port} (public URL "
+        f"{PROG}: serving on http://{config.host}:{config.port} (public URL "
         f"{config.base_url}, transport {config.transport.kind}, namespace "
         f"{config.transport.namespace})"
     )
@@ -69,69 +78,41 @@ def serve(config: GatewayConfig, *, log_level: str = "warning") -> None:
         sys.exit(1)
 
 
-@cli.command()
-def run(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8089,
-    public_url: Annotated[
-        str | None, typer.Option(help="Base URL sidecars use to reach this gateway.")
-    ] = None,
-    transport: Annotated[
-        str | None, typer.Option(help="sqlite | rabbitmq | sqs (env ASYA_TRANSPORT).")
-    ] = None,
-    namespace: Annotated[str | None, typer.Option(help="Queue namespace (ASYA_NAMESPACE).")] = None,
-    sqlite_path: Annotated[
-        str | None, typer.Option(help="Embedded queue file (ASYA_SQLITE_PATH).")
-    ] = None,
-    keepalive: Annotated[
-        float,
-        typer.Option(help="Seconds between SSE keepalives.", envvar="ASYA_GATEWAY_KEEPALIVE"),
-    ] = 15.0,
-    ring_size: Annotated[
-        int, typer.Option(help="Events kept per task for replay.", envvar="ASYA_GATEWAY_RING_SIZE")
-    ] = 1000,
-    subscriber_buffer: Annotated[
-        int,
-        typer.Option(help="Events queued per client.", envvar="ASYA_GATEWAY_SUBSCRIBER_BUFFER"),
-    ] = 1024,
-    terminal_linger: Annotated[
-        float,
-        typer.Option(
-            help="Seconds a reported succeeded/failed waits for late FLYs before it is sent.",
-            envvar="ASYA_GATEWAY_TERMINAL_LINGER",
-        ),
-    ] = 0.25,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
-) -> None:
-    """Serve the gateway: task API, event ingest, client streams and the web page."""
-    try:
-        tcfg = TransportConfig.from_env(
-            os.environ, kind=transport, namespace=namespace, sqlite_path=sqlite_path
-        )
-    except ValueError as exc:
-        typer.echo(f"asya-gateway: {exc}", err=True)
-        raise typer.Exit(2) from None
-    public = public_url or os.environ.get("ASYA_GATEWAY_PUBLIC_URL") or None
-    config = GatewayConfig(
-        host=host,
-        port=port,
-        public_url=public,
-        transport=tcfg,
-        keepalive_seconds=keepalive,
-        ring_size=ring_size,
-        subscriber_buffer=subscriber_buffer,
-        terminal_linger_seconds=terminal_linger,
+def _parser() -> argparse.ArgumentParser:
+    p = Parser(prog=PROG, description="The local Asya gateway.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser(
+        "run",
+        help="serve the task API, event ingest, client streams and the web page",
+        description="Serve the gateway: task API, event ingest, client streams and the web "
+        "page. Every option can also be set by the variable named in its help; the option wins.",
     )
-    serve(config, log_level=log_level)
+    add_arguments(run, GatewayConfig)
+    return p
 
 
-@cli.callback()
-def _root() -> None:
-    """The local Asya gateway."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point: the exit status."""
+    args = _parser().parse_args(argv)
+    debug = (os.environ.get("ASYA_LOG_LEVEL") or "").upper() == "DEBUG"
+    try:
+        config = load(GatewayConfig, os.environ, given_from_args(args, GatewayConfig))
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if not debug:  # the broker clients' own lines would repeat ours
+            for name in ("aio_pika", "aiormq", "botocore", "aiobotocore"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+        anyio.run(probe_transport, config.transport)
+    except (TransportError, OSError) as exc:
+        if debug:
+            traceback.print_exception(exc)
+        print(f"{PROG}: cannot use {config.transport.address}: {exc}", file=sys.stderr)
+        return 1
+    serve(config)
+    return 0
 
 
-def main() -> None:
-    cli()
-
-
-__all__ = ["cli", "main", "serve"]
+__all__ = ["main", "serve"]

@@ -1,29 +1,122 @@
-"""The gateway's configuration Struct (built in `cli.py` from env + options; tests build it)."""
+"""The gateway's configuration Struct, each option declared once (variable, default, help).
+
+`asya_runtime.settings` derives `asya-gateway run`'s options, its `--help` and the docs from
+these declarations; `cli.py` builds it from env + options, tests build it directly.
+"""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import msgspec
 
 from asya_mesh.transports import TransportConfig
+from asya_runtime.settings import one_of, opt
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+_levels = one_of(*LOG_LEVELS, fold=True)
+
+
+def _log_level(raw: str) -> str:
+    """uvicorn's name for a level; accepts the sidecar's spellings (WARN, INFO, ...)."""
+    return str(_levels("warning" if raw.lower() == "warn" else raw))
 
 
 class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
     """Everything the gateway app needs; nothing below cli.py reads the environment."""
 
-    host: str = "127.0.0.1"
-    port: int = 8089
-    public_url: str | None = None  # stamped into x-asya-gateway-url; default http://host:port
+    host: Annotated[str, opt("ASYA_GATEWAY_HOST", "interface to listen on", metavar="HOST")] = (
+        "127.0.0.1"
+    )
+    port: Annotated[int, opt("ASYA_GATEWAY_PORT", "TCP port to listen on", ge=0, le=65535)] = 8089
+    public_url: Annotated[
+        str | None,
+        opt(
+            "ASYA_GATEWAY_PUBLIC_URL",
+            "base URL sidecars use to reach this gateway (stamped into x-asya-gateway-url)",
+            metavar="URL",
+            default_text="http://HOST:PORT",
+        ),
+    ] = None
     transport: TransportConfig = TransportConfig()
-    keepalive_seconds: float = 15.0  # `: keepalive` comment interval on idle streams
-    send_timeout_seconds: float = 30.0  # a client not reading for this long is dropped
-    ring_size: int = 1000  # events kept per task for Last-Event-ID replay
-    ring_max_bytes: int = 1024 * 1024  # ...and at most this many bytes of them
-    subscriber_buffer: int = 1024  # events queued per client before its oldest are dropped
-    max_tasks: int = 2000  # tasks kept in memory; the oldest finished are evicted first
-    max_body_bytes: int = 10 * 1024 * 1024  # larger request bodies get 413
+    keepalive_seconds: Annotated[
+        float,
+        opt(
+            "ASYA_GATEWAY_KEEPALIVE",
+            "interval of keepalive comments on idle client streams",
+            flag="--keepalive",
+            duration=True,
+            gt=0,
+        ),
+    ] = 15.0
+    send_timeout_seconds: Annotated[
+        float,
+        opt(
+            "ASYA_GATEWAY_SEND_TIMEOUT",
+            "a client not reading for this long is dropped",
+            flag="--send-timeout",
+            duration=True,
+            gt=0,
+        ),
+    ] = 30.0
+    ring_size: Annotated[
+        int, opt("ASYA_GATEWAY_RING_SIZE", "events kept per task for Last-Event-ID replay", ge=1)
+    ] = 1000
+    ring_max_bytes: Annotated[
+        int,
+        opt(
+            "ASYA_GATEWAY_RING_MAX_BYTES",
+            "...and at most this many bytes of them",
+            default_text="1 MiB",
+            ge=1,
+        ),
+    ] = 1024 * 1024
+    subscriber_buffer: Annotated[
+        int,
+        opt(
+            "ASYA_GATEWAY_SUBSCRIBER_BUFFER",
+            "events queued per client before its oldest are dropped",
+            ge=1,
+        ),
+    ] = 1024
+    max_tasks: Annotated[
+        int,
+        opt(
+            "ASYA_GATEWAY_MAX_TASKS",
+            "tasks kept in memory; the oldest finished are evicted first",
+            ge=1,
+        ),
+    ] = 2000
+    max_body_bytes: Annotated[
+        int,
+        opt(
+            "ASYA_GATEWAY_MAX_BODY_BYTES",
+            "larger request bodies get 413",
+            default_text="10 MiB",
+            ge=1,
+        ),
+    ] = 10 * 1024 * 1024
     # A sidecar-reported succeeded/failed is published this much later, so FLYs still in
     # flight from the actor's sidecar reach clients before it (see TaskRegistry).
-    terminal_linger_seconds: float = 0.25
+    terminal_linger_seconds: Annotated[
+        float,
+        opt(
+            "ASYA_GATEWAY_TERMINAL_LINGER",
+            "a reported succeeded/failed waits this long for late FLYs",
+            flag="--terminal-linger",
+            duration=True,
+            ge=0,
+        ),
+    ] = 0.25
+    log_level: Annotated[
+        str,
+        opt(
+            "ASYA_LOG_LEVEL",
+            "uvicorn's log level: debug, info, warning or error (tracebacks only at debug)",
+            metavar="LEVEL",
+            check=_log_level,
+        ),
+    ] = "warning"
 
     @property
     def base_url(self) -> str:

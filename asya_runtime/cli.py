@@ -1,13 +1,11 @@
 """`asya-runtime`: the command line (argparse: the runtime stays light).
 
-    asya-runtime run [SPEC] [--socket PATH] [--concurrency N] [--max-frame-bytes N]
-                     [--shutdown-grace DURATION]
+    asya-runtime run [SPEC] [--socket PATH] [--concurrency N] ...   (see `run --help`)
     asya-runtime invoke [--socket PATH] [--route a,b] [--envelope] [--timeout S] JSON
 
-This is the only module that reads the environment (ASYA_HANDLER, ASYA_SOCKET_DIR,
-ASYA_SOCKET_NAME, ASYA_SOCKET_CHMOD, ASYA_RUNTIME_CONCURRENCY, ASYA_MAX_FRAME_BYTES,
-ASYA_RUNTIME_SHUTDOWN_GRACE, ASYA_LOG_LEVEL). Flags win over the environment. A bad value
-exits 2 with one line naming the variable or flag.
+The only module that reads the environment: `RuntimeConfig` declares every option once (its
+variable, default and help) and `asya_runtime.settings` derives the flags from it; a flag wins
+over its variable. A bad value exits 2 with one line naming the variable or flag.
 """
 
 from __future__ import annotations
@@ -22,162 +20,176 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Annotated
 
 import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
 from . import __version__
-from .durations import parse_duration
 from .errors import HandlerLoadError
 from .loader import LoadedHandler, ensure_cwd_importable, load_handler
 from .server import DEFAULT_CONCURRENCY, DEFAULT_SHUTDOWN_GRACE, ServerConfig, serve
+from .settings import ConfigError, Parser, add_arguments, given_from_args, load, opt
 from .wire import DEFAULT_MAX_FRAME_BYTES, End, Error
 
-__all__ = ["main", "socket_path_from_env"]
+__all__ = ["RuntimeConfig", "main", "socket_path_from_env"]
 
 log = logging.getLogger("asya_runtime")
+PROG = "asya-runtime"
+
+
+def _octal(raw: str) -> str:
+    if raw.strip():
+        try:
+            mode = int(raw.strip(), 8)
+        except ValueError:
+            mode = -1
+        if not 0 <= mode <= 0o7777:
+            raise ValueError(
+                f"invalid octal mode {raw!r} (e.g. 0o666, 600, or empty to leave as is)"
+            )
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    return level if level in logging.getLevelNamesMapping() else "INFO"
+
+
+class RuntimeConfig(msgspec.Struct, kw_only=True, frozen=True):
+    """What `asya-runtime run` reads; each option declared once (variable, default, help)."""
+
+    handler: Annotated[
+        str,
+        opt("ASYA_HANDLER", "the handler: module:func, module:Class.method, ...", cli=False),
+    ] = ""
+    socket: Annotated[
+        str | None,
+        opt(
+            None,
+            "socket path (instead of ASYA_SOCKET_DIR/ASYA_SOCKET_NAME)",
+            metavar="PATH",
+        ),
+    ] = None
+    socket_dir: Annotated[
+        str, opt("ASYA_SOCKET_DIR", "directory of the socket and runtime-ready", metavar="DIR")
+    ] = "/var/run/asya"
+    socket_name: Annotated[
+        str, opt("ASYA_SOCKET_NAME", "the socket's file name", metavar="NAME")
+    ] = "asya-runtime.sock"
+    socket_chmod: Annotated[
+        str,
+        opt(
+            "ASYA_SOCKET_CHMOD",
+            "the socket file's octal mode (empty leaves it as is)",
+            metavar="MODE",
+            empty_ok=True,
+            check=_octal,
+        ),
+    ] = "0o666"
+    concurrency: Annotated[
+        int, opt("ASYA_RUNTIME_CONCURRENCY", "invocations run at once", ge=1)
+    ] = DEFAULT_CONCURRENCY
+    max_frame_bytes: Annotated[
+        int,
+        opt(
+            "ASYA_MAX_FRAME_BYTES",
+            "largest frame accepted or sent",
+            default_text="16 MiB",
+            ge=1,
+        ),
+    ] = DEFAULT_MAX_FRAME_BYTES
+    shutdown_grace: Annotated[
+        float,
+        opt(
+            "ASYA_RUNTIME_SHUTDOWN_GRACE",
+            "on SIGTERM/SIGINT, how long in-flight invocations may take to finish",
+            duration=True,
+            ge=0,
+        ),
+    ] = DEFAULT_SHUTDOWN_GRACE
+    log_level: Annotated[
+        str,
+        opt(
+            "ASYA_LOG_LEVEL",
+            "DEBUG, INFO, WARNING or ERROR",
+            metavar="LEVEL",
+            check=_log_level,
+        ),
+    ] = "INFO"
+
+    @property
+    def socket_path(self) -> Path:
+        if self.socket:
+            return Path(self.socket)
+        return Path(self.socket_dir or "/var/run/asya") / (self.socket_name or "asya-runtime.sock")
+
+    def server_config(self) -> ServerConfig:
+        raw = self.socket_chmod.strip()
+        return ServerConfig(
+            socket_path=self.socket_path,
+            concurrency=self.concurrency,
+            max_frame_bytes=self.max_frame_bytes,
+            socket_mode=int(raw, 8) if raw else None,
+            shutdown_grace=self.shutdown_grace,
+        )
 
 
 def socket_path_from_env(env: Mapping[str, str]) -> Path:
     """`$ASYA_SOCKET_DIR/$ASYA_SOCKET_NAME` with upstream's defaults."""
-    return Path(env.get("ASYA_SOCKET_DIR") or "/var/run/asya") / (
-        env.get("ASYA_SOCKET_NAME") or "asya-runtime.sock"
-    )
-
-
-class ConfigError(ValueError):
-    """A bad environment value; the message names the variable."""
-
-
-def _chmod(env: Mapping[str, str]) -> int | None:
-    raw = env.get("ASYA_SOCKET_CHMOD", "0o666").strip()
-    if not raw:
-        return None
-    try:
-        mode = int(raw, 8)
-    except ValueError:
-        mode = -1
-    if not 0 <= mode <= 0o7777:
-        raise ConfigError(
-            f"ASYA_SOCKET_CHMOD: invalid octal mode {raw!r} "
-            "(e.g. 0o666, 600, or empty to leave as is)"
-        )
-    return mode
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r} (expected an integer >= 1)")
-    return value
-
-
-def _positive_env(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return _positive(raw)
-    except argparse.ArgumentTypeError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
-
-
-def _duration(text: str) -> float:
-    """Seconds >= 0 from `25`, `2.5`, `500ms`, `1m30s`; raises ValueError."""
-    return parse_duration(text)
-
-
-def _grace_flag(text: str) -> float:
-    try:
-        return _duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _grace_env(env: Mapping[str, str]) -> float:
-    raw = env.get("ASYA_RUNTIME_SHUTDOWN_GRACE", "").strip()
-    if not raw:
-        return DEFAULT_SHUTDOWN_GRACE
-    try:
-        return _duration(raw)
-    except ValueError as exc:
-        raise ConfigError(f"ASYA_RUNTIME_SHUTDOWN_GRACE: {exc}") from None
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line naming the flag (subparsers inherit the class)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+    return RuntimeConfig(
+        socket_dir=env.get("ASYA_SOCKET_DIR") or "/var/run/asya",
+        socket_name=env.get("ASYA_SOCKET_NAME") or "asya-runtime.sock",
+    ).socket_path
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="asya-runtime", description="Run an Asya actor handler.")
-    p.add_argument("--version", action="version", version=f"asya-runtime {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = Parser(prog=PROG, description="Run an Asya actor handler.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="load a handler and serve asya-abi/1 on a Unix socket")
+    run = sub.add_parser(
+        "run",
+        help="load a handler and serve asya-abi/1 on a Unix socket",
+        description="Load a handler and serve asya-abi/1 on a Unix socket. Every option can "
+        "also be set by the variable named in its help; the option wins.",
+    )
     run.add_argument(
         "spec",
         nargs="?",
-        help="module:func, module:Class.method, module.func, "
-        "module.Class.method (default: $ASYA_HANDLER)",
+        help="module:func, module:Class.method, module.func or module.Class.method "
+        "[ASYA_HANDLER, required]",
     )
-    run.add_argument(
-        "--socket",
-        type=Path,
-        help="socket path (default: "
-        "$ASYA_SOCKET_DIR/$ASYA_SOCKET_NAME, /var/run/asya/asya-runtime.sock)",
-    )
-    run.add_argument(
-        "--concurrency",
-        type=_positive,
-        help=f"invocations run at once (default $ASYA_RUNTIME_CONCURRENCY or "
-        f"{DEFAULT_CONCURRENCY})",
-    )
-    run.add_argument(
-        "--max-frame-bytes",
-        type=_positive,
-        help="largest frame accepted or sent (default $ASYA_MAX_FRAME_BYTES or 16 MiB)",
-    )
-    run.add_argument(
-        "--shutdown-grace",
-        type=_grace_flag,
-        metavar="DURATION",
-        help="on SIGTERM/SIGINT, how long in-flight invocations may take to finish: seconds "
-        f"or Go-style (500ms, 1m) (default $ASYA_RUNTIME_SHUTDOWN_GRACE or "
-        f"{DEFAULT_SHUTDOWN_GRACE:g}s)",
-    )
+    add_arguments(run, RuntimeConfig)
 
     inv = sub.add_parser("invoke", help="send one invoke and print each frame as a JSON line")
     inv.add_argument("payload", help="payload JSON (or a whole envelope with --envelope)")
-    inv.add_argument("--socket", type=Path)
-    inv.add_argument("--route", default="", help="comma-separated actors: curr,next,...")
-    inv.add_argument("--envelope", action="store_true", help="the JSON is a full envelope")
-    inv.add_argument("--timeout", type=float, default=None, help="seconds of silence allowed")
+    inv.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="socket path [ASYA_SOCKET_DIR/ASYA_SOCKET_NAME, default "
+        "/var/run/asya/asya-runtime.sock]",
+    )
+    inv.add_argument(
+        "--route", default="", metavar="A,B", help="comma-separated actors [default none]"
+    )
+    inv.add_argument(
+        "--envelope", action="store_true", help="the JSON is a full envelope [default false]"
+    )
+    inv.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds of silence allowed [default no limit]",
+    )
     return p
 
 
-def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    spec = args.spec or env.get("ASYA_HANDLER", "")
-    try:  # before loading the handler: a typo should not cost a model load
-        config = ServerConfig(
-            socket_path=args.socket or socket_path_from_env(env),
-            concurrency=args.concurrency
-            or _positive_env(env, "ASYA_RUNTIME_CONCURRENCY", DEFAULT_CONCURRENCY),
-            max_frame_bytes=args.max_frame_bytes
-            or _positive_env(env, "ASYA_MAX_FRAME_BYTES", DEFAULT_MAX_FRAME_BYTES),
-            socket_mode=_chmod(env),
-            shutdown_grace=_grace_env(env) if args.shutdown_grace is None else args.shutdown_grace,
-        )
-    except ConfigError as exc:
-        print(f"asya-runtime: {exc}", file=sys.stderr)
-        return 2
+def _run(args: argparse.Namespace, cfg: RuntimeConfig) -> int:
+    spec = args.spec or cfg.handler
+    config = cfg.server_config()  # checked before loading: a typo should not cost a model load
     ensure_cwd_importable()
     try:
         handler = load_handler(spec)
@@ -235,7 +247,7 @@ async def _serve_until_signal(handler: LoadedHandler, config: ServerConfig) -> N
                     break
 
 
-def _invoke(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+def _invoke(args: argparse.Namespace, cfg: RuntimeConfig) -> int:
     from .client import envelope_for, invoke_once, raw_invoke
 
     try:
@@ -251,7 +263,7 @@ def _invoke(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     else:
         route = [a.strip() for a in args.route.split(",") if a.strip()]
         request = raw_invoke(msgspec.to_builtins(envelope_for(data, route)))
-    path = str(args.socket or socket_path_from_env(env))
+    path = str(cfg.socket_path)
     failed = False
     try:
         for frame in invoke_once(path, request, timeout=args.timeout):
@@ -271,15 +283,19 @@ def _invoke(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = os.environ
-    level = (env.get("ASYA_LOG_LEVEL") or "INFO").upper()
+    try:
+        cfg = load(RuntimeConfig, env, given_from_args(args, RuntimeConfig))
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
-        level=level if level in logging.getLevelNamesMapping() else "INFO",
+        level=cfg.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     if args.command == "run":
-        return _run(args, env)
-    return _invoke(args, env)
+        return _run(args, cfg)
+    return _invoke(args, cfg)
 
 
 if __name__ == "__main__":

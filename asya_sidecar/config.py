@@ -1,50 +1,202 @@
-"""The sidecar's configuration: one frozen Struct built once from `ASYA_*` variables + CLI options.
+"""The sidecar's configuration: one frozen Struct, each option declared once with its help.
 
-Only `cli.py` calls `from_env` with `os.environ`; everything below takes a `SidecarConfig`.
-Every bad value raises `ValueError` naming the variable.
+`asya_runtime.settings` derives the environment reading, the `run` options, `--help` and
+docs/configuration.md from these declarations. Only `cli.py` calls `from_env` with
+`os.environ`; everything below takes a `SidecarConfig`. Every bad value raises `ValueError`
+naming the variable (or the flag it came from).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Annotated, Any
 
 import msgspec
 
+from asya_mesh.names import validate_actor_name
 from asya_mesh.transports import TransportConfig
-from asya_runtime.durations import parse_duration
+from asya_runtime.settings import ConfigError, load, one_of, opt, options
 
 from .resiliency import Resiliency, parse_policies, parse_rules
 
-_TRUE: Final = {"true", "1", "yes", "on"}
-_FALSE: Final = {"false", "0", "no", "off", ""}
+LOG_LEVELS = ("DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL")
+
+
+def _http_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"expected an http(s) URL, got {url!r}")
+    return url
+
+
+def _addr(addr: str) -> str:
+    _host, sep, port = addr.rpartition(":")
+    if addr and (not sep or not port.isdigit() or not 0 <= int(port) < 65536):
+        raise ValueError(f"expected host:port or :port, got {addr!r}")
+    return addr
 
 
 class SidecarConfig(msgspec.Struct, kw_only=True, frozen=True):
     """Everything `asya-sidecar run` needs. Durations are seconds."""
 
-    actor_name: str
+    actor_name: Annotated[
+        str,
+        opt(
+            "ASYA_ACTOR_NAME",
+            "the actor this sidecar serves (queue asya-NAMESPACE-NAME)",
+            metavar="NAME",
+            check=validate_actor_name,
+        ),
+    ]
     transport: TransportConfig = TransportConfig()
-    socket_dir: str = "/var/run/asya"
-    socket_name: str = "asya-runtime.sock"
-    runtime_ready_timeout: float = 300.0
-    concurrency: int = 1
-    actor_timeout: float = 300.0
-    resiliency: Resiliency | None = None
-    sink: str = "x-sink"
-    sump: str = "x-sump"
-    gateway_url: str | None = None
-    is_end_actor: bool = False
-    metrics_addr: str = "127.0.0.1:8080"  # "" disables
-    log_level: str = "INFO"
-    log_format: str | None = None  # console | json; None = console on a TTY else json
-    shutdown_grace: float = 30.0
-    cancel_grace: float = 5.0
-    fly_buffer: int = 1024
-    preflight_timeout: float = 0.15  # the pre-flight's budget on the routing path
-    fly_flush_timeout: float = 0.1  # an envelope's FLYs get this long to reach the gateway
-    # before its outputs are sent (0 = do not wait)
+    socket_dir: Annotated[
+        str,
+        opt("ASYA_SOCKET_DIR", "directory of the runtime socket and runtime-ready", metavar="DIR"),
+    ] = "/var/run/asya"
+    socket_name: Annotated[
+        str, opt("ASYA_SOCKET_NAME", "the runtime socket's file name", metavar="NAME")
+    ] = "asya-runtime.sock"
+    runtime_ready_timeout: Annotated[
+        float,
+        opt(
+            "ASYA_RUNTIME_READY_TIMEOUT",
+            "wait this long for runtime-ready and hello, then exit 4",
+            duration=True,
+            gt=0,
+        ),
+    ] = 300.0
+    concurrency: Annotated[
+        int, opt("ASYA_CONCURRENCY", "envelopes in flight (one runtime connection each)", ge=1)
+    ] = 1
+    actor_timeout: Annotated[
+        float,
+        opt("ASYA_RESILIENCY_ACTOR_TIMEOUT", "per-invocation timeout", duration=True, gt=0),
+    ] = 300.0
+    resiliency_policies: Annotated[
+        str | None,
+        opt(
+            "ASYA_RESILIENCY_POLICIES",
+            "upstream's JSON retry policies {name: {maxAttempts, backoff, ...}}",
+            metavar="JSON",
+            default_text="unset (one attempt)",
+        ),
+    ] = None
+    resiliency_rules: Annotated[
+        str | None,
+        opt(
+            "ASYA_RESILIENCY_RULES",
+            "upstream's JSON rules [{errors: [patterns], policy: name}], first match wins",
+            metavar="JSON",
+        ),
+    ] = None
+    resiliency: Resiliency | None = None  # parsed from the two above by `from_env`
+    sink: Annotated[
+        str,
+        opt(
+            "ASYA_ACTOR_SINK",
+            "end queue for results and failures",
+            flag="--actor-sink",
+            metavar="NAME",
+            check=validate_actor_name,
+        ),
+    ] = "x-sink"
+    sump: Annotated[
+        str,
+        opt(
+            "ASYA_ACTOR_SUMP",
+            "end queue for infrastructure failures",
+            flag="--actor-sump",
+            metavar="NAME",
+            check=validate_actor_name,
+        ),
+    ] = "x-sump"
+    gateway_url: Annotated[
+        str | None,
+        opt(
+            "ASYA_GATEWAY_URL",
+            "gateway base URL (the x-asya-gateway-url header overrides it)",
+            metavar="URL",
+            check=_http_url,
+        ),
+    ] = None
+    is_end_actor: Annotated[
+        bool,
+        opt(
+            "ASYA_IS_END_ACTOR",
+            "serve an end queue with no runtime: report to the gateway, then ack",
+            flag="--end",
+        ),
+    ] = False
+    metrics_addr: Annotated[
+        str,
+        opt(
+            "ASYA_METRICS_ADDR",
+            "/metrics and /health address; :8080 = all interfaces; empty disables",
+            metavar="HOST:PORT",
+            empty_ok=True,
+            check=_addr,
+        ),
+    ] = "127.0.0.1:8080"
+    log_level: Annotated[
+        str,
+        opt(
+            "ASYA_LOG_LEVEL",
+            "DEBUG, INFO, WARNING or ERROR (tracebacks only at DEBUG)",
+            metavar="LEVEL",
+            check=one_of(*LOG_LEVELS, fold=True),
+        ),
+    ] = "INFO"
+    log_format: Annotated[
+        str | None,
+        opt(
+            "ASYA_LOG_FORMAT",
+            "log lines as console or json",
+            metavar="FORMAT",
+            default_text="console on a TTY, else json",
+            check=one_of("console", "json"),
+        ),
+    ] = None
+    shutdown_grace: Annotated[
+        float,
+        opt(
+            "ASYA_SHUTDOWN_GRACE",
+            "after SIGTERM, time in-flight envelopes get before they are requeued",
+            duration=True,
+            gt=0,
+        ),
+    ] = 30.0
+    cancel_grace: Annotated[
+        float,
+        opt(
+            "ASYA_CANCEL_GRACE",
+            "after a timeout's cancel, wait this long for end, else exit 3",
+            duration=True,
+            gt=0,
+        ),
+    ] = 5.0
+    fly_buffer: Annotated[
+        int,
+        opt("ASYA_FLY_BUFFER", "gateway events buffered per envelope; overflow is dropped", ge=1),
+    ] = 1024
+    preflight_timeout: Annotated[
+        float,
+        opt(
+            "ASYA_GATEWAY_PREFLIGHT_TIMEOUT",
+            "budget of the gateway pre-flight on the routing path",
+            flag="--preflight-timeout",
+            duration=True,
+            ge=0,
+        ),
+    ] = 0.15
+    fly_flush_timeout: Annotated[
+        float,
+        opt(
+            "ASYA_FLY_FLUSH_TIMEOUT",
+            "how long an envelope's gateway events may delay its outputs (0 = never)",
+            duration=True,
+            ge=0,
+        ),
+    ] = 0.1
 
     @property
     def namespace(self) -> str:
@@ -56,110 +208,22 @@ class SidecarConfig(msgspec.Struct, kw_only=True, frozen=True):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **cli: Any) -> SidecarConfig:
-        """Build from the environment; CLI options (non-None) win over their variables."""
-        vals: dict[str, str] = {k: v for k, v in env.items() if k.startswith("ASYA_")}
-        for var, value in cli.items():
-            if value is not None:
-                vals[var] = str(value).lower() if isinstance(value, bool) else str(value)
-
-        def get(var: str) -> str | None:
-            v = vals.get(var)
-            return v if v not in (None, "") else None
-
-        raw: dict[str, Any] = {}
-        actor = get("ASYA_ACTOR_NAME")
-        if not actor:
-            raise ValueError("ASYA_ACTOR_NAME is required (the actor this sidecar serves)")
-        raw["actor_name"] = actor
-        for var, field in (
-            ("ASYA_SOCKET_DIR", "socket_dir"),
-            ("ASYA_SOCKET_NAME", "socket_name"),
-            ("ASYA_ACTOR_SINK", "sink"),
-            ("ASYA_ACTOR_SUMP", "sump"),
-            ("ASYA_GATEWAY_URL", "gateway_url"),
-            ("ASYA_LOG_LEVEL", "log_level"),
-            ("ASYA_LOG_FORMAT", "log_format"),
-        ):
-            if (v := get(var)) is not None:
-                raw[field] = v
-        for var, field in (
-            ("ASYA_RUNTIME_READY_TIMEOUT", "runtime_ready_timeout"),
-            ("ASYA_RESILIENCY_ACTOR_TIMEOUT", "actor_timeout"),
-            ("ASYA_SHUTDOWN_GRACE", "shutdown_grace"),
-            ("ASYA_CANCEL_GRACE", "cancel_grace"),
-        ):
-            if (v := get(var)) is not None:
-                try:
-                    raw[field] = parse_duration(v)
-                except ValueError as exc:
-                    raise ValueError(f"{var}: {exc}") from None
-                if raw[field] <= 0:
-                    raise ValueError(f"{var}: must be positive, got {v!r}")
-        for var, field in (
-            ("ASYA_GATEWAY_PREFLIGHT_TIMEOUT", "preflight_timeout"),
-            ("ASYA_FLY_FLUSH_TIMEOUT", "fly_flush_timeout"),
-        ):
-            if (v := get(var)) is not None:
-                try:
-                    raw[field] = parse_duration(v)
-                except ValueError as exc:
-                    raise ValueError(f"{var}: {exc}") from None
-                if raw[field] < 0:
-                    raise ValueError(f"{var}: must not be negative, got {v!r}")
-        for var, field, low in (
-            ("ASYA_CONCURRENCY", "concurrency", 1),
-            ("ASYA_FLY_BUFFER", "fly_buffer", 1),
-        ):
-            if (v := get(var)) is not None:
-                try:
-                    raw[field] = int(v)
-                except ValueError:
-                    raise ValueError(f"{var}: expected an integer, got {v!r}") from None
-                if raw[field] < low:
-                    raise ValueError(f"{var}: must be >= {low}, got {v!r}")
-        if (v := get("ASYA_IS_END_ACTOR")) is not None:
-            if v.lower() not in _TRUE | _FALSE:
-                raise ValueError(f"ASYA_IS_END_ACTOR: expected true/false, got {v!r}")
-            raw["is_end_actor"] = v.lower() in _TRUE
-        if "ASYA_METRICS_ADDR" in vals:  # present but empty = disabled
-            raw["metrics_addr"] = vals["ASYA_METRICS_ADDR"]
-            if raw["metrics_addr"]:
-                _check_addr(raw["metrics_addr"])
-        fmt = raw.get("log_format")
-        if fmt is not None and fmt not in ("console", "json"):
-            raise ValueError(f"ASYA_LOG_FORMAT: expected console or json, got {fmt!r}")
-        if raw.get("log_level", "INFO").upper() not in (
-            "DEBUG",
-            "INFO",
-            "WARN",
-            "WARNING",
-            "ERROR",
-            "CRITICAL",
-        ):
-            raise ValueError(f"ASYA_LOG_LEVEL: unknown level {raw['log_level']!r}")
-        raw["resiliency"] = _resiliency(
-            get("ASYA_RESILIENCY_POLICIES"), get("ASYA_RESILIENCY_RULES")
-        )
-        if (url := raw.get("gateway_url")) and not url.startswith(("http://", "https://")):
-            raise ValueError(f"ASYA_GATEWAY_URL: expected an http(s) URL, got {url!r}")
-        tvars = {k: v for k, v in vals.items() if v is not None}
-        transport = TransportConfig.from_env(tvars)
+        """Build from the environment; CLI values (by variable name or `Option.dest`;
+        None = not given) win over their variables."""
+        given = {_BY_ENV.get(k, k): v for k, v in cli.items() if v is not None}
+        cfg = load(cls, env, given, required=["actor_name"])
+        resiliency = _resiliency(cfg.resiliency_policies, cfg.resiliency_rules)
+        transport = cfg.transport
         if transport.sqs_visibility_timeout == 0:  # upstream: 2 x actor timeout
             transport = msgspec.structs.replace(
-                transport, sqs_visibility_timeout=2 * raw.get("actor_timeout", 300.0)
+                transport, sqs_visibility_timeout=2 * cfg.actor_timeout
             )
         if transport.rabbitmq_prefetch == 0:  # spec default: the sidecar's concurrency
-            transport = msgspec.structs.replace(
-                transport, rabbitmq_prefetch=raw.get("concurrency", 1)
-            )
-        raw["transport"] = transport
-        return cls(**raw)
+            transport = msgspec.structs.replace(transport, rabbitmq_prefetch=cfg.concurrency)
+        return msgspec.structs.replace(cfg, resiliency=resiliency, transport=transport)
 
 
-def _check_addr(addr: str) -> None:
-    _host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"ASYA_METRICS_ADDR: expected host:port or :port, got {addr!r}")
+_BY_ENV = {o.env: o.dest for o in options(SidecarConfig) if o.env}
 
 
 def _resiliency(policies: str | None, rules: str | None) -> Resiliency | None:
@@ -168,11 +232,11 @@ def _resiliency(policies: str | None, rules: str | None) -> Resiliency | None:
     try:
         pol = parse_policies(policies) if policies else {}
     except ValueError as exc:
-        raise ValueError(f"ASYA_RESILIENCY_POLICIES: {exc}") from None
+        raise ConfigError(f"ASYA_RESILIENCY_POLICIES: {exc}") from None
     try:
         rul = parse_rules(rules, pol) if rules else ()
     except ValueError as exc:
-        raise ValueError(f"ASYA_RESILIENCY_RULES: {exc}") from None
+        raise ConfigError(f"ASYA_RESILIENCY_RULES: {exc}") from None
     return Resiliency(policies=pol, rules=rul)
 
 

@@ -12,6 +12,8 @@ import asya_gateway
 from asya_dev.cli import DEFAULT_HANDLERS, DevOptions, parse_actor_overrides, plan_mesh
 from asya_dev.render import SseParser, TerminalRenderer
 
+from .screen import screen
+
 
 def test_package_exports_exist() -> None:
     for name in asya_gateway.__all__:
@@ -101,11 +103,40 @@ def test_renderer_tokens_inline_stages_as_lines_progress_as_bar() -> None:
     assert r.final is not None and r.tokens == ["Hel", "lo"]
 
 
-def test_renderer_redraws_the_bar_in_place_on_a_tty() -> None:
+def test_on_a_tty_tokens_and_the_bar_keep_their_own_lines() -> None:
     out = io.StringIO()
-    r = TerminalRenderer(out, tty=True)
+    r = TerminalRenderer(out, tty=True, width=80)
+    r.event("partial", {"stage": "load", "message": "Loading"})
+    for i, t in enumerate(["Hel", "lo ", "wor", "ld\nsecond ", "line"]):
+        r.event("partial", {"text": t})
+        r.event("partial", {"type": "progress", "percent": 20 * (i + 1), "message": "step"})
+    r.event("update", {"id": "t", "status": "running", "actor": "a"})
+    r.event("partial", {"text": " more"})
+    r.message("asya dev: no result after 5s")
+    assert screen(out.getvalue()) == [
+        "» load: Loading",
+        "Hello world",
+        "· running in a (0%)",
+        "second line more",  # one token line, never broken by a bar
+        "[########################] 100.0%  step",  # one bar, redrawn in place
+        "asya dev: no result after 5s",  # the error on its own line
+    ]
+
+
+def test_on_a_tty_the_terminal_update_follows_the_live_area() -> None:
+    out = io.StringIO()
+    r = TerminalRenderer(out, tty=True, width=80)
     r.event("partial", {"type": "progress", "percent": 10})
     r.event("partial", {"type": "progress", "percent": 20})
     r.event("update", {"id": "t", "status": "failed", "error": "boom"})
-    text = out.getvalue()
-    assert text.count("\r\x1b[2K[") == 2 and "✘ failed" in text and "error: boom" in text
+    shown = screen(out.getvalue())
+    assert shown[0].startswith("[#####") and "20.0%" in shown[0]
+    assert shown[1:] == ["✘ failed  (task t)", "error: boom"]
+
+
+def test_without_a_tty_an_error_does_not_glue_to_the_last_token() -> None:
+    out = io.StringIO()
+    r = TerminalRenderer(out, tty=False)
+    r.event("partial", {"text": "last token"})
+    r.message("asya dev: no result after 5s (--timeout)")
+    assert out.getvalue() == "last token\nasya dev: no result after 5s (--timeout)\n"
