@@ -27,6 +27,7 @@ from anyio.abc import TaskGroup
 from asya_runtime import __version__
 from asya_runtime.settings import Parser, add_arguments, given_from_args, load
 
+from .image import add_image_command
 from .options import (
     DEFAULT_HANDLERS,
     END_ACTORS,
@@ -281,7 +282,7 @@ def _parser() -> argparse.ArgumentParser:
 
 # Other sub-commands register here: each is `add(subparsers)` that adds its parser and sets
 # `func=handler(args) -> int` with `set_defaults` (e.g. `asya image build`).
-SUBCOMMANDS: list[Callable[[Any], None]] = []
+SUBCOMMANDS: list[Callable[[Any], None]] = [add_image_command]
 
 
 def dev(args: argparse.Namespace) -> int:

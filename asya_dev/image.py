@@ -10,7 +10,7 @@ Runnable on its own: `python -m asya_dev.image build ...`.
 
 from __future__ import annotations
 
-import os
+import argparse
 import re
 import shutil
 import subprocess
@@ -19,9 +19,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Final
-
-import typer
+from typing import Any, Final
 
 __all__ = [
     "DEFAULT_RUNTIME_IMAGE",
@@ -29,10 +27,11 @@ __all__ = [
     "HANDLER_CONTAINERFILE",
     "BuildPlan",
     "ImageError",
+    "add_image_command",
     "build",
     "build_command",
     "find_engine",
-    "image_app",
+    "main",
     "plan_build",
 ]
 
@@ -207,47 +206,86 @@ def build(
         return subprocess.run(argv, check=False).returncode
 
 
-image_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Container images.")
-
-
-@image_app.command("build")
-def build_cmd(
-    target: Annotated[str, typer.Argument(help="FILE.py:FUNC, DIR:MODULE:FUNC or MODULE:FUNC")],
-    tag: Annotated[str, typer.Option("-t", "--tag", help="Image name, e.g. my-actor:1.0")],
-    runtime_image: Annotated[
-        str, typer.Option("--from", help="The asya-runtime image to build on.")
-    ] = DEFAULT_RUNTIME_IMAGE,
-    engine: Annotated[
-        str | None, typer.Option(help="podman | docker | buildah (default: the first found).")
-    ] = None,
-    wheels: Annotated[
-        Path | None,
-        typer.Option(help="Install requirements only from these wheels (no package index)."),
-    ] = None,
-) -> None:
-    """Build an image whose entrypoint is `asya-runtime run SPEC` (requirements.txt installed)."""
+def _build_cmd(args: argparse.Namespace) -> int:
+    """`asya image build`: the exit status."""
     try:
-        code = build(target, tag, runtime_image=runtime_image, engine=engine, wheels=wheels)
+        code = build(
+            args.target,
+            args.tag,
+            runtime_image=args.runtime_image,
+            engine=args.engine,
+            wheels=args.wheels,
+        )
     except ImageError as exc:
-        typer.echo(f"asya image: {exc}", err=True)
-        raise typer.Exit(2) from None
+        print(f"asya image: {exc}", file=sys.stderr)
+        return 2
     if code != 0:
-        typer.echo(f"asya image: the build of {tag} failed (exit {code})", err=True)
-        raise typer.Exit(code)
-    typer.echo(f"asya image: built {tag} (asya-runtime run {plan_build(target, Path.cwd()).spec})")
+        print(f"asya image: the build of {args.tag} failed (exit {code})", file=sys.stderr)
+        return code
+    spec = plan_build(args.target, Path.cwd()).spec
+    print(f"asya image: built {args.tag} (asya-runtime run {spec})")
+    return 0
 
 
-@image_app.command("containerfile")
-def containerfile_cmd() -> None:
-    """Print the handler Containerfile (for a plain `podman/docker build --build-arg HANDLER=`)."""
+def _containerfile_cmd(args: argparse.Namespace) -> int:
     sys.stdout.write(HANDLER_CONTAINERFILE)
+    return 0
 
 
-@image_app.callback()
-def _root() -> None:
-    """Container images."""
+def add_image_command(sub: Any) -> None:
+    """Register `asya image build|containerfile` on the `asya` command's sub-parsers."""
+    image = sub.add_parser(
+        "image",
+        help="build container images for handlers",
+        description="Build container images for handlers.",
+    )
+    verbs = image.add_subparsers(dest="image_command", required=True, metavar="COMMAND")
+    b = verbs.add_parser(
+        "build",
+        help="an image whose entrypoint is `asya-runtime run SPEC` (requirements.txt installed)",
+        description="Build an image whose entrypoint is `asya-runtime run SPEC`, with the "
+        "handler's requirements.txt installed if present.",
+    )
+    b.add_argument("target", metavar="TARGET", help="FILE.py:FUNC, DIR:MODULE:FUNC or MODULE:FUNC")
+    b.add_argument("-t", "--tag", required=True, help="image name, e.g. my-actor:1.0")
+    b.add_argument(
+        "--from",
+        dest="runtime_image",
+        default=DEFAULT_RUNTIME_IMAGE,
+        metavar="IMAGE",
+        help=f"the asya-runtime image to build on [default {DEFAULT_RUNTIME_IMAGE}]",
+    )
+    b.add_argument(
+        "--engine",
+        choices=("podman", "docker", "buildah"),
+        default=None,
+        help="container engine [default: the first of podman, docker, buildah found]",
+    )
+    b.add_argument(
+        "--wheels",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="install requirements only from these wheels (no package index)",
+    )
+    b.set_defaults(func=_build_cmd)
+    c = verbs.add_parser(
+        "containerfile",
+        help="print the handler Containerfile",
+        description="Print the handler Containerfile (for a plain "
+        "`podman/docker build --build-arg HANDLER=...`).",
+    )
+    c.set_defaults(func=_containerfile_cmd)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m asya_dev.image ...` (the same as `asya image ...`)."""
+    parser = argparse.ArgumentParser(prog="asya")
+    add_image_command(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(["image", *(sys.argv[1:] if argv is None else argv)])
+    code: int = args.func(args)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m asya_dev.image`
-    os.environ.setdefault("COLUMNS", "100")
-    image_app(prog_name="asya image")
+    raise SystemExit(main())
