@@ -169,8 +169,13 @@ def error_message(error: Any) -> str:
     return "the flow failed"
 
 
-def _is_timeout(error: Any) -> bool:
-    return isinstance(error, dict) and str(error.get("type", "")).lower() == "timeout"
+def _is_timeout(error: Any, message: str) -> bool:
+    # Typed errors say `{"type": "Timeout"}`; the gateway's upstream-shaped record keeps only the
+    # sidecar's message ("SLA deadline expired", "Runtime timeout exceeded after 2.9s").
+    if isinstance(error, dict) and str(error.get("type", "")).lower() == "timeout":
+        return True
+    low = message.lower()
+    return "timeout" in low or "deadline" in low
 
 
 def timeout_text(flow: Flow) -> str:
@@ -191,7 +196,7 @@ def outcome(flow: Flow, view: TaskView, state: CallState) -> Outcome:
     if view.status == "failed":
         error = None if view.error is msgspec.UNSET else view.error
         msg = error_message(error)
-        if _is_timeout(error) and flow.timeout is not None:
+        if flow.timeout is not None and _is_timeout(error, msg):
             msg = f"{timeout_text(flow)}: {msg}"
         return Outcome(msg, {"error": error} if error is not None else None, True)
     if view.status == "canceled":

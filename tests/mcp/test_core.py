@@ -25,7 +25,13 @@ from asya_gateway.mcp.core import (
 )
 from asya_gateway.service import TaskView
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
 json_values = st.recursive(
     json_scalars,
     lambda inner: (
@@ -241,6 +247,15 @@ def test_a_deadline_failure_names_the_flow_timeout() -> None:
     )
     assert out.is_error
     assert out.text == "flow 'slowpoke' passed its timeout of 2.5s: SLA deadline expired"
+    upstream = outcome(
+        f, view("failed", error="Runtime timeout exceeded after 2.4s"), CallState("t")
+    )
+    assert (
+        upstream.text
+        == "flow 'slowpoke' passed its timeout of 2.5s: Runtime timeout exceeded after 2.4s"
+    )
+    no_timeout = outcome(flow(), view("failed", error="deadline expired"), CallState("t1"))
+    assert no_timeout.text == "deadline expired"  # a flow without a timeout names none
     guard = timed_out(f, "t1")
     assert guard.is_error and guard.text.startswith("flow 'slowpoke' passed its timeout of 2.5s")
 
