@@ -102,12 +102,15 @@ class _Tools:
             # As the SDK's own MCPServer does: a tool-level error the model can correct.
             return _result(f"tool {flow.name!r} refused its arguments: {exc}", is_error=True)
         try:
-            view = await self.service.create(
-                route=list(flow.route),
-                payload=payload,
-                deadline_seconds=flow.timeout,
-                flow=flow.name,
-            )
+            # Shielded: a call cancelled while its task is being created still learns the id,
+            # so the cancellation below reaches the task instead of orphaning it.
+            with anyio.CancelScope(shield=True):
+                view = await self.service.create(
+                    route=list(flow.route),
+                    payload=payload,
+                    deadline_seconds=flow.timeout,
+                    flow=flow.name,
+                )
         except ServiceError as exc:
             return _result(f"tool {flow.name!r}: {exc}", is_error=True)
         token = _progress_token(ctx.params)

@@ -129,6 +129,34 @@ async def door() -> AsyncIterator[Door]:
         yield Door(url, svc)
 
 
+@pytest.fixture(params=["door", "gateway"])
+async def any_door(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """For what needs no task to run (listing, refusals): the door alone over the in-process
+    service, and the door inside the gateway app as the integration builds it (skipped until
+    `create_app` takes `flows=`). Yields the base URL."""
+    if request.param == "door":
+        svc = MemoryTaskService()
+        async with svc.running(), serve(mcp_app(svc, SHELL_FLOWS).starlette()) as url:
+            yield url
+        assert svc.created == [], "a refused call must not create a task"
+        return
+    create_app = integrated_create_app()
+    if create_app is None:
+        pytest.skip("asya_gateway.app.create_app does not take flows= yet (integration)")
+    from asya_gateway.config import GatewayConfig
+
+    enqueued: list[tuple[str, bytes]] = []
+
+    async def enqueue(queue: str, body: bytes) -> None:
+        enqueued.append((queue, body))
+
+    sock = _free_socket()
+    config = GatewayConfig(port=sock.getsockname()[1])
+    async with serve(create_app(config, enqueue=enqueue, flows=SHELL_FLOWS), sock) as url:
+        yield url
+    assert enqueued == [], "a refused call must not enqueue anything"
+
+
 def integrated_create_app() -> Callable[..., Any] | None:
     """The gateway's `create_app` if it already takes `flows=` (after integration), else None."""
     try:
