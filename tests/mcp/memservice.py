@@ -2,10 +2,11 @@
 (the real service is exercised by the end-to-end tests against gateway + mesh processes).
 
 Actors (the first of a route decides): `tokens` FLYs `payload["flys"]` (strings become
-`{"partial": true, "text": s}`) every `payload["delay"]` s, then succeeds with
-`payload["result"]` (default: the payload); `bad` fails with `payload["message"]`; `hang` runs
-until canceled (its `finally` sets `finally_ran[task_id]`); `late` fails as a sidecar would at
-the deadline (`{"type": "Timeout"}`) once `deadline_seconds` passes.
+`{"partial": true, "text": s}`; default "You ", "asked: ", `payload["prompt"]`) every
+`payload["delay"]` s, then succeeds with `payload["result"]` (default: the payload); `bad`
+fails with `payload["message"]`; `hang` runs until canceled (its `finally` sets
+`finally_ran[task_id]`); `late` fails as a sidecar would at the deadline (`{"type": "Timeout"}`)
+once `deadline_seconds` passes.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ class MemoryTaskService:
         with task.scope:
             await self._set(task, "running", actor=actor)
             if actor == "tokens":
-                for item in p.get("flys", []):
+                flys = p.get("flys", ["You ", "asked: ", p["prompt"]] if "prompt" in p else [])
+                for item in flys:
                     await anyio.sleep(float(p.get("delay", 0.02)))
                     data = {"partial": True, "text": item} if isinstance(item, str) else item
                     await self._publish(task, FlyUpdate(event_id=next(self._events), data=data))
