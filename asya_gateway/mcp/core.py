@@ -178,13 +178,13 @@ def _is_timeout(error: Any, message: str) -> bool:
     return "timeout" in low or "deadline" in low
 
 
-def timeout_text(flow: Flow) -> str:
+def _timeout_text(flow: Flow) -> str:
     return f"flow {flow.name!r} passed its timeout of {flow.timeout:g}s"
 
 
 def timed_out(flow: Flow, task_id: str) -> Outcome:
     """The call outlived the flow's `timeout` (the door's own guard fired)."""
-    return Outcome(f"{timeout_text(flow)}; task {task_id} was canceled", None, True)
+    return Outcome(f"{_timeout_text(flow)}; task {task_id} was canceled", None, True)
 
 
 def outcome(flow: Flow, view: TaskView, state: CallState) -> Outcome:
@@ -197,7 +197,7 @@ def outcome(flow: Flow, view: TaskView, state: CallState) -> Outcome:
         error = None if view.error is msgspec.UNSET else view.error
         msg = error_message(error)
         if flow.timeout is not None and _is_timeout(error, msg):
-            msg = f"{timeout_text(flow)}: {msg}"
+            msg = f"{_timeout_text(flow)}: {msg}"
         return Outcome(msg, {"error": error} if error is not None else None, True)
     if view.status == "canceled":
         return Outcome(f"task {view.id} was canceled", None, True)
@@ -210,7 +210,13 @@ def outcome(flow: Flow, view: TaskView, state: CallState) -> Outcome:
             {"pause": view.pause} if view.pause else None,
             True,
         )
-    return Outcome(f"task {view.id} ended without a result (status {view.status})", None, True)
+    # The watch ended early (the gateway is stopping): the task goes on without this call.
+    return Outcome(
+        f"the gateway stopped following task {view.id} (status {view.status}); read it later at "
+        f"GET /api/v1/mesh/{view.id}",
+        None,
+        True,
+    )
 
 
 __all__ = [

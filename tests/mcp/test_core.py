@@ -266,6 +266,12 @@ def test_canceled_and_paused_end_the_call_as_errors() -> None:
     assert paused.is_error and "Approve?" in paused.text and "/api/v1/mesh/t1/resume" in paused.text
 
 
+def test_a_call_that_stops_following_a_running_task_says_where_to_read_it() -> None:
+    out = outcome(flow(), view("running"), CallState("t1"))
+    assert out.is_error and "task t1 (status running)" in out.text
+    assert "GET /api/v1/mesh/t1" in out.text
+
+
 @given(json_values)
 def test_structured_is_always_an_object(value: Any) -> None:
     out = structured(value)
