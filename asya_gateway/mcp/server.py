@@ -117,6 +117,8 @@ class _Tools:
         state = CallState(view.id)
         try:
             done = await self._run(ctx, flow, state, token)
+        except ServiceError as exc:  # e.g. the task was evicted while the call followed it
+            done = Outcome(f"task {view.id}: {exc}", None, True)
         except anyio.get_cancelled_exc_class():
             # The client cancelled (notifications/cancelled, or closed the response stream):
             # the task goes with it. Shielded and bounded, then the cancellation goes on.

@@ -3,7 +3,9 @@ the in-process task service: tools, progress, results, errors, cancellation, the
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -11,10 +13,15 @@ import httpx
 import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
-from asya_gateway.mcp import TASK_ID_META
+from asya_gateway.mcp import TASK_ID_META, mcp_app
 
-from .conftest import Door, open_session
+from .conftest import SHELL_FLOWS, Door, open_session, serve
+from .memservice import MemoryTaskService
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -187,3 +194,27 @@ async def test_an_older_handshake_revision_is_served(door: Door) -> None:
         r = await c.post("/mcp", json=listing, headers=h)
         assert r.status_code == 200
         assert '"name":"tokens"' in r.text.replace(" ", "")
+
+
+async def test_mounted_beside_other_routes_as_the_gateway_does() -> None:
+    """The mounting recipe of the report: the door's routes among others, its lifespan inside
+    the app's own."""
+    svc = MemoryTaskService()
+    door = mcp_app(svc, SHELL_FLOWS)
+
+    async def health(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with svc.running(), door.lifespan():
+            yield
+
+    app = Starlette(routes=[Route("/health", health), *door.routes()], lifespan=lifespan)
+    async with serve(app) as url:
+        async with httpx.AsyncClient() as c:
+            assert (await c.get(f"{url}/health")).text == "ok"
+        for revision in ("2025-11-25", "2026-07-28"):
+            async with open_session(url, revision) as s:
+                result = await s.call_tool("tokens", {"flys": ["a", "b"], "delay": 0})
+            assert result.content[0].text == "ab"  # type: ignore[union-attr]
