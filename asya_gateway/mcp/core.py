@@ -187,8 +187,13 @@ def timed_out(flow: Flow, task_id: str) -> Outcome:
     return Outcome(f"{_timeout_text(flow)}; task {task_id} was canceled", None, True)
 
 
-def outcome(flow: Flow, view: TaskView, state: CallState) -> Outcome:
-    """The tool result for a task that ended (or paused, which an MCP call cannot wait out)."""
+def outcome(
+    flow: Flow, view: TaskView, state: CallState, *, elapsed: float | None = None
+) -> Outcome:
+    """The tool result for a task that ended (or paused, which an MCP call cannot wait out).
+
+    `elapsed` (seconds since the call began): a failure at or past the flow's timeout is named
+    as the timeout, whatever shape the deadline's error took."""
     if view.status == "succeeded":
         result = None if view.result is msgspec.UNSET else view.result
         text = "".join(state.texts) if state.texts else _json.encode(result).decode()
@@ -196,7 +201,8 @@ def outcome(flow: Flow, view: TaskView, state: CallState) -> Outcome:
     if view.status == "failed":
         error = None if view.error is msgspec.UNSET else view.error
         msg = error_message(error)
-        if flow.timeout is not None and _is_timeout(error, msg):
+        late = elapsed is not None and flow.timeout is not None and elapsed >= 0.95 * flow.timeout
+        if flow.timeout is not None and (late or _is_timeout(error, msg)):
             msg = f"{_timeout_text(flow)}: {msg}"
         return Outcome(msg, {"error": error} if error is not None else None, True)
     if view.status == "canceled":

@@ -256,6 +256,11 @@ def test_a_deadline_failure_names_the_flow_timeout() -> None:
     )
     no_timeout = outcome(flow(), view("failed", error="deadline expired"), CallState("t1"))
     assert no_timeout.text == "deadline expired"  # a flow without a timeout names none
+    odd = view("failed", error={"type": "DeadlineExceeded", "message": "too late"})
+    assert outcome(f, odd, CallState("t1"), elapsed=2.5).text.startswith(
+        "flow 'slowpoke' passed its timeout of 2.5s: too late"
+    )
+    assert outcome(f, odd, CallState("t1"), elapsed=1.0).text == "too late"  # before it: as is
     guard = timed_out(f, "t1")
     assert guard.is_error and guard.text.startswith("flow 'slowpoke' passed its timeout of 2.5s")
 
