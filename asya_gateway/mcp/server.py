@@ -10,6 +10,7 @@ follows one task per call. It depends on `service.TaskService`, never on the gat
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import logging
 from dataclasses import dataclass
 from typing import Any, Final
@@ -212,19 +213,26 @@ class McpDoor:
         return Starlette(routes=self.routes(), lifespan=lambda _app: self.lifespan())
 
 
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("asya-mesh")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
 def mcp_app(
     service: TaskService,
     flows: Flows,
     *,
     name: str = "asya-gateway",
-    version: str = "",
+    version: str | None = None,
     security: TransportSecuritySettings | None = None,
 ) -> McpDoor:
     """The MCP door for `flows` over `service`; raises ToolSchemaError for a bad input_schema."""
     tools = _Tools(service, ToolCatalog.build(flows))
     server: Server[Any] = Server(
         name,
-        version=version,
+        version=_package_version() if version is None else version,
         instructions="Each tool runs one flow of the Asya mesh; its FLYs arrive as progress.",
         on_list_tools=tools.list_tools,
         on_call_tool=tools.call_tool,
