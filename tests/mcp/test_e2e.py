@@ -4,8 +4,8 @@ sidecars, x-sink, x-sump as processes), through the MCP door.
 Two ways in, same tests:
 - `gateway`: the door mounted in the gateway (`asya dev --flows FILE`, `POST {gateway}/mcp`);
   skipped until the integration lands `create_app(..., flows=)` and `asya dev --flows`.
-- `bridge`: the door served by this test process over `RestTaskService`, which drives the same
-  mesh through the gateway's REST + SSE API (real HTTP all the way).
+- `bridge`: until then, the door served by this test process over `RestTaskService`, which
+  drives the same mesh through the gateway's REST + SSE API (real HTTP all the way).
 """
 
 from __future__ import annotations
@@ -79,8 +79,11 @@ class MeshProc:
 def mesh(request: pytest.FixtureRequest) -> Iterator[MeshProc]:
     """One `asya dev` mesh per module and way in (starting one costs seconds)."""
     integrated = request.param == "gateway"
-    if integrated and (integrated_create_app() is None or not _dev_takes_flows()):
+    mounted = integrated_create_app() is not None and _dev_takes_flows()
+    if integrated and not mounted:
         pytest.skip("the door is not mounted in the gateway yet (create_app flows=, dev --flows)")
+    if not integrated and mounted:
+        pytest.skip("the door is mounted in the gateway: the bridge adds nothing")
     tmp = tempfile.mkdtemp(prefix="asya-mcp-", dir="/tmp")
     workdir = str(Path(tmp) / "dev")
     port = free_port()
