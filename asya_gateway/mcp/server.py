@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -76,6 +77,9 @@ class _Tools:
     def __init__(self, service: TaskService, catalog: ToolCatalog) -> None:
         self.service = service
         self.catalog = catalog
+        # Set when the gateway stops: calls torn down then leave their tasks running (the
+        # client was not the one who gave up; the task stays readable by its id).
+        self.stopping = False
 
     async def list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -123,8 +127,9 @@ class _Tools:
         except anyio.get_cancelled_exc_class():
             # The client cancelled (notifications/cancelled, or closed the response stream):
             # the task goes with it. Shielded and bounded, then the cancellation goes on.
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_GRACE):
-                await self._cancel(view.id)
+            if not self.stopping:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_GRACE):
+                    await self._cancel(view.id)
             raise
         return _result(
             done.text, is_error=done.is_error, structured=done.structured, task_id=view.id
@@ -198,15 +203,27 @@ class McpDoor:
 
     server: Server[Any]
     manager: StreamableHTTPSessionManager
+    _tools: _Tools
 
     def routes(self, path: str = "/mcp") -> list[Route]:
         # POST carries every request; GET (standalone stream) and DELETE (end of session) are
         # the handshake revisions' session verbs.
         return [Route(path, _Endpoint(self.manager), methods=["GET", "POST", "DELETE"])]
 
-    def lifespan(self) -> contextlib.AbstractAsyncContextManager[None]:
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
         """Owns the session manager's task group; enter it once, in the app's lifespan."""
-        return self.manager.run()
+        async with self.manager.run():
+            try:
+                yield
+            finally:
+                self.stop()
+
+    def stop(self) -> None:
+        """The gateway is stopping: calls ended from now on do not cancel their tasks. Called
+        on leaving `lifespan()`; call it earlier (at the shutdown signal) to cover calls that
+        the server tears down before the lifespan ends."""
+        self._tools.stopping = True
 
     def starlette(self) -> Starlette:
         """The door alone as an app (`/mcp` only): for tests and for serving it by itself."""
@@ -239,7 +256,7 @@ def mcp_app(
         get_tool_input_schema=tools.input_schema,
     )
     manager = StreamableHTTPSessionManager(app=server, security_settings=security)
-    return McpDoor(server=server, manager=manager)
+    return McpDoor(server=server, manager=manager, _tools=tools)
 
 
 __all__ = ["CANCEL_GRACE", "McpDoor", "mcp_app"]

@@ -218,3 +218,24 @@ async def test_mounted_beside_other_routes_as_the_gateway_does() -> None:
             async with open_session(url, revision) as s:
                 result = await s.call_tool("tokens", {"flys": ["a", "b"], "delay": 0})
             assert result.content[0].text == "ab"  # type: ignore[union-attr]
+
+
+async def test_calls_torn_down_while_the_gateway_stops_leave_their_tasks(revision: str) -> None:
+    svc = MemoryTaskService()
+    door = mcp_app(svc, SHELL_FLOWS)
+    async with svc.running():
+        async with (
+            serve(door.starlette()) as url,
+            open_session(url, revision) as s,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(s.call_tool, "hang", {})
+            with anyio.fail_after(10):
+                while not svc.finally_ran:  # noqa: ASYNC110 - the handler is running
+                    await anyio.sleep(0.01)
+            door.stop()  # the gateway got its shutdown signal
+            tg.cancel_scope.cancel()
+        # The server is gone, so every handler has ended: none canceled its task.
+        (task_id,) = svc.finally_ran
+        assert svc.cancels == []
+        assert (await svc.get(task_id)).status == "running"
