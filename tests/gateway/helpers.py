@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ import msgspec
 import uvicorn
 from anyio.abc import TaskGroup
 
-from asya_gateway import GatewayConfig, TaskRegistry, create_app
+from asya_gateway import GatewayConfig, TaskEngine, TaskRegistry, create_app
 
 
 @dataclass
@@ -38,6 +39,7 @@ class SseEvent:
 class Gateway:
     url: str
     registry: TaskRegistry
+    engine: TaskEngine
     enqueued: list[tuple[str, bytes]] = field(default_factory=list)
 
 
@@ -49,7 +51,9 @@ async def wait_until(cond: Callable[[], object], limit: float = 5.0, step: float
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(sndbuf: int = 0, **overrides: Any) -> AsyncIterator[Gateway]:
+async def running_gateway(
+    sndbuf: int = 0, app_options: dict[str, Any] | None = None, **overrides: Any
+) -> AsyncIterator[Gateway]:
     """uvicorn serving `create_app` in this event loop on an ephemeral port.
 
     `sndbuf` shrinks the kernel send buffer of accepted connections (inherited from the
@@ -67,11 +71,13 @@ async def running_gateway(sndbuf: int = 0, **overrides: Any) -> AsyncIterator[Ga
     async def enqueue(queue: str, body: bytes) -> None:
         enqueued.append((queue, body))
 
-    app = create_app(config, enqueue=enqueue)
+    tmp = tempfile.mkdtemp(prefix="gw-", dir="/tmp")
+    options = {"database_url": f"sqlite://{tmp}/gateway.db"} | (app_options or {})
+    app = create_app(config, enqueue=enqueue, **options)
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
     )
-    gw = Gateway(f"http://127.0.0.1:{port}", app.state.registry, enqueued)
+    gw = Gateway(f"http://127.0.0.1:{port}", app.state.registry, app.state.engine, enqueued)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         await wait_until(lambda: server.started, 10)
