@@ -19,7 +19,11 @@ from asya_mesh.transports import TransportConfig
 def main() -> None:
     port, url = int(sys.argv[1]), sys.argv[2]
     wait = float(os.environ.get("ASYA_TEST_TERMINAL_WAIT", "1.0"))
-    config = GatewayConfig(port=port, transport=TransportConfig.from_env(os.environ))
+    config = GatewayConfig(
+        port=port,
+        public_url=os.environ.get("ASYA_GATEWAY_PUBLIC_URL") or None,
+        transport=TransportConfig.from_env(os.environ),
+    )
     app = create_app(config, database_url=url, terminal_wait_seconds=wait)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
 
