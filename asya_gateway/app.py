@@ -23,6 +23,7 @@ from starlette.routing import Route
 from asya_mesh.names import ACTOR_NAME_PATTERN
 from asya_mesh.transports import open_transport
 
+from .bus import PgBus
 from .config import GatewayConfig
 from .engine import Enqueue, TaskEngine, message_patch
 from .flows import Flows
@@ -289,8 +290,11 @@ def create_app(
 ) -> Starlette:
     """The gateway ASGI app. It opens the task store (`database_url`, default SQLite beside
     the embedded queue) and, without `enqueue`, `config.transport`, for its lifetime."""
-    store = open_store(database_url or default_database_url(config))
+    url = database_url or default_database_url(config)
+    store = open_store(url)
+    bus = PgBus(url) if url.startswith(("postgresql://", "postgres://")) else None
     registry = TaskRegistry(
+        bus_ids=bus is not None,
         ring_size=config.ring_size,
         ring_max_bytes=config.ring_max_bytes,
         subscriber_buffer=config.subscriber_buffer,
@@ -309,6 +313,7 @@ def create_app(
         base_url=config.base_url,
         namespace=config.transport.namespace,
         flows=flows,
+        bus=bus,
     )
     gw = Gateway(config, engine)
 
@@ -317,7 +322,7 @@ def create_app(
         await store.open()
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(engine.run)
+                await tg.start(engine.run)
                 try:
                     if enqueue is not None:
                         yield
@@ -332,6 +337,8 @@ def create_app(
                     engine.close()
                     tg.cancel_scope.cancel()
         finally:
+            if bus is not None:
+                await bus.aclose()
             await store.aclose()
 
     routes = [

@@ -17,12 +17,14 @@ from functools import partial
 from typing import Any, Final
 
 import anyio
+import anyio.abc
 import msgspec
 import structlog
 
 from asya_mesh.events import Event, FlyEvent
 from asya_mesh.transports import queue_name
 
+from .bus import Bus, LocalBus, Message, fly_message
 from .flows import Flows
 from .service import (
     AlreadyTerminal,
@@ -91,9 +93,12 @@ class TaskEngine:
         namespace: str,
         flows: Flows | None = None,
         feed_buffer: int = 4096,
+        bus: Bus | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.bus: Bus = bus or LocalBus()
+        self.fly_publish_failed = 0
         self.registry = registry
         self.enqueue = enqueue
         self.base_url = base_url
@@ -220,11 +225,15 @@ class TaskEngine:
         Raises UnknownTask for a status of an unknown task (FLYs for one are dropped)."""
         for event in events:
             if isinstance(event, FlyEvent):
-                if self.registry.get(task_id) is None:
+                if isinstance(self.bus, LocalBus) and self.registry.get(task_id) is None:
                     rec = await self.store.get(task_id)  # e.g. after a restart
                     if rec is not None:
                         self.registry.track(rec)
-                self.registry.fly(task_id, event)
+                try:
+                    await self.bus.publish(fly_message(task_id, event))
+                except Exception as exc:  # FLY is at-most-once: dropped and counted
+                    self.fly_publish_failed += 1
+                    _log.warning("FLY not published", task_id=task_id, error=str(exc))
                 continue
             rec, _ = await self._change(
                 task_id, partial(apply_status, event=event, now=self.clock())
@@ -251,14 +260,35 @@ class TaskEngine:
         except StoreError as exc:
             raise Unavailable(str(exc)) from None
         if rec is not None and changed:
-            self.registry.changed(rec)
-            timeout = isinstance(rec.error, dict) and rec.error.get("type") == "Timeout"
-            if rec.status in ("canceled", "paused") or (rec.status == "failed" and timeout):
-                data = _encoder.encode({"id": rec.id, "status": rec.status})
-                item = Item(0, encode_sse("task", data))
-                for sub in self._feed:
-                    sub.push(item)
+            try:
+                await self.bus.publish(Message(task=rec.id, record=rec))
+            except Exception as exc:  # stored, so GET and pre-flights see it; streams here do too
+                _log.warning("change not published to the replicas", task_id=rec.id, error=str(exc))
+                self._deliver(Message(task=rec.id, record=rec), None)
         return rec, changed
+
+    def _deliver(self, msg: Message, eid: int | None) -> None:
+        """One bus message, on every replica, in bus order."""
+        rec = msg.record
+        if rec is None:
+            self.registry.fly(msg.task, FlyEvent(data=msg.fly, seq=msg.seq, n=msg.n), eid)
+            return
+        self.registry.changed(rec, eid)
+        if rec.deadline_at is not None and not rec.terminal:
+            self._watch_deadline(rec.deadline_at, rec.id)  # another replica's task, too
+        timeout = isinstance(rec.error, dict) and rec.error.get("type") == "Timeout"
+        if rec.status in ("canceled", "paused") or (rec.status == "failed" and timeout):
+            data = _encoder.encode({"id": rec.id, "status": rec.status})
+            item = Item(0, encode_sse("task", data))
+            for sub in self._feed:
+                sub.push(item)
+
+    def _lost(self) -> None:
+        """The bus lost messages: end every stream and feed (clients resume, on any replica),
+        and forget the cached state (it may be stale: the next reads come from the store)."""
+        self.close()
+        self.registry.reset()
+        self.registry.id_floor = self.bus.id_floor
 
     def _envelope(self, rec: TaskRecord, headers: dict[str, Any] | None) -> bytes:
         created = rfc3339(rec.created_at)
@@ -285,8 +315,23 @@ class TaskEngine:
         heapq.heappush(self._deadlines, (when, task_id))
         self.registry.wakeup.set()
 
-    async def run(self) -> None:
-        """Deadlines and FLY-gate bounds, for the app's life."""
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The bus, deadlines and FLY-gate bounds, for the app's life; started once listening."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self._run_bus)
+            task_status.started()
+            await self._run_timers()
+
+    async def _run_bus(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        def started() -> None:
+            self.registry.id_floor = self.bus.id_floor
+            task_status.started()
+
+        await self.bus.run(self._deliver, self._lost, started)
+
+    async def _run_timers(self) -> None:
         for when, tid in await self.store.deadlines():
             self._watch_deadline(when, tid)
         while True:

@@ -47,9 +47,17 @@ class _PendingFly(msgspec.Struct, frozen=True):
 
     name: str
     data: bytes
+    eid: int | None = None  # the bus's id, if the bus numbers events
 
 
-_Gated = _PendingFly | TaskRecord
+class _PendingStatus(msgspec.Struct, frozen=True):
+    """A stored change waiting in its task's gate (a terminal waiting for its FLYs)."""
+
+    record: TaskRecord
+    eid: int | None = None
+
+
+_Gated = _PendingFly | _PendingStatus
 
 
 class Subscriber:
@@ -134,7 +142,11 @@ class TaskRegistry:
         fly_hold_max: int = 256,
         terminal_wait_seconds: float = 1.0,
         clock: Callable[[], float] = time.time,
+        bus_ids: bool = False,
     ) -> None:
+        # `bus_ids`: event ids come from the bus (replicas agree on them); else counted here.
+        self.bus_ids = bus_ids
+        self.id_floor = 0  # with bus ids: every id issued from now on is above this
         self.ring_size = ring_size
         self.ring_max_bytes = ring_max_bytes
         self.subscriber_buffer = subscriber_buffer
@@ -146,7 +158,6 @@ class TaskRegistry:
         self._live: OrderedDict[str, Live] = OrderedDict()
         self._due: list[tuple[float, str]] = []  # gate deadlines; stale entries skipped
         self.wakeup = anyio.Event()  # set when a new, earlier deadline may exist
-        self.on_status: Callable[[Live, TaskRecord], None] | None = None
         self.fly_dropped_unknown = 0  # FLYs for unknown or ended tasks (accepted, dropped)
         self.subscriber_dropped = 0  # events dropped from slow clients' buffers
 
@@ -174,7 +185,9 @@ class TaskRegistry:
         # restart, or evicted) counts from the microseconds since the epoch: ids keep growing
         # across restarts (a task never has more events than microseconds of life), so a
         # Last-Event-ID from before one is older than the new ring and gets a snapshot.
-        first_id = 0 if new else int(self.clock() * 1_000_000)
+        # With bus ids the floor plays that part: the bus lifts its sequence the same way.
+        rebuilt_id = self.id_floor if self.bus_ids else int(self.clock() * 1_000_000)
+        first_id = 0 if new else rebuilt_id
         live = Live(rec, gate, self.ring_size, first_id)
         live.ring_complete = new
         self._live[rec.id] = live
@@ -193,7 +206,7 @@ class TaskRegistry:
 
     # -- ingest ---------------------------------------------------------------------------
 
-    def fly(self, task_id: str, event: FlyEvent) -> bool:
+    def fly(self, task_id: str, event: FlyEvent, eid: int | None = None) -> bool:
         """A FLY for a task; False (dropped, counted) if the task is unknown here or ended."""
         live = self._live.get(task_id)
         if live is None or live.ended:
@@ -202,47 +215,55 @@ class TaskRegistry:
         raw = bytes(event.data)
         name = fly_event_name(_dict.decode(raw)) if might_be_a2a(raw) else "partial"
         live.fly_count += event.n
-        self._emit(live, live.gate.offer(_PendingFly(name, raw), event.seq, event.n, self.clock()))
+        pending = _PendingFly(name, raw, eid)
+        self._emit(live, live.gate.offer(pending, event.seq, event.n, self.clock()))
         return True
 
-    def changed(self, rec: TaskRecord) -> None:
+    def changed(self, rec: TaskRecord, eid: int | None = None) -> None:
         """A stored change of a task: published now, or once its FLYs are through."""
         live = self.track(rec)
+        if rec.updated_at < live.record.updated_at:
+            return  # an older change delivered late (another replica's): already superseded
         live.record = rec
+        pending = _PendingStatus(rec, eid)
         if rec.terminal or rec.status == "paused":
-            self._emit(live, live.gate.hold_terminal(rec, rec.flies, self.clock()))
+            self._emit(live, live.gate.hold_terminal(pending, rec.flies, self.clock()))
         else:
-            self._emit(live, [rec])
+            self._emit(live, [pending])
 
     def _emit(self, live: Live, items: list[_Gated]) -> None:
         for item in items:
             if live.ended:
                 return  # nothing after the terminal update
-            if isinstance(item, TaskRecord):
-                live.published = item
-                data = _encoder.encode(update_data(item))
-                self._publish(live, "update", data, None, view(item))
-                if self.on_status is not None:
-                    self.on_status(live, item)
-                if item.terminal:
+            if isinstance(item, _PendingStatus):
+                rec = item.record
+                live.published = rec
+                data = _encoder.encode(update_data(rec))
+                self._publish(live, "update", data, None, view(rec), item.eid)
+                if rec.terminal:
                     for sub in live.subscribers:
                         sub.finish()
                     live.subscribers.clear()
             else:
-                self._publish(live, item.name, item.data, item.data, None)
+                self._publish(live, item.name, item.data, item.data, None, item.eid)
         due = live.gate.due
         if due is not None:
             heapq.heappush(self._due, (due, live.id))
             self.wakeup.set()
 
-    def _next_id(self, live: Live) -> int:
-        live.last_event_id += 1
-        return live.last_event_id
-
     def _publish(
-        self, live: Live, name: str, data: bytes, fly: bytes | None, task: TaskView | None
+        self,
+        live: Live,
+        name: str,
+        data: bytes,
+        fly: bytes | None,
+        task: TaskView | None,
+        given: int | None,
     ) -> None:
-        eid = self._next_id(live)
+        # Strictly increasing per task. With bus ids every replica computes the same ids: the
+        # same messages in the same order through the same gate.
+        eid = live.last_event_id + 1 if given is None else max(given, live.last_event_id + 1)
+        live.last_event_id = eid
         item = Item(eid, encode_sse(name, data, eid), fly, task)
         ring = live.ring
         if len(ring) == ring.maxlen:
@@ -312,7 +333,7 @@ class TaskRegistry:
         if last_event_id is None or not 0 <= last_event_id <= live.last_event_id:
             return None  # not an id of this task's stream (or from before a restart)
         ring = live.ring
-        if last_event_id == live.last_event_id:
+        if last_event_id == live.last_event_id and (ring or live.ring_complete):
             return []
         if not live.ring_complete and (not ring or last_event_id < ring[0].event_id):
             return None  # the ring no longer holds everything missed
@@ -336,6 +357,12 @@ class TaskRegistry:
             "fly_dropped_unknown_total": self.fly_dropped_unknown,
             "fly_late_dropped_total": sum(t.gate.late for t in self._live.values()),
         }
+
+    def reset(self) -> None:
+        """Forget every live task (their subscribers are finished): rebuilt from the store."""
+        self.close_all()
+        self._live.clear()
+        self._due.clear()
 
     def close_all(self) -> None:
         """Finish every subscriber (gateway shutdown): their streams end after draining."""

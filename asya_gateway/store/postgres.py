@@ -7,6 +7,8 @@ starting together migrate once.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import asyncpg
@@ -32,6 +34,15 @@ _MIGRATIONS: Final = {
         " NULL AND status NOT IN ('succeeded', 'failed', 'canceled')",
     ],
 }
+
+
+@contextlib.asynccontextmanager
+async def _mapped(url: str) -> AsyncIterator[None]:
+    """asyncpg's connection troubles as StoreError (the doors answer 503; the pool reconnects)."""
+    try:
+        yield
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        raise StoreError(f"task store {redact(url)}: {exc}") from exc
 
 
 class PostgresStore:
@@ -80,6 +91,10 @@ class PostgresStore:
             await pool.close()
 
     async def insert(self, rec: TaskRecord) -> None:
+        async with _mapped(self.url):
+            await self._insert(rec)
+
+    async def _insert(self, rec: TaskRecord) -> None:
         try:
             await self.pool.execute(
                 "INSERT INTO asya_tasks VALUES ($1, $2, $3, $4, $5::jsonb)",
@@ -93,10 +108,17 @@ class PostgresStore:
             raise TaskExists(f"task {rec.id!r} already exists") from None
 
     async def get(self, task_id: str) -> TaskRecord | None:
-        doc = await self.pool.fetchval("SELECT doc::text FROM asya_tasks WHERE id = $1", task_id)
+        async with _mapped(self.url):
+            doc = await self.pool.fetchval(
+                "SELECT doc::text FROM asya_tasks WHERE id = $1", task_id
+            )
         return None if doc is None else decode(doc)
 
     async def update(self, task_id: str, change: Change) -> tuple[TaskRecord | None, bool]:
+        async with _mapped(self.url):
+            return await self._update(task_id, change)
+
+    async def _update(self, task_id: str, change: Change) -> tuple[TaskRecord | None, bool]:
         async with self.pool.acquire() as conn, conn.transaction():
             doc = await conn.fetchval(
                 "SELECT doc::text FROM asya_tasks WHERE id = $1 FOR UPDATE", task_id
@@ -119,10 +141,11 @@ class PostgresStore:
             return new, True
 
     async def deadlines(self) -> list[tuple[float, str]]:
-        rows: list[Any] = await self.pool.fetch(
-            "SELECT deadline_at, id FROM asya_tasks WHERE deadline_at IS NOT NULL"
-            " AND status NOT IN ('succeeded', 'failed', 'canceled')"
-        )
+        async with _mapped(self.url):
+            rows: list[Any] = await self.pool.fetch(
+                "SELECT deadline_at, id FROM asya_tasks WHERE deadline_at IS NOT NULL"
+                " AND status NOT IN ('succeeded', 'failed', 'canceled')"
+            )
         return [(float(r[0]), str(r[1])) for r in rows]
 
 

@@ -86,7 +86,10 @@ async def seed(c: httpx.AsyncClient, base: str) -> dict[str, str]:
         r = await c.post(f"{base}/api/v1/mesh", json={"route": ["a"], "payload": 1})
         made[name] = r.json()["id"]
     await post_events(c, base, made["done"], [fly(0), status("succeeded", result=[1])])
-    await post_events(c, base, made["failed"], status("failed", error="boom"))
+    r = await c.post(
+        f"{base}/api/v1/mesh/{made['failed']}/events", json=status("failed", error="boom")
+    )
+    assert r.status_code == 204, r.text
     envelope = {"id": made["paused"], "route": {"prev": [], "curr": "a", "next": []}}
     paused = status("paused", envelope=envelope, pause={"p": 1})
     await post_events(c, base, made["paused"], paused)
