@@ -19,6 +19,14 @@ def open_store(url: str) -> TaskStore:
     )
 
 
+async def verify_store(url: str) -> None:
+    """Open and close the store at `url` (creating or migrating its schema): the CLI calls it
+    before serving, so a bad URL or a too-new schema stops the gateway with one line."""
+    store = open_store(url)
+    await store.open()
+    await store.aclose()
+
+
 __all__ = [
     "SCHEMA_VERSION",
     "SchemaTooNew",
@@ -27,4 +35,5 @@ __all__ = [
     "TaskExists",
     "TaskStore",
     "open_store",
+    "verify_store",
 ]

@@ -116,3 +116,14 @@ def test_bad_urls_are_refused_naming_the_forms() -> None:
     with pytest.raises(StoreError) as info:
         open_store("redis://u:secret@h/db")
     assert "secret" not in str(info.value)
+
+
+async def test_verify_store_gives_one_line_for_a_too_new_schema(short_tmp: Path) -> None:
+    from asya_gateway.store import verify_store
+
+    url = f"sqlite://{short_tmp}/v.db"
+    await verify_store(url)
+    await _set_version(url, 3)
+    with pytest.raises(SchemaTooNew) as info:
+        await verify_store(url)
+    assert "\n" not in str(info.value) and "upgrade asya-gateway" in str(info.value)
