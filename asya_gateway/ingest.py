@@ -81,9 +81,10 @@ def _status(status: str | None, data: bytes, where: str) -> StatusEvent:
 
 
 def _fly(raw: bytes, where: str, seq: int | None = None, n: int = 1) -> FlyEvent:
+    # Syntax and depth were checked when the enclosing body was decoded (`Raw` spans are
+    # validated, never re-parsed): the hot path pays one decode per request, not per FLY.
     if not raw.lstrip().startswith(b"{"):
         raise BadEvent(f"FLY `data` must be an object - at `{where}.data`")
-    _decode(_any, raw)  # well-formed and not nested too deeply, or a 400 naming why
     if n < 1 or (seq is not None and seq < 0):
         raise BadEvent(f"FLY `seq` must be >= 0 and `n` >= 1 - at `{where}`")
     return FlyEvent(data=msgspec.Raw(raw.strip()), seq=seq, n=n)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
 import tempfile
 import time
@@ -17,6 +19,8 @@ import uvicorn
 from anyio.abc import TaskGroup
 
 from asya_gateway import GatewayConfig, TaskEngine, TaskRegistry, create_app
+
+from .stores import database_url
 
 
 @dataclass
@@ -72,7 +76,25 @@ async def running_gateway(
         enqueued.append((queue, body))
 
     tmp = tempfile.mkdtemp(prefix="gw-", dir="/tmp")
-    options = {"database_url": f"sqlite://{tmp}/gateway.db"} | (app_options or {})
+    # ASYA_TEST_STORE=postgres runs the HTTP tests on a fresh PostgreSQL database and its bus
+    # (four test_sse tests assume the per-task ids 1, 2, … of the single-process gateway).
+    kind = os.environ.get("ASYA_TEST_STORE", "sqlite")
+    async with database_url(kind, tmp) as url:
+        options = {"database_url": url} | (app_options or {})
+        async with _serve(sock, config, enqueue, enqueued, options) as gw:
+            yield gw
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def _serve(
+    sock: socket.socket,
+    config: GatewayConfig,
+    enqueue: Callable[[str, bytes], Any],
+    enqueued: list[tuple[str, bytes]],
+    options: dict[str, Any],
+) -> AsyncIterator[Gateway]:
+    port = sock.getsockname()[1]
     app = create_app(config, enqueue=enqueue, **options)
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
