@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
 
 from asya_gateway.state import TaskRecord, apply_status, cancel, progress_fraction, timed_out
 from asya_gateway.tasks import Item, TaskRegistry
@@ -146,3 +148,33 @@ def test_ring_is_bounded_in_bytes_too() -> None:
     assert live.ring[-1].event_id == 50 and len(live.ring) < 50
     sub = reg.subscribe(r, last_event_id=5)  # fell out of the ring: a snapshot instead
     assert len(sub.queue) == 1 and sub.queue[0].task is not None
+
+
+@given(hs.permutations(list(range(12))), hs.integers(0, 12), hs.booleans())
+def test_any_interleaving_gives_ordered_flys_then_exactly_one_terminal_last(
+    order: list[int], at: int, late_subscriber: bool
+) -> None:
+    reg = TaskRegistry(clock=lambda: 0.0)
+    r = rec()
+    reg.track(r, new=True)
+    sub = reg.subscribe(r)
+    done = msgspec.structs.replace(r, status="succeeded", result=1, flies=12, updated_at=1.0)
+    for k, seq in enumerate(order):
+        if k == at:
+            reg.changed(done)
+        reg.fly(r.id, fly(seq, seq))
+    if at >= len(order):
+        reg.changed(done)
+    reg.fly(r.id, fly(99, 12))  # after the terminal: dropped
+    resumed = reg.subscribe(done, last_event_id=0) if late_subscriber else None
+    for s in (sub, resumed):
+        if s is None:
+            continue
+        items = s.drain()
+        flys = [msgspec.json.decode(i.fly)["i"] for i in items if i.fly is not None]
+        assert flys == list(range(12))
+        assert [i.task is not None and i.task.terminal for i in items].count(True) == 1
+        assert items[-1].task is not None and items[-1].task.status == "succeeded"
+        ids = [i.event_id for i in items]
+        assert ids == sorted(set(ids))
+        assert s.finished
