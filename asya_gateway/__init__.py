@@ -2,6 +2,7 @@
 
 from .app import create_app
 from .config import GatewayConfig
+from .engine import TaskEngine
 from .tasks import TaskRegistry
 
-__all__ = ["GatewayConfig", "TaskRegistry", "create_app"]
+__all__ = ["GatewayConfig", "TaskEngine", "TaskRegistry", "create_app"]

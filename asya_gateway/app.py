@@ -1,13 +1,15 @@
-"""The gateway's HTTP surface (gateway.md): thin Starlette routes over `TaskRegistry`.
+"""The gateway's HTTP surface (gateway.md): thin Starlette routes over `TaskEngine`.
 
-Routes parse and answer; task state lives in `tasks.py`, event parsing in `events.py`, the
-client stream in `sse.py`. Queues are reached through an injected `Enqueue` callable.
+Routes parse and answer; tasks live in `engine.py` (store + live fan-out), sidecar bodies are
+parsed in `ingest.py`, client streams are `sse.SseResponse`. Queues are reached through an
+injected `Enqueue` callable, or the transport `config.transport` names.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any, Final
 
@@ -19,120 +21,123 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from asya_mesh.names import ACTOR_NAME_PATTERN
-from asya_mesh.transports import open_transport, queue_name
+from asya_mesh.transports import open_transport
 
+from .bus import PgBus
 from .config import GatewayConfig
-from .events import (
+from .engine import Enqueue, TaskEngine, message_patch
+from .flows import Flows
+from .ingest import (
     BadEvent,
     parse_events,
     parse_legacy_final,
     parse_legacy_fly,
     parse_legacy_progress,
 )
-from .sse import EventStream
-from .tasks import TaskRegistry, TooManyTasks, UnknownTask, rfc3339
-
-#: Sends one envelope body to a queue, durably (the transport's `send`).
-Enqueue = Callable[[str, bytes], Awaitable[None]]
+from .service import (
+    AlreadyTerminal,
+    NotPaused,
+    ServiceError,
+    Unavailable,
+    UnknownActor,
+    UnknownFlow,
+    UnknownTask,
+)
+from .sse import SseResponse
+from .state import view_json
+from .store import open_store
+from .tasks import Subscriber, TaskRegistry
 
 _RESERVED: Final = frozenset({"x-sink", "x-sump"})
 _INDEX_HTML: Final = resources.files("asya_gateway").joinpath("static/index.html")
 
 
 class CreateTask(msgspec.Struct, kw_only=True, frozen=True):
-    """Body of `POST /api/v1/mesh`."""
+    """Body of `POST /api/v1/mesh`: a `route` (or `?actor=`) or a `flow`."""
 
-    route: list[str] | str | None = None  # a list, or "a,b,c"; `?actor=` also works
+    route: list[str] | str | None = None  # a list, or "a,b,c"
+    flow: str | None = None
     payload: Any = None
     headers: dict[str, Any] = {}
     timeout: float | None = None  # seconds; stamps status.deadline_at
 
 
+class Resume(msgspec.Struct, kw_only=True, frozen=True):
+    """Body of `POST /api/v1/mesh/{id}/resume`."""
+
+    payload: dict[str, Any] | None = None
+    message: dict[str, Any] | None = None
+
+
 _create_decoder: Final = msgspec.json.Decoder(CreateTask)
-_encoder: Final = msgspec.json.Encoder()
+_resume_decoder: Final = msgspec.json.Decoder(Resume)
+_STATUS_OF: Final[dict[type[ServiceError], int]] = {
+    UnknownTask: 404,
+    UnknownFlow: 400,
+    UnknownActor: 400,
+    NotPaused: 409,
+    AlreadyTerminal: 409,
+    Unavailable: 503,
+}
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-class _HTTPError(Exception):
+class HTTPError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
 
 
+def default_database_url(config: GatewayConfig) -> str:
+    """`asya-gateway.db` beside the embedded queue's database."""
+    directory = os.path.dirname(os.path.abspath(config.transport.sqlite_path))
+    return "sqlite://" + os.path.join(directory, "asya-gateway.db")
+
+
 class Gateway:
-    """Route handlers bound to one registry, one config and one way to enqueue."""
+    """Route handlers bound to one config and one engine."""
 
-    def __init__(self, config: GatewayConfig, registry: TaskRegistry, enqueue: Enqueue) -> None:
+    def __init__(self, config: GatewayConfig, engine: TaskEngine) -> None:
         self.config = config
-        self.registry = registry
-        self.enqueue = enqueue
-
-    # -- helpers ----------------------------------------------------------------------------
+        self.engine = engine
+        self.registry = engine.registry
 
     async def _body(self, request: Request) -> bytes:
         limit = self.config.max_body_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            raise _HTTPError(413, f"request body over {limit} bytes")
+            raise HTTPError(413, f"request body over {limit} bytes")
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise _HTTPError(413, f"request body over {limit} bytes")
+                raise HTTPError(413, f"request body over {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _stream(self, task_id: str, last_event_id: int | None) -> Response:
-        sub = self.registry.subscribe(task_id, last_event_id)
+    def _response(self, sub: Subscriber, task_id: str) -> Response:
         if sub.finished and not sub.queue:
+            self.registry.unsubscribe(sub)
             return Response(status_code=204)  # resumed past the end: tells EventSource to stop
-        return EventStream(  # type: ignore[return-value]  # an ASGI app, as Starlette allows
+        return SseResponse(  # type: ignore[return-value]  # an ASGI app, as Starlette allows
             sub,
             keepalive=self.config.keepalive_seconds,
             send_timeout=self.config.send_timeout_seconds,
-            on_close=self.registry.unsubscribe,
+            on_close=lambda: self.registry.unsubscribe(sub),
             headers=[(b"x-asya-task-id", task_id.encode())],
-        )
-
-    def _envelope(self, task_id: str, req: CreateTask, route: list[str]) -> bytes:
-        task = self.registry.get(task_id)
-        assert task is not None
-        created = rfc3339(task.created_at)
-        status: dict[str, Any] = {
-            "phase": "pending",
-            "actor": route[0],
-            "attempt": 1,
-            "created_at": created,
-            "updated_at": created,
-        }
-        if req.timeout is not None:
-            status["deadline_at"] = rfc3339(task.created_at + req.timeout)
-        headers = {**req.headers, "x-asya-gateway-url": self.config.base_url}
-        return _encoder.encode(
-            {
-                "id": task_id,
-                "route": {"prev": [], "curr": route[0], "next": route[1:]},
-                "headers": headers,
-                "status": status,
-                "payload": req.payload,
-            }
         )
 
     @staticmethod
     def _route(req: CreateTask, request: Request) -> list[str]:
         raw = req.route if req.route is not None else request.query_params.get("actor")
         route = [a.strip() for a in raw.split(",")] if isinstance(raw, str) else list(raw or [])
-        if not route:
-            raise _HTTPError(400, "`route` is required: a list of actor names (or ?actor=)")
+        if not route and req.flow is None:
+            raise HTTPError(400, "`route` is required: a list of actor names (or ?actor=, flow)")
         for actor in route:
             if not ACTOR_NAME_PATTERN.match(actor):
-                raise _HTTPError(400, f"invalid actor name {actor!r} in `route`")
+                raise HTTPError(400, f"invalid actor name {actor!r} in `route`")
             if actor in _RESERVED:
-                raise _HTTPError(400, f"`route` must not contain the end actor {actor!r}")
+                raise HTTPError(400, f"`route` must not contain the end actor {actor!r}")
         return route
 
     # -- endpoints --------------------------------------------------------------------------
@@ -146,93 +151,103 @@ class Gateway:
     async def index(self, request: Request) -> Response:
         return Response(_INDEX_HTML.read_bytes(), media_type="text/html; charset=utf-8")
 
+    async def flows(self, request: Request) -> Response:
+        return JSONResponse({"flows": [msgspec.to_builtins(f) for f in self.engine.flows]})
+
     async def create(self, request: Request) -> Response:
         body = await self._body(request)
         try:
             req = _create_decoder.decode(body or b"{}")
         except RecursionError:
-            raise _HTTPError(400, "JSON nested too deeply") from None
+            raise HTTPError(400, "JSON nested too deeply") from None
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise _HTTPError(400, f"invalid task: {exc}") from None
+            raise HTTPError(400, f"invalid task: {exc}") from None
         if req.timeout is not None and req.timeout <= 0:
-            raise _HTTPError(400, "`timeout` must be a positive number of seconds")
+            raise HTTPError(400, "`timeout` must be a positive number of seconds")
         route = self._route(req, request)
-        try:
-            task = self.registry.create(route)
-        except TooManyTasks as exc:
-            raise _HTTPError(503, str(exc)) from None
-        envelope = self._envelope(task.id, req, route)
+        subs: list[Subscriber] = []
         wants_stream = "text/event-stream" in request.headers.get("accept", "")
-        # Subscribed before the envelope is enqueued: no event of this task can be missed.
-        response = self._stream(task.id, None) if wants_stream else None
+
+        def subscribe(rec: Any) -> None:
+            # Subscribed before the envelope is enqueued: no event of this task can be missed.
+            subs.append(self.registry.subscribe(rec))
+
         try:
-            await self.enqueue(queue_name(self.config.transport.namespace, route[0]), envelope)
-        except Exception as exc:  # any transport failure becomes the task's failure
-            self.registry.fail(task.id, f"could not enqueue the envelope: {exc}")
-            if response is None:
-                raise _HTTPError(503, f"could not enqueue the envelope: {exc}") from None
-        if response is not None:
-            return response
+            task = await self.engine.create(
+                route=route,
+                payload=req.payload,
+                headers=req.headers,
+                deadline_seconds=req.timeout,
+                flow=req.flow,
+                on_stored=subscribe if wants_stream else None,
+            )
+        except Unavailable as exc:
+            if not subs:
+                raise HTTPError(503, str(exc)) from None
+            task = None  # the stream carries the failure
+        if subs:
+            return self._response(subs[0], subs[0].task_id)
+        assert task is not None
         return JSONResponse(
             {"id": task.id, "status": "pending", "stream": f"/stream/{task.id}"},
             status_code=201,
         )
 
     async def get(self, request: Request) -> Response:
-        task = self.registry.get(request.path_params["id"])
-        if task is None:
-            raise _HTTPError(404, f"unknown task {request.path_params['id']!r}")
-        return JSONResponse(task.view())
+        return JSONResponse(view_json(await self.engine.record(request.path_params["id"])))
 
     async def cancel(self, request: Request) -> Response:
-        try:
-            self.registry.cancel(request.path_params["id"])
-        except UnknownTask:
-            raise _HTTPError(404, f"unknown task {request.path_params['id']!r}") from None
+        with contextlib.suppress(AlreadyTerminal):  # DELETE of a finished task is still 204
+            await self.engine.cancel(request.path_params["id"])
         return Response(status_code=204)
 
-    async def events(self, request: Request) -> Response:
-        task_id = request.path_params["id"]
+    async def resume(self, request: Request) -> Response:
         try:
-            for event in parse_events(await self._body(request)):
-                self.registry.apply(task_id, event)
+            req = _resume_decoder.decode(await self._body(request) or b"{}")
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise HTTPError(400, f"invalid resume: {exc}") from None
+        if req.payload is None and req.message is None:
+            raise HTTPError(400, "resume needs `payload` (an object) or `message` (A2A)")
+        patch = dict(req.payload or {})
+        if req.message is not None:
+            patch.update(message_patch(req.message))
+        task = await self.engine.resume(request.path_params["id"], patch=patch, message=req.message)
+        return JSONResponse({"id": task.id, "status": task.status}, status_code=202)
+
+    async def events(self, request: Request) -> Response:
+        try:
+            events = parse_events(await self._body(request))
         except BadEvent as exc:
-            raise _HTTPError(400, str(exc)) from None
-        except UnknownTask:
-            raise _HTTPError(404, f"unknown task {task_id!r}") from None
+            raise HTTPError(400, str(exc)) from None
+        await self.engine.ingest(request.path_params["id"], events)
         return Response(status_code=204)
 
     async def legacy_fly(self, request: Request) -> Response:
         try:
-            self.registry.apply(
-                request.path_params["id"], parse_legacy_fly(await self._body(request))
-            )
+            event = parse_legacy_fly(await self._body(request))
         except BadEvent as exc:
-            raise _HTTPError(400, str(exc)) from None
+            raise HTTPError(400, str(exc)) from None
+        await self.engine.ingest(request.path_params["id"], [event])
         return Response(status_code=200)
 
     async def legacy_progress(self, request: Request) -> Response:
         task_id = request.path_params["id"]
         try:
-            self.registry.apply(task_id, parse_legacy_progress(await self._body(request)))
+            event = parse_legacy_progress(await self._body(request))
         except BadEvent as exc:
-            raise _HTTPError(400, str(exc)) from None
-        except UnknownTask:
-            # Upstream's legacy gateway says 200 here; we say 404, or a sidecar falling back
-            # from a 404 on /events would conclude this gateway is legacy-only and stay so.
-            raise _HTTPError(404, f"unknown task {task_id!r}") from None
-        task = self.registry.get(task_id)
-        percent = round(task.progress * 100, 2) if task else 0.0
-        return JSONResponse({"status": "ok", "progress_percent": percent})
+            raise HTTPError(400, str(exc)) from None
+        # Upstream's legacy gateway says 200 for an unknown id; we say 404, or a sidecar
+        # falling back from a 404 on /events would conclude this gateway is legacy-only.
+        await self.engine.ingest(task_id, [event])
+        rec = await self.engine.record(task_id)
+        return JSONResponse({"status": "ok", "progress_percent": round(rec.progress * 100, 2)})
 
     async def legacy_final(self, request: Request) -> Response:
-        task_id = request.path_params["id"]
         try:
-            self.registry.apply(task_id, parse_legacy_final(await self._body(request)))
+            event = parse_legacy_final(await self._body(request))
         except BadEvent as exc:
-            raise _HTTPError(400, str(exc)) from None
-        except UnknownTask:
-            raise _HTTPError(404, f"unknown task {task_id!r}") from None  # as legacy_progress
+            raise HTTPError(400, str(exc)) from None
+        await self.engine.ingest(request.path_params["id"], [event])
         return JSONResponse({"status": "ok"})
 
     async def stream(self, request: Request) -> Response:
@@ -241,63 +256,102 @@ class Gateway:
         raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
         raw = (raw or "").strip()
         last = int(raw) if raw.isdigit() else None
-        try:
-            return self._stream(request.path_params["id"], last)
-        except UnknownTask:
-            raise _HTTPError(404, f"unknown task {request.path_params['id']!r}") from None
+        task_id = request.path_params["id"]
+        return self._response(await self.engine.subscribe(task_id, last), task_id)
+
+    async def feed(self, request: Request) -> Response:
+        sub = self.engine.feed()
+        return SseResponse(  # type: ignore[return-value]
+            sub,
+            keepalive=self.config.keepalive_seconds,
+            send_timeout=self.config.send_timeout_seconds,
+            on_close=lambda: self.engine.unfeed(sub),
+        )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, _HTTPError)
-    return _error(exc.status, exc.message)
+    assert isinstance(exc, HTTPError)
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
+    status = next((s for t, s in _STATUS_OF.items() if isinstance(exc, t)), 500)
+    return JSONResponse({"error": str(exc)}, status_code=status)
 
 
 def create_app(
     config: GatewayConfig,
     *,
-    registry: TaskRegistry | None = None,
     enqueue: Enqueue | None = None,
+    database_url: str | None = None,
+    flows: Flows | None = None,
+    fly_hold_seconds: float = 1.0,
+    terminal_wait_seconds: float = 1.0,
 ) -> Starlette:
-    """The gateway ASGI app; without `enqueue` it opens `config.transport` for its lifetime."""
-    registry = registry or TaskRegistry(
+    """The gateway ASGI app. It opens the task store (`database_url`, default SQLite beside
+    the embedded queue) and, without `enqueue`, `config.transport`, for its lifetime."""
+    url = database_url or default_database_url(config)
+    store = open_store(url)
+    bus = PgBus(url) if url.startswith(("postgresql://", "postgres://")) else None
+    registry = TaskRegistry(
+        bus_ids=bus is not None,
         ring_size=config.ring_size,
         ring_max_bytes=config.ring_max_bytes,
         subscriber_buffer=config.subscriber_buffer,
         max_tasks=config.max_tasks,
-        terminal_linger=config.terminal_linger_seconds,
+        fly_hold_seconds=fly_hold_seconds,
+        terminal_wait_seconds=terminal_wait_seconds,
     )
 
     async def not_ready(queue: str, body: bytes) -> None:
         raise RuntimeError("transport not open")
 
-    gw = Gateway(config, registry, enqueue or not_ready)
+    engine = TaskEngine(
+        store,
+        registry,
+        enqueue or not_ready,
+        base_url=config.base_url,
+        namespace=config.transport.namespace,
+        flows=flows,
+        bus=bus,
+    )
+    gw = Gateway(config, engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(registry.run_finalizer)
-            try:
-                if enqueue is not None:
-                    yield
-                else:
-                    transport = await open_transport(config.transport)
-                    gw.enqueue = transport.send
-                    try:
+        await store.open()
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(engine.run)
+                try:
+                    if enqueue is not None:
                         yield
-                    finally:
-                        await transport.aclose()
-            finally:
-                registry.close_all()
-                tg.cancel_scope.cancel()
+                    else:
+                        transport = await open_transport(config.transport)
+                        engine.enqueue = transport.send
+                        try:
+                            yield
+                        finally:
+                            await transport.aclose()
+                finally:
+                    engine.close()
+                    tg.cancel_scope.cancel()
+        finally:
+            if bus is not None:
+                await bus.aclose()
+            await store.aclose()
 
     routes = [
         Route("/", gw.index, methods=["GET"]),
         Route("/health", gw.health, methods=["GET"]),
         Route("/api/v1/stats", gw.stats, methods=["GET"]),
+        Route("/api/v1/flows", gw.flows, methods=["GET"]),
         Route("/api/v1/mesh", gw.create, methods=["POST"]),
         Route("/api/v1/mesh/", gw.create, methods=["POST"]),
+        Route("/api/v1/mesh/feed", gw.feed, methods=["GET"]),
         Route("/api/v1/mesh/{id}", gw.get, methods=["GET"]),
         Route("/api/v1/mesh/{id}", gw.cancel, methods=["DELETE"]),
+        Route("/api/v1/mesh/{id}/resume", gw.resume, methods=["POST"]),
         Route("/api/v1/mesh/{id}/events", gw.events, methods=["POST"]),
         Route("/api/v1/mesh/{id}/events", gw.stream, methods=["GET"]),  # mesh-api's SSE path
         Route("/mesh/{id}/fly", gw.legacy_fly, methods=["POST"]),
@@ -309,11 +363,12 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={_HTTPError: _http_error},
+        exception_handlers={HTTPError: _http_error, ServiceError: _service_error},
     )
     app.state.registry = registry
+    app.state.engine = engine
     app.state.gateway = gw
     return app
 
 
-__all__ = ["CreateTask", "Enqueue", "Gateway", "create_app"]
+__all__ = ["CreateTask", "Enqueue", "Gateway", "Resume", "create_app", "default_database_url"]

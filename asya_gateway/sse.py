@@ -1,21 +1,72 @@
-"""The client stream response: one subscriber's events as `text/event-stream`, shaped like
-sse-starlette's `EventSourceResponse`.
+"""Server-Sent Events: the pure encoding, and `SseResponse`, one subscriber as `text/event-stream`.
 
-One task group runs three tasks: the stream, the keepalive (sharing a send lock with the stream)
-and the disconnect listener; whichever ends first cancels the others. Every send has a timeout,
-so a stalled client costs only its own stream. Knows subscribers, not tasks or HTTP routes.
+`SseResponse` is shaped like sse-starlette's `EventSourceResponse`: one task group runs the
+stream, the keepalive (sharing a send lock with the stream) and the disconnect listener;
+whichever ends first cancels the others. Every send has a timeout, so a stalled client costs
+only its own stream. Knows subscribers' encoded items, not tasks, routes or the store.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Any, Final, Protocol
 
 import anyio
 from starlette.types import Receive, Scope, Send
 
-from .events import encode_comment
-from .tasks import Subscriber
+#: FLY dicts whose single top-level key is one of these get that key as SSE event name.
+A2A_EVENT_KEYS: Final = frozenset({"artifact_update", "status_update", "message"})
+_A2A_NEEDLES: Final = tuple(b'"%s"' % k.encode() for k in sorted(A2A_EVENT_KEYS))
+
+
+def fly_event_name(fly: dict[str, Any]) -> str:
+    """SSE event name of a FLY: `partial`, or its one A2A top-level key."""
+    if len(fly) == 1:
+        (key,) = fly
+        if key in A2A_EVENT_KEYS:
+            return str(key)
+    return "partial"
+
+
+def might_be_a2a(raw: bytes) -> bool:
+    """Cheap pre-check: only a FLY containing one of the A2A keys needs decoding for its name."""
+    return any(k in raw for k in _A2A_NEEDLES)
+
+
+def encode_sse(event: str | None, data: bytes, event_id: int | None = None) -> bytes:
+    """One SSE event: `id:`, `event:`, one `data:` line per line of `data`, blank line."""
+    parts: list[bytes] = []
+    if event_id is not None:
+        parts.append(b"id: %d\n" % event_id)
+    if event:
+        if "\n" in event or "\r" in event:
+            raise ValueError("SSE event name must be a single line")
+        parts.append(b"event: " + event.encode() + b"\n")
+    for line in data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
+        parts.append(b"data: " + line + b"\n")
+    parts.append(b"\n")
+    return b"".join(parts)
+
+
+def encode_comment(text: str) -> bytes:
+    """An SSE comment (ignored by clients; keeps proxies and idle timers happy)."""
+    return b"".join(b": " + line.encode() + b"\n" for line in text.splitlines() or [""]) + b"\n"
+
+
+class SseSource(Protocol):
+    """What `SseResponse` drains: encoded chunks, and whether more will come."""
+
+    @property
+    def finished(self) -> bool: ...
+
+    def drain_sse(self) -> bytes:
+        """Everything queued, encoded, as one chunk (b"" when nothing is queued)."""
+        ...
+
+    async def wait(self) -> None:
+        """Return once something is queued or the source is finished."""
+        ...
+
 
 _KEEPALIVE: Final = encode_comment("keepalive")
 _HEADERS: Final = [
@@ -26,19 +77,19 @@ _HEADERS: Final = [
 ]
 
 
-class EventStream:
-    """ASGI response streaming `subscriber` until it is finished or the client goes away."""
+class SseResponse:
+    """ASGI response streaming `source` until it is finished or the client goes away."""
 
     def __init__(
         self,
-        subscriber: Subscriber,
+        source: SseSource,
         *,
         keepalive: float,
         send_timeout: float,
-        on_close: Callable[[Subscriber], None],
+        on_close: Callable[[], None],
         headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        self.subscriber = subscriber
+        self.source = source
         self.keepalive = keepalive
         self.send_timeout = send_timeout
         self.on_close = on_close
@@ -67,7 +118,7 @@ class EventStream:
         except (TimeoutError, OSError):
             pass  # the client stalled or went away: nothing left to tell it
         finally:
-            self.on_close(self.subscriber)
+            self.on_close()
 
     async def _send(self, send: Send, message: dict[str, object]) -> None:
         # A client that stops reading makes `send` block on flow control: give up after the
@@ -77,15 +128,15 @@ class EventStream:
                 await send(message)
 
     async def _stream(self, send: Send) -> None:
-        sub = self.subscriber
+        src = self.source
         while True:
-            await sub.wait()
-            if sub.queue:
-                chunk = sub.drain()
+            await src.wait()
+            chunk = src.drain_sse()
+            if chunk:
                 await self._send(
                     send, {"type": "http.response.body", "body": chunk, "more_body": True}
                 )
-            elif sub.finished:
+            elif src.finished:
                 return
 
     async def _keepalive(self, send: Send) -> None:
@@ -103,4 +154,12 @@ class EventStream:
                 return
 
 
-__all__ = ["EventStream"]
+__all__ = [
+    "A2A_EVENT_KEYS",
+    "SseResponse",
+    "SseSource",
+    "encode_comment",
+    "encode_sse",
+    "fly_event_name",
+    "might_be_a2a",
+]

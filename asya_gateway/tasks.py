@@ -1,70 +1,67 @@
-"""The task registry: per-task state, monotonic status, the replay ring and the subscribers.
+"""The live side of tasks: per-task replay ring, subscribers and FLY gate, in this process.
 
-Synchronous and I/O-free (the only async piece is a subscriber's `wait`): HTTP handlers call
-into it, the SSE response drains subscribers. Tasks live in memory; a restart loses them.
+Synchronous and I/O-free (the only async piece is a subscriber's `wait`). The engine hands it
+records that changed (already stored) and FLYs as they arrive; it orders them (`FlyGate`),
+numbers them, encodes each event once and fans it out. Durable state lives in the store; what
+lives here is bounded and may be rebuilt from the store (a restart costs the ring, not tasks).
 """
 
 from __future__ import annotations
 
+import heapq
 import time
-import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 import anyio
 import msgspec
 
-from .events import Event, FlyIn, StatusIn, encode_sse
+from asya_mesh.events import FlyEvent
 
-#: Status rank: a report of lower rank than the current status is stale and ignored.
-RANK: Final = {"pending": 0, "running": 1, "paused": 2, "succeeded": 3, "failed": 3, "canceled": 3}
-TERMINAL: Final = frozenset({"succeeded", "failed", "canceled"})
-#: The sidecar's progress states fold into `running` (as upstream's mesh-api does).
-_PHASE_OF: Final = {"received": "running", "processing": "running", "completed": "running"}
-#: Upstream's progress weights per state (digest §4.10).
-_WEIGHT: Final = {"received": 0.1, "processing": 0.5, "completed": 1.0}
+from .ordering import FlyGate
+from .service import FlyUpdate, StatusUpdate, TaskUpdate, TaskView
+from .sse import encode_sse, fly_event_name, might_be_a2a
+from .state import TaskRecord, update_data, view
 
-
-class UnknownTask(LookupError):
-    """No task with that id (never created here, evicted, or lost with a restart)."""
+_encoder: Final = msgspec.json.Encoder()
+_dict: Final = msgspec.json.Decoder(dict)
 
 
-class TooManyTasks(RuntimeError):
-    """The registry is full of live tasks; nothing can be evicted."""
+class Item(msgspec.Struct, frozen=True):
+    """One published event, encoded once and shared by every subscriber."""
+
+    event_id: int
+    sse: bytes
+    fly: bytes | None = None  # the FLY dict's JSON (FLY events)
+    task: TaskView | None = None  # the task after the change (status events)
+
+    def update(self) -> TaskUpdate:
+        if self.task is not None:
+            return StatusUpdate(event_id=self.event_id, task=self.task)
+        return FlyUpdate(event_id=self.event_id, data=_dict.decode(self.fly or b"{}"))
 
 
-def rfc3339(ts: float) -> str:
-    """Upstream's timestamp format: RFC 3339, UTC, whole seconds."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+class _PendingFly(msgspec.Struct, frozen=True):
+    """A FLY waiting in its task's gate; it gets its event id when published."""
+
+    name: str
+    data: bytes
+    eid: int | None = None  # the bus's id, if the bus numbers events
 
 
-def progress_fraction(state: str, data: dict[str, Any]) -> float | None:
-    """Upstream's `(len(prev) + weight) / total` for a progress report, or None if not one.
+class _PendingStatus(msgspec.Struct, frozen=True):
+    """A stored change waiting in its task's gate (a terminal waiting for its FLYs)."""
 
-    `actor` locates the reporting actor in the route, so the `completed` report (which carries
-    the *output* route, already shifted past the actor) lands on the same step.
-    """
-    weight = _WEIGHT.get(state)
-    prev, curr, nxt = data.get("prev"), data.get("curr") or "", data.get("next")
-    if weight is None or not isinstance(prev, list) or not isinstance(nxt, list):
-        return None
-    route = [*prev, *([curr] if curr else []), *nxt]
-    if not route:
-        return None
-    actor = data.get("actor") or curr
-    if actor == curr:
-        idx = len(prev)
-    elif actor in prev:
-        idx = len(prev) - 1 - prev[::-1].index(actor)
-    else:
-        idx = len(prev)
-    return min(1.0, (idx + weight) / len(route))
+    record: TaskRecord
+    eid: int | None = None
+
+
+_Gated = _PendingFly | _PendingStatus
 
 
 class Subscriber:
-    """One client stream's queue of encoded SSE events."""
+    """One watcher's queue of items."""
 
     __slots__ = ("_wakeup", "dropped", "finished", "queue", "task_id")
 
@@ -72,26 +69,29 @@ class Subscriber:
         self.task_id = task_id
         # Bounded; overflow drops the OLDEST event (a late client prefers fresh tokens and the
         # terminal update, which is always the newest) and counts it in `dropped`.
-        self.queue: deque[bytes] = deque(maxlen=maxlen)
+        self.queue: deque[Item] = deque(maxlen=maxlen)
         self.dropped = 0
         self.finished = False  # no more events will come: drain `queue`, then close
         self._wakeup = anyio.Event()
 
-    def push(self, chunk: bytes) -> None:
+    def push(self, item: Item) -> None:
         if len(self.queue) == self.queue.maxlen:
             self.dropped += 1
-        self.queue.append(chunk)
+        self.queue.append(item)
         self._wakeup.set()
 
     def finish(self) -> None:
         self.finished = True
         self._wakeup.set()
 
-    def drain(self) -> bytes:
-        """Everything queued, as one chunk (one socket write per wake-up)."""
-        chunk = b"".join(self.queue)
+    def drain(self) -> list[Item]:
+        items = list(self.queue)
         self.queue.clear()
-        return chunk
+        return items
+
+    def drain_sse(self) -> bytes:
+        """Everything queued, as one chunk (one socket write per wake-up)."""
+        return b"".join(item.sse for item in self.drain())
 
     async def wait(self) -> None:
         """Return once something is queued or the stream is finished."""
@@ -101,76 +101,35 @@ class Subscriber:
         await self._wakeup.wait()
 
 
-class Task:
-    """One task's state, its ring of recent events and its subscribers."""
+class Live:
+    """One task as this process streams it."""
 
-    def __init__(self, task_id: str, route: list[str], now: float, ring_size: int) -> None:
-        self.id = task_id
-        self.route = route
-        self.status = "pending"
-        self.state = "pending"  # the last raw state reported (received/processing/...)
-        self.actor: str | None = route[0] if route else None
-        self.progress = 0.0
-        self.message: str | None = None
-        self.result: Any = msgspec.UNSET
-        self.error: Any = msgspec.UNSET
-        self.created_at = now
-        self.updated_at = now
-        self.last_event_id = 0
+    def __init__(self, rec: TaskRecord, gate: FlyGate[_Gated], ring: int, first_id: int) -> None:
+        self.id = rec.id
+        self.record = rec  # the newest stored state (what GET answers)
+        self.published = rec  # the state the last published update carried
+        self.last_event_id = first_id  # the id a snapshot taken now carries
         # Bounded replay ring for Last-Event-ID; overflow forgets the oldest events (a client
         # resuming from before the ring gets a fresh snapshot instead).
-        self.ring: deque[tuple[int, bytes]] = deque(maxlen=ring_size)
-        self.ring_bytes = 0  # also bounded in bytes by the registry (ring_max_bytes)
+        self.ring: deque[Item] = deque(maxlen=ring)
+        self.ring_bytes = 0
+        self.ring_complete = False  # the ring holds every event of the task since it began
         self.subscribers: set[Subscriber] = set()
+        self.gate = gate
         self.fly_count = 0
-        # Terminal status stored but its update not yet published (see TaskRegistry's linger).
-        self.finalizing = False
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL
+        return self.record.terminal
 
-    def view(self) -> dict[str, Any]:
-        """The JSON of `GET /api/v1/mesh/{id}`."""
-        out: dict[str, Any] = {
-            "id": self.id,
-            "status": self.status,
-            "progress": round(self.progress, 4),
-            "route": self.route,
-            "actor": self.actor,
-            "created_at": rfc3339(self.created_at),
-            "updated_at": rfc3339(self.updated_at),
-        }
-        return self._with_outcome(out)
-
-    def update_data(self) -> dict[str, Any]:
-        """The `data` of an `update` SSE event."""
-        out: dict[str, Any] = {
-            "id": self.id,
-            "status": self.status,
-            "state": self.state,
-            "progress_percent": round(self.progress * 100, 2),
-            "actor": self.actor,
-            "timestamp": rfc3339(self.updated_at),
-        }
-        return self._with_outcome(out)
-
-    def _with_outcome(self, out: dict[str, Any]) -> dict[str, Any]:
-        """Add the optional message, result and error (each only when there is one)."""
-        if self.message is not None:
-            out["message"] = self.message
-        if self.result is not msgspec.UNSET:
-            out["result"] = self.result
-        if self.error is not msgspec.UNSET:
-            out["error"] = self.error
-        return out
-
-
-_encoder: Final = msgspec.json.Encoder()
+    @property
+    def ended(self) -> bool:
+        """Its terminal update has gone out: no more events."""
+        return self.published.terminal
 
 
 class TaskRegistry:
-    """All tasks of this gateway, bounded: the oldest finished tasks are evicted first."""
+    """The live tasks of this process, bounded: the oldest ended tasks are forgotten first."""
 
     def __init__(
         self,
@@ -179,227 +138,238 @@ class TaskRegistry:
         ring_max_bytes: int = 1024 * 1024,
         subscriber_buffer: int = 1024,
         max_tasks: int = 2000,
-        terminal_linger: float = 0.0,
+        fly_hold_seconds: float = 1.0,
+        fly_hold_max: int = 256,
+        terminal_wait_seconds: float = 1.0,
         clock: Callable[[], float] = time.time,
+        bus_ids: bool = False,
     ) -> None:
+        # `bus_ids`: event ids come from the bus (replicas agree on them); else counted here.
+        self.bus_ids = bus_ids
+        self.id_floor = 0  # with bus ids: every id issued from now on is above this
         self.ring_size = ring_size
         self.ring_max_bytes = ring_max_bytes
-        # FLYs travel from an actor's sidecar, the terminal status from x-sink's: separate
-        # processes and connections, so the last FLYs can land just after the terminal status.
-        # With a linger, a sidecar-reported `succeeded`/`failed` is stored at once (GET and
-        # pre-flights see it) but published, and streams closed, only `terminal_linger`
-        # seconds later; FLYs arriving meanwhile are still delivered, in front of it.
-        self.terminal_linger = terminal_linger
-        # FIFO, as the linger is constant; bounded by max_tasks (a task goes terminal once).
-        self._lingering: deque[tuple[float, Task]] = deque()
-        self._linger_wakeup = anyio.Event()
         self.subscriber_buffer = subscriber_buffer
         self.max_tasks = max_tasks
+        self.fly_hold_seconds = fly_hold_seconds
+        self.fly_hold_max = fly_hold_max
+        self.terminal_wait_seconds = terminal_wait_seconds
         self.clock = clock
-        self._tasks: OrderedDict[str, Task] = OrderedDict()
-        self.fly_dropped_unknown = 0  # FLYs for unknown or finished tasks (accepted, dropped)
-        self.stale_ignored = 0
-        self.subscriber_dropped = 0  # events dropped from slow clients' buffers (closed streams)
+        self._live: OrderedDict[str, Live] = OrderedDict()
+        self._due: list[tuple[float, str]] = []  # gate deadlines; stale entries skipped
+        self.wakeup = anyio.Event()  # set when a new, earlier deadline may exist
+        self.fly_dropped_unknown = 0  # FLYs for unknown or ended tasks (accepted, dropped)
+        self.subscriber_dropped = 0  # events dropped from slow clients' buffers
 
     def __len__(self) -> int:
-        return len(self._tasks)
+        return len(self._live)
 
-    def get(self, task_id: str) -> Task | None:
-        return self._tasks.get(task_id)
+    def get(self, task_id: str) -> Live | None:
+        return self._live.get(task_id)
 
-    def create(self, route: list[str], task_id: str | None = None) -> Task:
-        """Register a new `pending` task; raises `TooManyTasks` when full of live tasks."""
-        if len(self._tasks) >= self.max_tasks:
+    def track(self, rec: TaskRecord, *, new: bool = False) -> Live:
+        """The live entry of a stored task, created (and the oldest ended one evicted) if
+        missing; `new`: the task was just created here, so its ring will hold all its events."""
+        live = self._live.get(rec.id)
+        if live is not None:
+            self._live.move_to_end(rec.id)
+            return live
+        if len(self._live) >= self.max_tasks:
             self._evict()
-        task = Task(task_id or str(uuid.uuid4()), route, self.clock(), self.ring_size)
-        self._tasks[task.id] = task
-        return task
+        gate: FlyGate[_Gated] = FlyGate(
+            hold_seconds=self.fly_hold_seconds,
+            max_held=self.fly_hold_max,
+            terminal_seconds=self.terminal_wait_seconds,
+        )
+        # A task born here counts its events from 0. One rebuilt from the store (after a
+        # restart, or evicted) counts from the microseconds since the epoch: ids keep growing
+        # across restarts (a task never has more events than microseconds of life), so a
+        # Last-Event-ID from before one is older than the new ring and gets a snapshot.
+        # With bus ids the floor plays that part: the bus lifts its sequence the same way.
+        rebuilt_id = self.id_floor if self.bus_ids else int(self.clock() * 1_000_000)
+        first_id = 0 if new else rebuilt_id
+        live = Live(rec, gate, self.ring_size, first_id)
+        live.ring_complete = new
+        self._live[rec.id] = live
+        return live
 
     def _evict(self) -> None:
-        for tid, task in self._tasks.items():
-            if task.terminal and not task.subscribers and not task.finalizing:
-                del self._tasks[tid]
+        for tid, live in self._live.items():
+            if live.ended and not live.subscribers:
+                del self._live[tid]
                 return
-        raise TooManyTasks(f"{len(self._tasks)} live tasks (max_tasks={self.max_tasks})")
+        # Nothing ended: forget the oldest anyway; the store still has it (its ring is lost).
+        tid, live = next(iter(self._live.items()))
+        for sub in live.subscribers:
+            sub.finish()
+        del self._live[tid]
 
     # -- ingest ---------------------------------------------------------------------------
 
-    def apply(self, task_id: str, event: Event) -> bool:
-        """Apply one event; True if it changed anything (and was published).
-
-        Raises `UnknownTask` for a status event with an unknown id; a FLY for an unknown or
-        finished task is accepted and dropped (FLY is at-most-once, never stored).
-        """
-        task = self._tasks.get(task_id)
-        if isinstance(event, FlyIn):
-            if task is None or (task.terminal and not task.finalizing):
-                self.fly_dropped_unknown += 1
-                return False
-            task.fly_count += 1
-            self._publish(task, event.name, event.data)
-            return True
-        if task is None:
-            raise UnknownTask(task_id)
-        return self._apply_status(task, event)
-
-    def _apply_status(self, task: Task, event: StatusIn) -> bool:
-        phase = _PHASE_OF.get(event.status, event.status)
-        if task.terminal or RANK[phase] < RANK[task.status]:
-            self.stale_ignored += 1  # stale: ignored, still answered 204 (as upstream)
+    def fly(self, task_id: str, event: FlyEvent, eid: int | None = None) -> bool:
+        """A FLY for a task; False (dropped, counted) if the task is unknown here or ended."""
+        live = self._live.get(task_id)
+        if live is None or live.ended:
+            self.fly_dropped_unknown += 1
             return False
-        data = event.data
-        task.status = phase
-        task.state = event.status
-        task.updated_at = self.clock()
-        actor = data.get("actor") or data.get("current_actor_name") or data.get("curr")
-        if isinstance(actor, str) and actor:
-            task.actor = actor
-        if isinstance(data.get("message"), str):
-            task.message = data["message"]
-        fraction = progress_fraction(event.status, data)
-        if fraction is not None:
-            task.progress = max(task.progress, fraction)  # progress never goes backwards
-        if phase == "succeeded":
-            task.progress = 1.0
-            task.result = data.get("result")
-        elif phase == "failed":
-            task.error = data.get("error") or data.get("error_details") or "failed"
-            if data.get("error_details") is not None:
-                task.message = str(data.get("error_details"))
-        if phase in ("succeeded", "failed") and self.terminal_linger > 0:
-            task.finalizing = True
-            self._lingering.append((self.clock() + self.terminal_linger, task))
-            self._linger_wakeup.set()
-            return True
-        self._publish_update(task)
+        raw = bytes(event.data)
+        name = fly_event_name(_dict.decode(raw)) if might_be_a2a(raw) else "partial"
+        live.fly_count += event.n
+        pending = _PendingFly(name, raw, eid)
+        self._emit(live, live.gate.offer(pending, event.seq, event.n, self.clock()))
         return True
 
-    def cancel(self, task_id: str) -> Task:
-        """Cancel (idempotent); raises `UnknownTask`."""
-        task = self._tasks.get(task_id)
-        if task is None:
-            raise UnknownTask(task_id)
-        if not task.terminal:
-            self._apply_status(task, StatusIn("canceled", {}))
-        return task
+    def changed(self, rec: TaskRecord, eid: int | None = None) -> None:
+        """A stored change of a task: published now, or once its FLYs are through."""
+        live = self.track(rec)
+        if rec.updated_at < live.record.updated_at:
+            return  # an older change delivered late (another replica's): already superseded
+        live.record = rec
+        pending = _PendingStatus(rec, eid)
+        if rec.terminal or rec.status == "paused":
+            self._emit(live, live.gate.hold_terminal(pending, rec.flies, self.clock()))
+        else:
+            self._emit(live, [pending])
 
-    def fail(self, task_id: str, error: str) -> None:
-        """Mark a task failed from the gateway's side (e.g. its envelope could not be queued)."""
-        task = self._tasks.get(task_id)
-        if task is not None and not task.terminal:
-            self._apply_status(task, StatusIn("failed", {"error": error}))
+    def _emit(self, live: Live, items: list[_Gated]) -> None:
+        for item in items:
+            if live.ended:
+                return  # nothing after the terminal update
+            if isinstance(item, _PendingStatus):
+                rec = item.record
+                live.published = rec
+                data = _encoder.encode(update_data(rec))
+                self._publish(live, "update", data, None, view(rec), item.eid)
+                if rec.terminal:
+                    for sub in live.subscribers:
+                        sub.finish()
+                    live.subscribers.clear()
+            else:
+                self._publish(live, item.name, item.data, item.data, None, item.eid)
+        due = live.gate.due
+        if due is not None:
+            heapq.heappush(self._due, (due, live.id))
+            self.wakeup.set()
 
-    # -- fan-out --------------------------------------------------------------------------
-
-    def _publish_update(self, task: Task) -> None:
-        task.finalizing = False
-        self._publish(task, "update", _encoder.encode(task.update_data()))
-        if task.terminal:
-            for sub in task.subscribers:
-                sub.finish()
-            task.subscribers.clear()
-
-    def _publish(self, task: Task, name: str, data: bytes) -> None:
-        task.last_event_id += 1
-        chunk = encode_sse(name, data, task.last_event_id)  # encoded once, shared by all
-        ring = task.ring
+    def _publish(
+        self,
+        live: Live,
+        name: str,
+        data: bytes,
+        fly: bytes | None,
+        task: TaskView | None,
+        given: int | None,
+    ) -> None:
+        # Strictly increasing per task. With bus ids every replica computes the same ids: the
+        # same messages in the same order through the same gate.
+        eid = live.last_event_id + 1 if given is None else max(given, live.last_event_id + 1)
+        live.last_event_id = eid
+        item = Item(eid, encode_sse(name, data, eid), fly, task)
+        ring = live.ring
         if len(ring) == ring.maxlen:
-            task.ring_bytes -= len(ring[0][1])
-        ring.append((task.last_event_id, chunk))
-        task.ring_bytes += len(chunk)
-        while task.ring_bytes > self.ring_max_bytes and len(ring) > 1:
-            task.ring_bytes -= len(ring.popleft()[1])  # forget the oldest: bytes are bounded too
-        for sub in task.subscribers:
-            sub.push(chunk)
+            live.ring_bytes -= len(ring[0].sse)
+            live.ring_complete = False
+        ring.append(item)
+        live.ring_bytes += len(item.sse)
+        while live.ring_bytes > self.ring_max_bytes and len(ring) > 1:
+            live.ring_bytes -= len(ring.popleft().sse)  # forget the oldest: bytes are bounded
+            live.ring_complete = False
+        for sub in live.subscribers:
+            sub.push(item)
 
-    def subscribe(self, task_id: str, last_event_id: int | None = None) -> Subscriber:
-        """A new subscriber, already holding what it must see first; raises `UnknownTask`.
+    # -- timers ---------------------------------------------------------------------------
+
+    def due_at(self) -> float | None:
+        """The earliest gate deadline (stale entries are dropped lazily)."""
+        while self._due:
+            when, tid = self._due[0]
+            live = self._live.get(tid)
+            if live is not None and live.gate.due is not None and live.gate.due <= when:
+                return live.gate.due
+            heapq.heappop(self._due)
+        return None
+
+    def expire(self) -> None:
+        """Release whatever the gates held past their bounds."""
+        now = self.clock()
+        while self._due and self._due[0][0] <= now:
+            _, tid = heapq.heappop(self._due)
+            live = self._live.get(tid)
+            if live is not None:
+                self._emit(live, live.gate.expire(now))
+
+    # -- watchers -------------------------------------------------------------------------
+
+    def subscribe(self, rec: TaskRecord, last_event_id: int | None = None) -> Subscriber:
+        """A new subscriber, already holding what it must see first.
 
         Without `last_event_id` (or when the ring no longer reaches back that far) it starts
         with a snapshot `update`; with one, it starts with exactly the events after that id.
         Registration and the snapshot happen in one synchronous step, so no event can fall
-        between them. For a terminal task the subscriber is finished at once.
+        between them. For an ended task the subscriber is finished at once.
         """
-        task = self._tasks.get(task_id)
-        if task is None:
-            raise UnknownTask(task_id)
-        sub = Subscriber(task_id, self.subscriber_buffer)
-        missed = self._since(task, last_event_id)
+        live = self.track(rec)
+        sub = Subscriber(rec.id, self.subscriber_buffer)
+        missed = self._since(live, last_event_id)
         if missed is None:
-            sub.push(encode_sse("update", _encoder.encode(task.update_data()), task.last_event_id))
+            snap = live.record
+            data = _encoder.encode(update_data(snap))
+            eid = live.last_event_id
+            sub.push(Item(eid, encode_sse("update", data, eid), None, view(snap)))
+            if snap.terminal:
+                sub.finish()
+                return sub
         else:
-            for chunk in missed:
-                sub.push(chunk)
-        if task.terminal and not (task.finalizing and missed is not None):
-            sub.finish()  # its snapshot (or replay) already holds the terminal state
+            for item in missed:
+                sub.push(item)
+        if live.ended:
+            sub.finish()
         else:
-            task.subscribers.add(sub)  # live, or resuming while the terminal update lingers
+            live.subscribers.add(sub)
         return sub
 
     @staticmethod
-    def _since(task: Task, last_event_id: int | None) -> list[bytes] | None:
-        if last_event_id is None or not 0 <= last_event_id <= task.last_event_id:
-            return None
-        oldest = task.ring[0][0] if task.ring else task.last_event_id + 1
-        if last_event_id < oldest - 1:
+    def _since(live: Live, last_event_id: int | None) -> list[Item] | None:
+        if last_event_id is None or not 0 <= last_event_id <= live.last_event_id:
+            return None  # not an id of this task's stream (or from before a restart)
+        ring = live.ring
+        if last_event_id == live.last_event_id and (ring or live.ring_complete):
+            return []
+        if not live.ring_complete and (not ring or last_event_id < ring[0].event_id):
             return None  # the ring no longer holds everything missed
-        return [chunk for eid, chunk in task.ring if eid > last_event_id]
+        return [item for item in ring if item.event_id > last_event_id]
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscriber_dropped += sub.dropped
         sub.dropped = 0  # counted once, even if unsubscribed twice
-        task = self._tasks.get(sub.task_id)
-        if task is not None:
-            task.subscribers.discard(sub)
-
-    async def run_finalizer(self) -> None:
-        """Publish lingering terminal updates when their time comes (runs for the app's life)."""
-        while True:
-            if not self._lingering:
-                self._linger_wakeup = anyio.Event()
-                await self._linger_wakeup.wait()
-                continue
-            due, task = self._lingering[0]
-            wait = due - self.clock()
-            if wait > 0:
-                await anyio.sleep(wait)
-                continue
-            self._lingering.popleft()
-            if task.finalizing:
-                self._publish_update(task)
+        live = self._live.get(sub.task_id)
+        if live is not None:
+            live.subscribers.discard(sub)
 
     def stats(self) -> dict[str, int]:
         """Counters for `GET /api/v1/stats`."""
-        live = [t for t in self._tasks.values() if not t.terminal]
+        live = [t for t in self._live.values() if not t.ended]
         return {
-            "tasks": len(self._tasks),
+            "tasks": len(self._live),
             "tasks_live": len(live),
             "subscribers": sum(len(t.subscribers) for t in live),
             "subscriber_dropped_total": self.subscriber_dropped,
             "fly_dropped_unknown_total": self.fly_dropped_unknown,
-            "stale_ignored_total": self.stale_ignored,
+            "fly_late_dropped_total": sum(t.gate.late for t in self._live.values()),
         }
+
+    def reset(self) -> None:
+        """Forget every live task (their subscribers are finished): rebuilt from the store."""
+        self.close_all()
+        self._live.clear()
+        self._due.clear()
 
     def close_all(self) -> None:
         """Finish every subscriber (gateway shutdown): their streams end after draining."""
-        while self._lingering:
-            _, task = self._lingering.popleft()
-            if task.finalizing:
-                self._publish_update(task)
-        for task in self._tasks.values():
-            for sub in task.subscribers:
+        for live in self._live.values():
+            for sub in live.subscribers:
                 sub.finish()
-            task.subscribers.clear()
+            live.subscribers.clear()
 
 
-__all__ = [
-    "RANK",
-    "TERMINAL",
-    "Subscriber",
-    "Task",
-    "TaskRegistry",
-    "TooManyTasks",
-    "UnknownTask",
-    "progress_fraction",
-    "rfc3339",
-]
+__all__ = ["Item", "Live", "Subscriber", "TaskRegistry"]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -15,7 +18,9 @@ import msgspec
 import uvicorn
 from anyio.abc import TaskGroup
 
-from asya_gateway import GatewayConfig, TaskRegistry, create_app
+from asya_gateway import GatewayConfig, TaskEngine, TaskRegistry, create_app
+
+from .stores import database_url
 
 
 @dataclass
@@ -38,6 +43,7 @@ class SseEvent:
 class Gateway:
     url: str
     registry: TaskRegistry
+    engine: TaskEngine
     enqueued: list[tuple[str, bytes]] = field(default_factory=list)
 
 
@@ -49,7 +55,9 @@ async def wait_until(cond: Callable[[], object], limit: float = 5.0, step: float
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(sndbuf: int = 0, **overrides: Any) -> AsyncIterator[Gateway]:
+async def running_gateway(
+    sndbuf: int = 0, app_options: dict[str, Any] | None = None, **overrides: Any
+) -> AsyncIterator[Gateway]:
     """uvicorn serving `create_app` in this event loop on an ephemeral port.
 
     `sndbuf` shrinks the kernel send buffer of accepted connections (inherited from the
@@ -67,11 +75,31 @@ async def running_gateway(sndbuf: int = 0, **overrides: Any) -> AsyncIterator[Ga
     async def enqueue(queue: str, body: bytes) -> None:
         enqueued.append((queue, body))
 
-    app = create_app(config, enqueue=enqueue)
+    tmp = tempfile.mkdtemp(prefix="gw-", dir="/tmp")
+    # ASYA_TEST_STORE=postgres runs the HTTP tests on a fresh PostgreSQL database and its bus
+    # (four test_sse tests assume the per-task ids 1, 2, … of the single-process gateway).
+    kind = os.environ.get("ASYA_TEST_STORE", "sqlite")
+    async with database_url(kind, tmp) as url:
+        options = {"database_url": url} | (app_options or {})
+        async with _serve(sock, config, enqueue, enqueued, options) as gw:
+            yield gw
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def _serve(
+    sock: socket.socket,
+    config: GatewayConfig,
+    enqueue: Callable[[str, bytes], Any],
+    enqueued: list[tuple[str, bytes]],
+    options: dict[str, Any],
+) -> AsyncIterator[Gateway]:
+    port = sock.getsockname()[1]
+    app = create_app(config, enqueue=enqueue, **options)
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
     )
-    gw = Gateway(f"http://127.0.0.1:{port}", app.state.registry, enqueued)
+    gw = Gateway(f"http://127.0.0.1:{port}", app.state.registry, app.state.engine, enqueued)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         await wait_until(lambda: server.started, 10)

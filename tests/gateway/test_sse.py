@@ -307,13 +307,33 @@ async def test_post_with_accept_event_stream_answers_with_the_stream() -> None:
 
 
 async def test_flys_racing_the_terminal_status_still_reach_clients_before_it() -> None:
-    async with running_gateway(terminal_linger_seconds=0.3) as gw, httpx.AsyncClient() as c:
+    async with running_gateway() as gw, httpx.AsyncClient() as c:
         tid = await start_task(c, gw.url)
         events: list[SseEvent] = []
         async with c.stream("GET", f"{gw.url}/stream/{tid}") as r, anyio.create_task_group() as tg:
             tg.start_soon(read_sse, r, events)
-            await post_events(c, gw.url, tid, SUCCESS)  # x-sink's report lands first...
+            counted = status("succeeded", status="succeeded", result={"text": "done"}, flies=2)
+            await post_events(c, gw.url, tid, counted)  # x-sink's report lands first...
             assert (await c.get(f"{gw.url}/api/v1/mesh/{tid}")).json()["status"] == "succeeded"
-            await post_events(c, gw.url, tid, [fly(0), fly(1)])  # ...the actor's FLYs after
+            # ...the actor's FLYs after, the second before the first
+            later = {**fly(1), "seq": 1}
+            assert await post_events(c, gw.url, tid, later) == 204
+            assert await post_events(c, gw.url, tid, {**fly(0), "seq": 0}) == 204
         assert texts(events) == ["t0", "t1"]
         assert [e.terminal for e in events] == [False, False, False, True]
+
+
+async def test_a_missing_fly_holds_the_terminal_only_for_the_bound() -> None:
+    options = {"terminal_wait_seconds": 0.3}
+    async with running_gateway(app_options=options) as gw, httpx.AsyncClient() as c:
+        tid = await start_task(c, gw.url)
+        events: list[SseEvent] = []
+        async with c.stream("GET", f"{gw.url}/stream/{tid}") as r, anyio.create_task_group() as tg:
+            tg.start_soon(read_sse, r, events)
+            await post_events(c, gw.url, tid, {**fly(0), "seq": 0})
+            counted = status("succeeded", status="succeeded", result=1, flies=3)
+            await post_events(c, gw.url, tid, [counted, {**fly(2), "seq": 2}])
+            # FLY 1 never comes: the terminal waits for it at most the bound, then t2 and it go
+        assert texts(events) == ["t0", "t2"]
+        assert events[-1].terminal and events[-1].data["result"] == 1
+        assert events[-1].at - events[1].at >= 0.25

@@ -1,155 +1,180 @@
-"""Pure tests of the task registry: monotonic status, progress, ring, subscribers."""
+"""Pure tests of task state (monotonic status, progress) and the live registry (ring,
+subscribers, snapshot, eviction)."""
 
 from __future__ import annotations
 
-import anyio
+from typing import Any
+
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
 
-from asya_gateway.events import FlyIn, StatusIn
-from asya_gateway.tasks import TaskRegistry, TooManyTasks, UnknownTask, progress_fraction
+from asya_gateway.state import TaskRecord, apply_status, cancel, progress_fraction, timed_out
+from asya_gateway.tasks import Item, TaskRegistry
+from asya_mesh.events import FlyEvent, StatusData, StatusEvent
 
 
-def updates(chunks: list[bytes]) -> list[dict[str, object]]:
-    out = []
-    for chunk in b"".join(chunks).split(b"\n\n"):
-        for line in chunk.split(b"\n"):
-            if line.startswith(b"data: ") and b"event: update" in chunk:
-                out.append(msgspec.json.decode(line[6:]))
-    return out
+def rec(tid: str = "t", **kw: Any) -> TaskRecord:
+    return TaskRecord(**({"id": tid, "route": ["a"], "created_at": 0.0, "updated_at": 0.0} | kw))
+
+
+def st(state: str, **data: Any) -> StatusEvent:
+    return StatusEvent(status=state, data=msgspec.convert(data, StatusData))
+
+
+def fly(i: int, seq: int | None = None) -> FlyEvent:
+    return FlyEvent(data=msgspec.Raw(b'{"i":%d}' % i), seq=seq)
+
+
+def updates(items: list[Item]) -> list[str]:
+    return [i.task.status for i in items if i.task is not None]
 
 
 @pytest.mark.parametrize(
-    ("state", "data", "expected"),
+    ("state", "prev", "curr", "nxt", "actor", "expected"),
     [
-        ("received", {"prev": [], "curr": "a", "next": ["b", "c"]}, 0.1 / 3),
-        ("processing", {"prev": ["a"], "curr": "b", "next": ["c"]}, 1.5 / 3),
+        ("received", [], "a", ["b", "c"], "", 0.1 / 3),
+        ("processing", ["a"], "b", ["c"], "", 1.5 / 3),
         # `completed` carries the output route: the actor is already in prev.
-        ("completed", {"prev": ["a", "b"], "curr": "c", "next": [], "actor": "b"}, 2 / 3),
-        ("completed", {"prev": ["a"], "curr": "", "next": [], "actor": "a"}, 1.0),
-        ("succeeded", {"prev": []}, None),
-        ("received", {"curr": "a"}, None),
+        ("completed", ["a", "b"], "c", [], "b", 2 / 3),
+        ("completed", ["a"], "", [], "a", 1.0),
+        ("succeeded", [], "", [], "", -1.0),
     ],
 )
-def test_progress_fraction(state: str, data: dict[str, object], expected: float | None) -> None:
-    got = progress_fraction(state, data)
-    assert got == pytest.approx(expected) if expected is not None else got is None
+def test_progress_fraction(
+    state: str, prev: list[str], curr: str, nxt: list[str], actor: str, expected: float
+) -> None:
+    assert progress_fraction(state, prev, curr, nxt, actor) == pytest.approx(expected)
 
 
 def test_status_is_monotonic_and_stale_reports_are_ignored() -> None:
-    reg = TaskRegistry()
-    t = reg.create(["a", "b"])
+    r = rec(route=["a", "b"])
     route = {"prev": [], "curr": "a", "next": ["b"], "actor": "a"}
-    assert reg.apply(t.id, StatusIn("processing", route))
-    assert t.status == "running" and t.progress == pytest.approx(0.25)
-    assert reg.apply(t.id, StatusIn("received", route))  # same phase: progress kept (max)
-    assert t.progress == pytest.approx(0.25)
-    assert reg.apply(t.id, StatusIn("paused", {}))
-    assert not reg.apply(t.id, StatusIn("processing", route))  # stale
-    assert not reg.apply(t.id, StatusIn("pending", {}))
-    assert t.status == "paused"
-    assert reg.apply(t.id, StatusIn("failed", {"error": "boom", "error_details": "x"}))
+    r1 = apply_status(r, event=st("processing", **route), now=1)
+    assert r1 is not None and r1.status == "running" and r1.progress == pytest.approx(0.25)
+    r2 = apply_status(r1, event=st("received", **route), now=2)  # same phase: progress kept
+    assert r2 is not None and r2.progress == pytest.approx(0.25)
+    r3 = apply_status(r2, event=st("paused", pause={"prompt": "ok?"}, envelope={"id": "t"}), now=3)
+    assert r3 is not None and r3.pause == {"prompt": "ok?"} and r3.envelope == {"id": "t"}
+    assert apply_status(r3, event=st("processing", **route), now=4) is None  # stale
+    assert apply_status(r3, event=st("pending"), now=4) is None
+    r4 = apply_status(r3, event=st("failed", error="boom", error_details="x"), now=5)
+    assert r4 is not None and r4.error == "boom" and r4.message == "x"
     for late in ("succeeded", "canceled", "failed", "processing"):
-        assert not reg.apply(t.id, StatusIn(late, {}))
-    assert t.status == "failed" and t.error == "boom"
-    assert reg.stale_ignored == 6
+        assert apply_status(r4, event=st(late), now=6) is None
+    assert cancel(r4, 7) is None
 
 
-def test_unknown_ids() -> None:
+def test_deadline_fails_with_timeout_only_when_due() -> None:
+    r = rec(deadline_at=10.0)
+    assert timed_out(r, 9.9) is None
+    failed = timed_out(r, 10.0)
+    assert failed is not None and failed.status == "failed"
+    assert failed.error["type"] == "Timeout" and "deadline" in failed.error["message"]
+    assert timed_out(failed, 11) is None
+
+
+def test_unknown_ids_drop_flys() -> None:
     reg = TaskRegistry()
-    with pytest.raises(UnknownTask):
-        reg.apply("nope", StatusIn("received", {}))
-    assert reg.apply("nope", FlyIn(b"{}")) is False
+    assert reg.fly("nope", fly(0)) is False
     assert reg.fly_dropped_unknown == 1
-    with pytest.raises(UnknownTask):
-        reg.subscribe("nope")
-    with pytest.raises(UnknownTask):
-        reg.cancel("nope")
 
 
 def test_subscriber_buffer_drops_oldest_and_keeps_terminal() -> None:
     reg = TaskRegistry(subscriber_buffer=4)
-    t = reg.create(["a"])
-    sub = reg.subscribe(t.id)
+    r = rec()
+    reg.track(r, new=True)
+    sub = reg.subscribe(r)
     for i in range(10):
-        reg.apply(t.id, FlyIn(b'{"i":%d}' % i))
-    reg.apply(t.id, StatusIn("succeeded", {"result": 7}))
+        reg.fly(r.id, fly(i))
+    reg.changed(msgspec.structs.replace(r, status="succeeded", result=7))
     assert sub.dropped == 8 and sub.finished and len(sub.queue) == 4
-    body = sub.drain()
+    body = sub.drain_sse()
     assert b'{"i":9}' in body and b'"result":7' in body and b'{"i":6}' not in body
-    assert not t.subscribers
+    live = reg.get(r.id)
+    assert live is not None and not live.subscribers
 
 
 def test_ring_replay_and_snapshot() -> None:
     reg = TaskRegistry(ring_size=5)
-    t = reg.create(["a"])
+    r = rec()
+    live = reg.track(r, new=True)
     for i in range(8):
-        reg.apply(t.id, FlyIn(b'{"i":%d}' % i))
-    assert [eid for eid, _ in t.ring] == [4, 5, 6, 7, 8]
-    sub = reg.subscribe(t.id, last_event_id=5)
-    assert [c.split(b"\n")[0] for c in sub.queue] == [b"id: 6", b"id: 7", b"id: 8"]
-    old = reg.subscribe(t.id, last_event_id=1)  # ring no longer reaches back: snapshot
-    assert len(old.queue) == 1 and b"event: update" in old.queue[0]
-    assert b"id: 8" in old.queue[0]
-    bogus = reg.subscribe(t.id, last_event_id=99)
-    assert b"event: update" in bogus.queue[0]
+        reg.fly(r.id, fly(i))
+    assert [item.event_id for item in live.ring] == [4, 5, 6, 7, 8]
+    sub = reg.subscribe(r, last_event_id=5)
+    assert [item.event_id for item in sub.queue] == [6, 7, 8]
+    old = reg.subscribe(r, last_event_id=1)  # ring no longer reaches back: snapshot
+    assert len(old.queue) == 1 and old.queue[0].task is not None
+    assert old.queue[0].event_id == 8
+    bogus = reg.subscribe(r, last_event_id=99)
+    assert bogus.queue[0].task is not None
+
+
+def test_rebuilt_task_ids_are_above_any_id_from_before() -> None:
+    reg = TaskRegistry(clock=lambda: 1000.0)
+    r = rec()
+    live = reg.track(r)  # e.g. after a restart: its events are numbered past the old ones
+    assert live.last_event_id == 1_000_000_000
+    sub = reg.subscribe(r, last_event_id=12)  # an id from before the restart: snapshot
+    assert updates(sub.drain()) == ["pending"]
 
 
 def test_terminal_snapshot_finishes_at_once() -> None:
     reg = TaskRegistry()
-    t = reg.create(["a"])
-    reg.cancel(t.id)
-    reg.cancel(t.id)  # idempotent
-    sub = reg.subscribe(t.id)
-    assert sub.finished and updates(list(sub.queue))[0]["status"] == "canceled"
-    assert not t.subscribers
+    r = rec(status="canceled")
+    sub = reg.subscribe(r)
+    assert sub.finished and updates(list(sub.queue)) == ["canceled"]
 
 
-def test_eviction_prefers_finished_tasks() -> None:
+def test_eviction_prefers_ended_tasks() -> None:
     reg = TaskRegistry(max_tasks=2)
-    a = reg.create(["a"])
-    reg.create(["a"])
-    with pytest.raises(TooManyTasks):
-        reg.create(["a"])
-    reg.cancel(a.id)
-    reg.create(["a"])
-    assert reg.get(a.id) is None and len(reg) == 2
-
-
-@pytest.mark.anyio
-async def test_terminal_linger_lets_late_flys_through_before_the_terminal_update() -> None:
-    reg = TaskRegistry(terminal_linger=0.2)
-    t = reg.create(["a"])
-    sub = reg.subscribe(t.id)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(reg.run_finalizer)
-        assert reg.apply(t.id, StatusIn("succeeded", {"result": 1}))
-        assert t.status == "succeeded" and t.terminal  # stored at once: GET sees it
-        assert not reg.apply(t.id, StatusIn("failed", {}))  # still exactly one terminal
-        assert reg.apply(t.id, FlyIn(b'{"late":1}'))  # in flight from the actor's sidecar
-        late_joiner = reg.subscribe(t.id)  # snapshot is terminal: finished at once
-        assert late_joiner.finished
-        resumer = reg.subscribe(t.id, last_event_id=0)  # resuming: waits for the terminal
-        assert not resumer.finished
-        body = b""
-        with anyio.fail_after(5):
-            while not sub.finished:
-                await sub.wait()
-                body += sub.drain()
-        tg.cancel_scope.cancel()
-    body += sub.drain()
-    assert body.index(b'{"late":1}') < body.index(b'"status":"succeeded"')
-    assert body.count(b'"status":"succeeded"') == 1
-    assert resumer.finished and b'"status":"succeeded"' in resumer.drain()
-    assert not reg.apply(t.id, FlyIn(b'{"later":1}'))  # after the linger: dropped
+    a, b, c = rec("a"), rec("b"), rec("c")
+    reg.track(a, new=True)
+    reg.track(b, new=True)
+    reg.changed(msgspec.structs.replace(a, status="canceled"))
+    reg.track(c, new=True)
+    assert reg.get("a") is None and reg.get("b") is not None and len(reg) == 2
 
 
 def test_ring_is_bounded_in_bytes_too() -> None:
     reg = TaskRegistry(ring_size=1000, ring_max_bytes=1000)
-    t = reg.create(["a"])
+    r = rec()
+    live = reg.track(r, new=True)
     for i in range(50):
-        reg.apply(t.id, FlyIn(b'{"pad":"%s","i":%d}' % (b"x" * 80, i)))
-    assert t.ring_bytes == sum(len(c) for _, c in t.ring) <= 1000
-    assert t.ring[-1][0] == 50 and len(t.ring) < 50
-    sub = reg.subscribe(t.id, last_event_id=5)  # fell out of the ring: a snapshot instead
-    assert len(sub.queue) == 1 and b"event: update" in sub.queue[0]
+        reg.fly(r.id, FlyEvent(data=msgspec.Raw(b'{"pad":"%s","i":%d}' % (b"x" * 80, i))))
+    assert live.ring_bytes == sum(len(c.sse) for c in live.ring) <= 1000
+    assert live.ring[-1].event_id == 50 and len(live.ring) < 50
+    sub = reg.subscribe(r, last_event_id=5)  # fell out of the ring: a snapshot instead
+    assert len(sub.queue) == 1 and sub.queue[0].task is not None
+
+
+@given(hs.permutations(list(range(12))), hs.integers(0, 12), hs.booleans())
+def test_any_interleaving_gives_ordered_flys_then_exactly_one_terminal_last(
+    order: list[int], at: int, late_subscriber: bool
+) -> None:
+    reg = TaskRegistry(clock=lambda: 0.0)
+    r = rec()
+    reg.track(r, new=True)
+    sub = reg.subscribe(r)
+    done = msgspec.structs.replace(r, status="succeeded", result=1, flies=12, updated_at=1.0)
+    for k, seq in enumerate(order):
+        if k == at:
+            reg.changed(done)
+        reg.fly(r.id, fly(seq, seq))
+    if at >= len(order):
+        reg.changed(done)
+    reg.fly(r.id, fly(99, 12))  # after the terminal: dropped
+    resumed = reg.subscribe(done, last_event_id=0) if late_subscriber else None
+    for s in (sub, resumed):
+        if s is None:
+            continue
+        items = s.drain()
+        flys = [msgspec.json.decode(i.fly)["i"] for i in items if i.fly is not None]
+        assert flys == list(range(12))
+        assert [i.task is not None and i.task.terminal for i in items].count(True) == 1
+        assert items[-1].task is not None and items[-1].task.status == "succeeded"
+        ids = [i.event_id for i in items]
+        assert ids == sorted(set(ids))
+        assert s.finished

@@ -1,4 +1,5 @@
-"""Pure tests: event parsing (single, batch, legacy) and SSE encoding tables."""
+"""Pure tests: event parsing (single, batch, legacy) into the typed mesh events, and SSE
+encoding tables."""
 
 from __future__ import annotations
 
@@ -8,18 +9,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asya_dev.render import SseEvent, SseParser
-from asya_gateway.events import (
+from asya_gateway.ingest import (
     BadEvent,
-    FlyIn,
-    StatusIn,
-    encode_comment,
-    encode_sse,
-    fly_event_name,
     parse_events,
     parse_legacy_final,
     parse_legacy_fly,
     parse_legacy_progress,
 )
+from asya_gateway.sse import encode_comment, encode_sse, fly_event_name
+from asya_mesh.events import FlyEvent, StatusData, StatusEvent
+
+
+def FlyIn(data: bytes, name: str = "partial") -> FlyEvent:  # reads as the old type
+    return FlyEvent(data=msgspec.Raw(data))
+
+
+def StatusIn(status: str, data: dict[str, object]) -> StatusEvent:
+    return StatusEvent(status=status, data=msgspec.convert(data, StatusData))
 
 
 @pytest.mark.parametrize(
@@ -109,9 +115,9 @@ def test_legacy_forms() -> None:
     p = parse_legacy_progress(
         b'{"prev":["a"],"curr":"b","next":[],"status":"processing","message":"m"}'
     )
-    assert p == StatusIn("processing", {"prev": ["a"], "curr": "b", "next": [], "message": "m"})
+    assert p == StatusIn("processing", {"prev": ["a"], "curr": "b", "next": []})
     f = parse_legacy_final(b'{"id":"x","status":"failed","error":"boom"}')
-    assert f.status == "failed" and f.data["error"] == "boom"
+    assert f.status == "failed" and f.data.error == "boom"
     with pytest.raises(BadEvent, match="unknown status"):
         parse_legacy_progress(b'{"status":"dancing"}')
 
@@ -140,3 +146,16 @@ def test_sse_round_trip_through_a_client_parser(
 def _parse(stream: bytes) -> list[SseEvent]:
     parser = SseParser()
     return [ev for line in stream.decode().split("\n") for ev in parser.feed(line)]
+
+
+def test_typed_fields_are_kept_and_checked() -> None:
+    (f,) = parse_events(b'{"type":"fly","data":{"text":"a"},"seq":4,"n":2}')
+    assert isinstance(f, FlyEvent) and (f.seq, f.n) == (4, 2)
+    (s,) = parse_events(b'{"type":"status","status":"succeeded","data":{"flies":3,"result":null}}')
+    assert isinstance(s, StatusEvent) and s.data.flies == 3 and s.data.result is None
+    with pytest.raises(BadEvent, match=r"`\$\[1\]\.data\.flies`"):
+        parse_events(
+            b'[{"type":"fly","data":{}},{"type":"status","status":"failed","data":{"flies":"x"}}]'
+        )
+    with pytest.raises(BadEvent, match="`seq` must be >= 0"):
+        parse_events(b'{"type":"fly","data":{},"seq":-1}')

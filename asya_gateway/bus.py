@@ -1,0 +1,212 @@
+"""The event bus between replicas: what one gateway ingests, every gateway on the database
+publishes. `LocalBus` (one process) delivers at once; `PgBus` goes through PostgreSQL
+`LISTEN`/`NOTIFY` so every replica, the sender included, sees one order.
+
+A message is a FLY or a stored change, plus an event id every replica agrees on: PostgreSQL
+numbers it (`nextval`) under a per-task advisory lock, so ids grow in delivery order. Payloads
+over NOTIFY's limit travel by reference (a row in `asya_bus_blobs`, fetched by the receivers).
+A lost listening connection ends every stream (clients resume with `Last-Event-ID`, on any
+replica) and is reconnected; nothing waits silently on a dead connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Protocol
+
+import anyio
+import msgspec
+import structlog
+
+from asya_mesh.events import FlyEvent
+
+from .state import TaskRecord
+
+_log = structlog.get_logger("asya_gateway.bus")
+CHANNEL: Final = "asya_gateway_events"
+#: NOTIFY's payload limit is 8,000 bytes; keep a margin for the id prefix.
+INLINE_MAX: Final = 7_000
+
+
+class Message(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One bus message: a FLY (`fly` set) or a stored change (`record` set)."""
+
+    task: str
+    record: TaskRecord | None = None
+    fly: msgspec.Raw = msgspec.Raw(b"null")  # the FLY dict's bytes (when `record` is None)
+    seq: int | None = None
+    n: int = 1
+
+
+#: Called for every message, in bus order, with the id all replicas give it (None: local).
+Deliver = Callable[[Message, "int | None"], None]
+#: Called when the bus lost messages (reconnect): streams must be ended.
+Lost = Callable[[], None]
+
+_encoder: Final = msgspec.json.Encoder()
+_decoder: Final = msgspec.json.Decoder(Message)
+
+
+class Bus(Protocol):
+    id_floor: int  # bus ids issued from now on are above this (0: the bus gives no ids)
+
+    async def publish(self, msg: Message) -> None: ...
+
+    async def run(self, deliver: Deliver, lost: Lost, started: Callable[[], None]) -> None:
+        """Deliver messages until cancelled; calls `started` once listening."""
+        ...
+
+
+def fly_message(task_id: str, event: FlyEvent) -> Message:
+    return Message(task=task_id, fly=event.data, seq=event.seq, n=event.n)
+
+
+class LocalBus:
+    """One gateway process: delivered at once, ids given by the registry."""
+
+    id_floor = 0
+
+    def __init__(self) -> None:
+        self._deliver: Deliver | None = None
+
+    async def publish(self, msg: Message) -> None:
+        if self._deliver is not None:
+            self._deliver(msg, None)
+
+    async def run(self, deliver: Deliver, lost: Lost, started: Callable[[], None]) -> None:
+        self._deliver = deliver
+        started()
+        await anyio.sleep_forever()
+
+
+class PgBus:
+    """PostgreSQL LISTEN/NOTIFY between replicas on one database."""
+
+    def __init__(self, url: str, *, ping_seconds: float = 1.0) -> None:
+        self.url = url
+        self.ping_seconds = ping_seconds
+        self._pool: Any = None
+        self.reconnects = 0
+        self.id_floor = 0  # every id issued after start is above this
+
+    async def _pool_(self) -> Any:
+        import asyncpg
+
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=4)
+            async with self._pool.acquire() as conn:
+                await conn.execute(
+                    "CREATE SEQUENCE IF NOT EXISTS asya_bus_ids;"
+                    " CREATE TABLE IF NOT EXISTS asya_bus_blobs (id BIGSERIAL PRIMARY KEY,"
+                    " body TEXT NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                )
+        return self._pool
+
+    async def publish(self, msg: Message) -> None:
+        body = _encoder.encode(msg).decode()
+        pool = await self._pool_()
+        async with pool.acquire() as conn, conn.transaction():
+            # Held until commit, when NOTIFY is queued: per task, ids grow in delivery order.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", msg.task)
+            if len(body.encode()) > INLINE_MAX:
+                ref = await conn.fetchval(
+                    "INSERT INTO asya_bus_blobs (body) VALUES ($1) RETURNING id", body
+                )
+                body = f"@{ref}"
+            await conn.execute(
+                "SELECT pg_notify($1, nextval('asya_bus_ids')::text || ' ' || $2)", CHANNEL, body
+            )
+
+    async def run(self, deliver: Deliver, lost: Lost, started: Callable[[], None]) -> None:
+        import asyncpg
+
+        first = True
+        while True:
+            try:
+                await self._listen(deliver, lost, started if first else None)
+            except* (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as eg:
+                _log.warning("bus connection lost; reconnecting", error=str(eg.exceptions[0]))
+            first = False
+            self.reconnects += 1
+            lost()  # whatever was sent meanwhile is gone: end the streams
+            await anyio.sleep(0.5)
+
+    async def _listen(
+        self, deliver: Deliver, lost: Lost, started: Callable[[], None] | None
+    ) -> None:
+        import asyncpg
+
+        pool = await self._pool_()
+        conn = await asyncpg.connect(self.url)
+        send, receive = anyio.create_memory_object_stream[str](10_000)
+
+        def on_notify(_c: Any, _pid: int, _channel: str, payload: str) -> None:
+            try:
+                send.send_nowait(payload)
+            except anyio.WouldBlock:
+                send.close()  # overflow: treat as a lost connection (streams end, clients resume)
+
+        try:
+            await conn.add_listener(CHANNEL, on_notify)
+            # Ids keep growing across restarts: lift the sequence to the microseconds since the
+            # epoch, so an id from before any restart is below every id issued from now on.
+            self.id_floor = int(
+                await conn.fetchval(
+                    "SELECT setval('asya_bus_ids', greatest((SELECT last_value FROM asya_bus_ids),"
+                    " (extract(epoch FROM clock_timestamp()) * 1000000)::bigint))"
+                )
+            )
+            if started is not None:
+                started()
+            else:
+                lost()  # listening again: streams opened during the gap may have missed events
+            async with anyio.create_task_group() as tg:
+
+                async def ping() -> None:
+                    # A dead connection tells nothing by itself: ask it, and give up quickly.
+                    beats = 0
+                    while True:
+                        await anyio.sleep(self.ping_seconds)
+                        with anyio.fail_after(self.ping_seconds * 3):
+                            await conn.fetchval("SELECT 1")
+                        beats += 1
+                        if beats % 60 == 0:  # blobs are read within moments; keep 5 minutes
+                            await pool.execute(
+                                "DELETE FROM asya_bus_blobs WHERE at < now() - interval '5 min'"
+                            )
+
+                async def consume() -> None:
+                    async with receive:
+                        async for payload in receive:
+                            eid, _, body = payload.partition(" ")
+                            if body.startswith("@"):
+                                body = await pool.fetchval(
+                                    "SELECT body FROM asya_bus_blobs WHERE id = $1", int(body[1:])
+                                )
+                                if body is None:
+                                    continue
+                            try:
+                                deliver(_decoder.decode(body), int(eid))
+                            except (msgspec.DecodeError, ValueError) as exc:  # one bad message
+                                _log.warning("bus message dropped", error=str(exc))
+                    raise OSError("bus listener overflowed")
+
+                async def first_wins(fn: Callable[[], Awaitable[None]]) -> None:
+                    try:
+                        await fn()
+                    finally:
+                        tg.cancel_scope.cancel()
+
+                tg.start_soon(first_wins, ping)
+                tg.start_soon(first_wins, consume)
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                await conn.close()
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+
+__all__ = ["CHANNEL", "INLINE_MAX", "Bus", "LocalBus", "Message", "PgBus", "fly_message"]

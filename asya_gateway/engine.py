@@ -1,0 +1,373 @@
+"""`TaskEngine`: the `TaskService` every door uses, over the store and the live fan-out.
+
+Order of effects for every change: the store first (durable, atomic), then the live side
+(`TaskRegistry`: ring, subscribers) and the cancellation feed; the caller (a sidecar's POST) is
+answered after that. Timers (task deadlines, FLY-gate bounds) run in `run`, owned by the app's
+task group. Knows no HTTP: the REST/SSE shell is `app.py`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+import msgspec
+import structlog
+
+from asya_mesh.events import Event, FlyEvent
+from asya_mesh.transports import queue_name
+
+from .bus import Bus, LocalBus, Message, fly_message
+from .flows import Flows
+from .service import (
+    AlreadyTerminal,
+    NotPaused,
+    TaskUpdate,
+    TaskView,
+    Unavailable,
+    UnknownFlow,
+    UnknownTask,
+)
+from .sse import encode_sse
+from .state import TaskRecord, apply_status, cancel, fail, resumed, rfc3339, timed_out, view
+from .store import StoreError, TaskStore
+from .tasks import Item, Subscriber, TaskRegistry
+
+#: Sends one envelope body to a queue, durably (the transport's `send`).
+Enqueue = Callable[[str, bytes], Awaitable[None]]
+
+_log = structlog.get_logger("asya_gateway")
+_encoder: Final = msgspec.json.Encoder()
+_PAUSE_HEADER: Final = "x-asya-pause"
+
+
+def message_patch(message: dict[str, Any]) -> dict[str, Any]:
+    """An A2A message as a payload patch (front-doors.md): text parts joined with "\\n" become
+    `query`, data parts are merged in."""
+    patch: dict[str, Any] = {}
+    texts = []
+    for part in message.get("parts") or []:
+        if not isinstance(part, dict):
+            continue
+        if isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif isinstance(part.get("data"), dict):
+            patch.update(part["data"])
+    if texts:
+        patch["query"] = "\n".join(texts)
+    return patch
+
+
+def merge_payload(payload: Any, patch: dict[str, Any], message: dict[str, Any] | None) -> Any:
+    """The stored payload with `patch` merged in and `message` appended to the A2A history."""
+    out: dict[str, Any] = dict(payload) if isinstance(payload, dict) else {}
+    if not isinstance(payload, dict) and payload is not None and not patch:
+        return payload
+    out.update(patch)
+    if message is not None:
+        a2a = dict(out.get("a2a") or {})
+        task = dict(a2a.get("task") or {})
+        task["history"] = [*(task.get("history") or []), message]
+        a2a["task"] = task
+        out["a2a"] = a2a
+    return out
+
+
+class TaskEngine:
+    """Tasks: create, get, cancel, resume, watch, and the sidecars' events."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        registry: TaskRegistry,
+        enqueue: Enqueue,
+        *,
+        base_url: str,
+        namespace: str,
+        flows: Flows | None = None,
+        feed_buffer: int = 4096,
+        bus: Bus | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.bus: Bus = bus or LocalBus()
+        self.fly_publish_failed = 0
+        self.registry = registry
+        self.enqueue = enqueue
+        self.base_url = base_url
+        self.namespace = namespace
+        self.flows = flows or Flows()
+        self.clock = clock
+        self.feed_buffer = feed_buffer
+        self._feed: set[Subscriber] = set()
+        self._deadlines: list[tuple[float, str]] = []
+
+    # -- TaskService ----------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        route: list[str],
+        payload: Any,
+        headers: dict[str, Any] | None = None,
+        deadline_seconds: float | None = None,
+        flow: str | None = None,
+        on_stored: Callable[[TaskRecord], None] | None = None,
+    ) -> TaskView:
+        """Create the task and enqueue its envelope; `on_stored` runs between the two (a
+        stream subscribes there, so it misses nothing)."""
+        if flow is not None:
+            f = self.flows.get(flow)
+            if f is None:
+                raise UnknownFlow(f"unknown flow {flow!r}")
+            route = route or list(f.route)
+            if deadline_seconds is None:
+                deadline_seconds = f.timeout
+        now = self.clock()
+        rec = TaskRecord(
+            id=str(uuid.uuid4()),
+            route=route,
+            created_at=now,
+            updated_at=now,
+            actor=route[0],
+            deadline_at=None if deadline_seconds is None else now + deadline_seconds,
+            flow=flow,
+            payload=payload,
+        )
+        try:
+            await self.store.insert(rec)
+        except StoreError as exc:
+            raise Unavailable(str(exc)) from None
+        self.registry.track(rec, new=True)
+        if rec.deadline_at is not None:
+            self._watch_deadline(rec.deadline_at, rec.id)
+        if on_stored is not None:
+            on_stored(rec)
+        try:
+            await self.enqueue(queue_name(self.namespace, route[0]), self._envelope(rec, headers))
+        except Exception as exc:  # any transport failure becomes the task's failure
+            reason = f"could not enqueue the envelope: {exc}"
+            await self._change(rec.id, lambda r: fail(r, self.clock(), reason, reason))
+            raise Unavailable(reason) from None
+        return view(rec)
+
+    async def record(self, task_id: str) -> TaskRecord:
+        try:
+            rec = await self.store.get(task_id)
+        except StoreError as exc:
+            raise Unavailable(str(exc)) from None
+        if rec is None:
+            raise UnknownTask(f"unknown task {task_id!r}")
+        return rec
+
+    async def get(self, task_id: str) -> TaskView:
+        return view(await self.record(task_id))
+
+    async def cancel(self, task_id: str) -> TaskView:
+        rec, changed = await self._change(task_id, lambda r: cancel(r, self.clock()))
+        if rec is None:
+            raise UnknownTask(f"unknown task {task_id!r}")
+        if not changed and rec.status != "canceled":
+            raise AlreadyTerminal(f"task {task_id!r} already {rec.status}")
+        return view(rec)
+
+    async def resume(
+        self, task_id: str, *, patch: dict[str, Any], message: dict[str, Any] | None = None
+    ) -> TaskView:
+        rec = await self.record(task_id)
+        envelope = rec.envelope
+        if rec.status != "paused" or not isinstance(envelope, dict):
+            raise NotPaused(f"task {task_id!r} is {rec.status}, not paused")
+        # Claim it first (only one resume wins), then enqueue; put it back if that fails.
+        claimed, changed = await self._change(task_id, lambda r: resumed(r, self.clock()))
+        if claimed is None or not changed:
+            raise NotPaused(f"task {task_id!r} is no longer paused")
+        env = dict(envelope)
+        env["payload"] = merge_payload(env.get("payload"), patch, message)
+        env["headers"] = {k: v for k, v in (env.get("headers") or {}).items() if k != _PAUSE_HEADER}
+        curr = (env.get("route") or {}).get("curr") or ""
+        try:
+            await self.enqueue(queue_name(self.namespace, curr), _encoder.encode(env))
+        except Exception as exc:
+            await self._change(
+                task_id, lambda r: msgspec.structs.replace(r, status="paused", envelope=envelope)
+            )
+            raise Unavailable(f"could not enqueue the resumed envelope: {exc}") from None
+        return view(claimed)
+
+    @asynccontextmanager
+    async def watch(
+        self, task_id: str, last_event_id: int | None = None
+    ) -> AsyncIterator[AsyncIterator[TaskUpdate]]:
+        sub = await self.subscribe(task_id, last_event_id)
+        try:
+            yield _updates(sub)
+        finally:
+            self.registry.unsubscribe(sub)
+
+    # -- for the REST/SSE shell -----------------------------------------------------------
+
+    async def subscribe(self, task_id: str, last_event_id: int | None = None) -> Subscriber:
+        """A live subscriber (the caller unsubscribes); raises UnknownTask."""
+        live = self.registry.get(task_id)
+        rec = live.record if live is not None else await self.record(task_id)
+        return self.registry.subscribe(rec, last_event_id)
+
+    async def ingest(self, task_id: str, events: list[Event]) -> None:
+        """A sidecar's events, in order; statuses are stored before this returns.
+        Raises UnknownTask for a status of an unknown task (FLYs for one are dropped)."""
+        for event in events:
+            if isinstance(event, FlyEvent):
+                if isinstance(self.bus, LocalBus) and self.registry.get(task_id) is None:
+                    rec = await self.store.get(task_id)  # e.g. after a restart
+                    if rec is not None:
+                        self.registry.track(rec)
+                try:
+                    await self.bus.publish(fly_message(task_id, event))
+                except Exception as exc:  # FLY is at-most-once: dropped and counted
+                    self.fly_publish_failed += 1
+                    _log.warning("FLY not published", task_id=task_id, error=str(exc))
+                continue
+            rec, _ = await self._change(
+                task_id, partial(apply_status, event=event, now=self.clock())
+            )
+            if rec is None:
+                raise UnknownTask(f"unknown task {task_id!r}")
+
+    def feed(self) -> Subscriber:
+        """A cancellation-feed subscriber (the caller calls `unfeed`)."""
+        sub = Subscriber("", self.feed_buffer)
+        self._feed.add(sub)
+        return sub
+
+    def unfeed(self, sub: Subscriber) -> None:
+        self._feed.discard(sub)
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _change(
+        self, task_id: str, change: Callable[[TaskRecord], TaskRecord | None]
+    ) -> tuple[TaskRecord | None, bool]:
+        try:
+            rec, changed = await self.store.update(task_id, change)
+        except StoreError as exc:
+            raise Unavailable(str(exc)) from None
+        if rec is not None and changed:
+            try:
+                await self.bus.publish(Message(task=rec.id, record=rec))
+            except Exception as exc:  # stored, so GET and pre-flights see it; streams here do too
+                _log.warning("change not published to the replicas", task_id=rec.id, error=str(exc))
+                self._deliver(Message(task=rec.id, record=rec), None)
+        return rec, changed
+
+    def _deliver(self, msg: Message, eid: int | None) -> None:
+        """One bus message, on every replica, in bus order."""
+        rec = msg.record
+        if rec is None:
+            self.registry.fly(msg.task, FlyEvent(data=msg.fly, seq=msg.seq, n=msg.n), eid)
+            return
+        self.registry.changed(rec, eid)
+        if rec.deadline_at is not None and not rec.terminal:
+            self._watch_deadline(rec.deadline_at, rec.id)  # another replica's task, too
+        timeout = isinstance(rec.error, dict) and rec.error.get("type") == "Timeout"
+        if rec.status in ("canceled", "paused") or (rec.status == "failed" and timeout):
+            data = _encoder.encode({"id": rec.id, "status": rec.status})
+            item = Item(0, encode_sse("task", data))
+            for sub in self._feed:
+                sub.push(item)
+
+    def _lost(self) -> None:
+        """The bus lost messages: end every stream and feed (clients resume, on any replica),
+        and forget the cached state (it may be stale: the next reads come from the store)."""
+        self.close()
+        self.registry.reset()
+        self.registry.id_floor = self.bus.id_floor
+
+    def _envelope(self, rec: TaskRecord, headers: dict[str, Any] | None) -> bytes:
+        created = rfc3339(rec.created_at)
+        status: dict[str, Any] = {
+            "phase": "pending",
+            "actor": rec.route[0],
+            "attempt": 1,
+            "created_at": created,
+            "updated_at": created,
+        }
+        if rec.deadline_at is not None:
+            status["deadline_at"] = rfc3339(rec.deadline_at)
+        return _encoder.encode(
+            {
+                "id": rec.id,
+                "route": {"prev": [], "curr": rec.route[0], "next": rec.route[1:]},
+                "headers": {**(headers or {}), "x-asya-gateway-url": self.base_url},
+                "status": status,
+                "payload": rec.payload,
+            }
+        )
+
+    def _watch_deadline(self, when: float, task_id: str) -> None:
+        heapq.heappush(self._deadlines, (when, task_id))
+        self.registry.wakeup.set()
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The bus, deadlines and FLY-gate bounds, for the app's life; started once listening."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self._run_bus)
+            task_status.started()
+            await self._run_timers()
+
+    async def _run_bus(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        def started() -> None:
+            self.registry.id_floor = self.bus.id_floor
+            task_status.started()
+
+        await self.bus.run(self._deliver, self._lost, started)
+
+    async def _run_timers(self) -> None:
+        for when, tid in await self.store.deadlines():
+            self._watch_deadline(when, tid)
+        while True:
+            self.registry.wakeup = anyio.Event()
+            now = self.clock()
+            self.registry.expire()
+            while self._deadlines and self._deadlines[0][0] <= now:
+                _, tid = heapq.heappop(self._deadlines)
+                try:
+                    await self._change(tid, lambda r: timed_out(r, self.clock()))
+                except Unavailable as exc:  # the store is down: try again shortly
+                    _log.warning("deadline check failed", task_id=tid, error=str(exc))
+                    heapq.heappush(self._deadlines, (now + 1.0, tid))
+                    break
+            times = [t for t in (self.registry.due_at(),) if t is not None]
+            if self._deadlines:
+                times.append(self._deadlines[0][0])
+            wait = max(0.0, min(times) - self.clock()) if times else None
+            with anyio.move_on_after(wait if wait is not None else 3600.0):
+                await self.registry.wakeup.wait()
+
+    def close(self) -> None:
+        """Finish every stream and feed (shutdown)."""
+        self.registry.close_all()
+        for sub in self._feed:
+            sub.finish()
+        self._feed.clear()
+
+
+async def _updates(sub: Subscriber) -> AsyncIterator[TaskUpdate]:
+    while True:
+        await sub.wait()
+        for item in sub.drain():
+            yield item.update()
+        if sub.finished and not sub.queue:
+            return
+
+
+__all__ = ["Enqueue", "TaskEngine", "merge_payload", "message_patch"]

@@ -1,0 +1,152 @@
+"""The PostgreSQL task store, through asyncpg: a connection pool, one row per task (JSONB).
+
+`update` is `SELECT … FOR UPDATE` + `UPDATE` in one transaction, so replicas on one database
+never interleave their changes to a task. Schema changes take an advisory lock, so replicas
+starting together migrate once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import asyncpg
+
+from ..state import TaskRecord
+from .base import (
+    SCHEMA_VERSION,
+    Change,
+    StoreError,
+    TaskExists,
+    check_version,
+    decode,
+    encode,
+    redact,
+)
+
+_LOCK: Final = 0x61737961  # "asya": the advisory lock around migrations
+_MIGRATIONS: Final = {
+    1: [
+        "CREATE TABLE asya_tasks (id TEXT PRIMARY KEY, status TEXT NOT NULL,"
+        " deadline_at DOUBLE PRECISION, updated_at DOUBLE PRECISION NOT NULL, doc JSONB NOT NULL)",
+        "CREATE INDEX asya_tasks_deadline ON asya_tasks (deadline_at) WHERE deadline_at IS NOT"
+        " NULL AND status NOT IN ('succeeded', 'failed', 'canceled')",
+    ],
+}
+
+
+@contextlib.asynccontextmanager
+async def _mapped(url: str) -> AsyncIterator[None]:
+    """asyncpg's connection troubles as StoreError (the doors answer 503; the pool reconnects)."""
+    try:
+        yield
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        raise StoreError(f"task store {redact(url)}: {exc}") from exc
+
+
+class PostgresStore:
+    """`postgresql://…` (or `postgres://…`)."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self.url = url
+        self._sizes = (min_size, max_size)
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreError("task store is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=self._sizes[0], max_size=self._sizes[1]
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StoreError(f"task store {redact(self.url)}: {exc}") from None
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS asya_schema (version INTEGER NOT NULL)"
+                )
+                found = await conn.fetchval("SELECT version FROM asya_schema")
+                check_version(found or 0, self.url)
+                for version in range((found or 0) + 1, SCHEMA_VERSION + 1):
+                    for stmt in _MIGRATIONS[version]:
+                        await conn.execute(stmt)
+                if found is None:
+                    await conn.execute("INSERT INTO asya_schema VALUES ($1)", SCHEMA_VERSION)
+                elif found < SCHEMA_VERSION:
+                    await conn.execute("UPDATE asya_schema SET version = $1", SCHEMA_VERSION)
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def insert(self, rec: TaskRecord) -> None:
+        async with _mapped(self.url):
+            await self._insert(rec)
+
+    async def _insert(self, rec: TaskRecord) -> None:
+        try:
+            await self.pool.execute(
+                "INSERT INTO asya_tasks VALUES ($1, $2, $3, $4, $5::jsonb)",
+                rec.id,
+                rec.status,
+                rec.deadline_at,
+                rec.updated_at,
+                encode(rec).decode(),
+            )
+        except asyncpg.UniqueViolationError:
+            raise TaskExists(f"task {rec.id!r} already exists") from None
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        async with _mapped(self.url):
+            doc = await self.pool.fetchval(
+                "SELECT doc::text FROM asya_tasks WHERE id = $1", task_id
+            )
+        return None if doc is None else decode(doc)
+
+    async def update(self, task_id: str, change: Change) -> tuple[TaskRecord | None, bool]:
+        async with _mapped(self.url):
+            return await self._update(task_id, change)
+
+    async def _update(self, task_id: str, change: Change) -> tuple[TaskRecord | None, bool]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            doc = await conn.fetchval(
+                "SELECT doc::text FROM asya_tasks WHERE id = $1 FOR UPDATE", task_id
+            )
+            if doc is None:
+                return None, False
+            old = decode(doc)
+            new = change(old)
+            if new is None:
+                return old, False
+            await conn.execute(
+                "UPDATE asya_tasks SET status = $2, deadline_at = $3, updated_at = $4,"
+                " doc = $5::jsonb WHERE id = $1",
+                task_id,
+                new.status,
+                new.deadline_at,
+                new.updated_at,
+                encode(new).decode(),
+            )
+            return new, True
+
+    async def deadlines(self) -> list[tuple[float, str]]:
+        async with _mapped(self.url):
+            rows: list[Any] = await self.pool.fetch(
+                "SELECT deadline_at, id FROM asya_tasks WHERE deadline_at IS NOT NULL"
+                " AND status NOT IN ('succeeded', 'failed', 'canceled')"
+            )
+        return [(float(r[0]), str(r[1])) for r in rows]
+
+
+__all__ = ["PostgresStore"]

@@ -1,0 +1,146 @@
+"""The embedded task store: one SQLite file (WAL), driven from one worker thread at a time.
+
+Every write commits before the call returns (`synchronous=NORMAL` in WAL mode survives the
+process being killed; only an OS crash can lose the last commits). `BEGIN IMMEDIATE` makes the
+read-modify-write of `update` atomic against other processes on the same file too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from functools import partial
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import anyio.to_thread
+
+from ..state import TaskRecord
+from .base import SCHEMA_VERSION, Change, StoreError, TaskExists, check_version, decode, encode
+
+_MIGRATIONS: Final = {
+    1: [
+        "CREATE TABLE tasks (id TEXT PRIMARY KEY, status TEXT NOT NULL, deadline_at REAL,"
+        " updated_at REAL NOT NULL, doc BLOB NOT NULL)",
+        "CREATE INDEX tasks_deadline ON tasks (deadline_at) WHERE deadline_at IS NOT NULL"
+        " AND status NOT IN ('succeeded', 'failed', 'canceled')",
+    ],
+}
+
+
+class SqliteStore:
+    """`sqlite:///ABSOLUTE/PATH` (or `sqlite://RELATIVE/PATH`)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        # File-URL semantics: `sqlite:///tmp/x.db` is /tmp/x.db; `sqlite://x.db` is relative.
+        self.path = url.removeprefix("sqlite://") or ":memory:"
+        self._db: sqlite3.Connection | None = None
+        self._limiter = anyio.CapacityLimiter(1)  # one connection: one thread at a time
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        try:
+            return await anyio.to_thread.run_sync(partial(fn, *args), limiter=self._limiter)
+        except sqlite3.Error as exc:
+            raise StoreError(f"task store {self.path}: {exc}") from exc
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        if self.path and self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS asya_schema (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM asya_schema").fetchone()
+            found = row[0] if row else 0
+            check_version(found, self.url)
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                for stmt in _MIGRATIONS[version]:
+                    db.execute(stmt)
+            if row is None:
+                db.execute("INSERT INTO asya_schema VALUES (?)", (SCHEMA_VERSION,))
+            else:
+                db.execute("UPDATE asya_schema SET version = ?", (max(found, SCHEMA_VERSION),))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            db.close()
+            raise
+        self._db = db
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError("task store is not open")
+        return self._db
+
+    async def aclose(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await anyio.to_thread.run_sync(db.close, limiter=self._limiter)
+
+    async def insert(self, rec: TaskRecord) -> None:
+        await self._run(self._insert, rec)
+
+    def _insert(self, rec: TaskRecord) -> None:
+        try:
+            self.db.execute(
+                "INSERT INTO tasks VALUES (?, ?, ?, ?, ?)",
+                (rec.id, rec.status, rec.deadline_at, rec.updated_at, encode(rec)),
+            )
+        except sqlite3.IntegrityError:
+            raise TaskExists(f"task {rec.id!r} already exists") from None
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        row = await self._run(self._get, task_id)
+        return None if row is None else decode(row[0])
+
+    def _get(self, task_id: str) -> Any:
+        return self.db.execute("SELECT doc FROM tasks WHERE id = ?", (task_id,)).fetchone()
+
+    async def update(self, task_id: str, change: Change) -> tuple[TaskRecord | None, bool]:
+        result: tuple[TaskRecord | None, bool] = await self._run(self._update, task_id, change)
+        return result
+
+    def _update(self, task_id: str, change: Change) -> tuple[TaskRecord | None, bool]:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT doc FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            if row is None:
+                db.execute("ROLLBACK")
+                return None, False
+            old = decode(row[0])
+            new = change(old)
+            if new is None:
+                db.execute("ROLLBACK")
+                return old, False
+            db.execute(
+                "UPDATE tasks SET status = ?, deadline_at = ?, updated_at = ?, doc = ?"
+                " WHERE id = ?",
+                (new.status, new.deadline_at, new.updated_at, encode(new), task_id),
+            )
+            db.execute("COMMIT")
+            return new, True
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    async def deadlines(self) -> list[tuple[float, str]]:
+        rows = await self._run(self._deadlines)
+        return [(float(d), str(i)) for d, i in rows]
+
+    def _deadlines(self) -> Any:
+        return self.db.execute(
+            "SELECT deadline_at, id FROM tasks WHERE deadline_at IS NOT NULL"
+            " AND status NOT IN ('succeeded', 'failed', 'canceled')"
+        ).fetchall()
+
+
+__all__ = ["SqliteStore"]
