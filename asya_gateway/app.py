@@ -26,7 +26,7 @@ from asya_mesh.transports import open_transport
 from .bus import PgBus
 from .config import GatewayConfig
 from .engine import Enqueue, TaskEngine, message_patch
-from .flows import Flows
+from .flows import Flows, load_flows
 from .ingest import (
     BadEvent,
     parse_events,
@@ -34,6 +34,7 @@ from .ingest import (
     parse_legacy_fly,
     parse_legacy_progress,
 )
+from .mcp import mcp_app
 from .service import (
     AlreadyTerminal,
     NotPaused,
@@ -285,12 +286,19 @@ def create_app(
     enqueue: Enqueue | None = None,
     database_url: str | None = None,
     flows: Flows | None = None,
-    fly_hold_seconds: float = 1.0,
-    terminal_wait_seconds: float = 1.0,
+    fly_hold_seconds: float | None = None,
+    terminal_wait_seconds: float | None = None,
 ) -> Starlette:
-    """The gateway ASGI app. It opens the task store (`database_url`, default SQLite beside
-    the embedded queue) and, without `enqueue`, `config.transport`, for its lifetime."""
-    url = database_url or default_database_url(config)
+    """The gateway ASGI app. It opens the task store (`database_url`, else the config's, else
+    SQLite beside the embedded queue) and, without `enqueue`, `config.transport`, for its
+    lifetime. `flows` default: the config's flows file (validated by the CLI at start)."""
+    url = database_url or config.database_url or default_database_url(config)
+    if flows is None:
+        flows = load_flows(config.flows_file) if config.flows_file else Flows()
+    if fly_hold_seconds is None:
+        fly_hold_seconds = config.fly_hold_seconds
+    if terminal_wait_seconds is None:
+        terminal_wait_seconds = config.terminal_wait_seconds
     store = open_store(url)
     bus = PgBus(url) if url.startswith(("postgresql://", "postgres://")) else None
     registry = TaskRegistry(
@@ -316,6 +324,7 @@ def create_app(
         bus=bus,
     )
     gw = Gateway(config, engine)
+    mcp = mcp_app(engine, flows)  # raises ToolSchemaError (one line) for a bad input_schema
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -324,15 +333,14 @@ def create_app(
             async with anyio.create_task_group() as tg:
                 await tg.start(engine.run)
                 try:
-                    if enqueue is not None:
+                    async with contextlib.AsyncExitStack() as stack:
+                        if enqueue is None:
+                            transport = await open_transport(config.transport)
+                            stack.push_async_callback(transport.aclose)
+                            engine.enqueue = transport.send
+                        # Innermost: MCP calls end before the engine and the queues close.
+                        await stack.enter_async_context(mcp.lifespan())
                         yield
-                    else:
-                        transport = await open_transport(config.transport)
-                        engine.enqueue = transport.send
-                        try:
-                            yield
-                        finally:
-                            await transport.aclose()
                 finally:
                     engine.close()
                     tg.cancel_scope.cancel()
@@ -359,6 +367,7 @@ def create_app(
         Route("/mesh/{id}/final", gw.legacy_final, methods=["POST"]),
         Route("/stream/{id}", gw.stream, methods=["GET"]),
         Route("/mesh/{id}/stream", gw.stream, methods=["GET"]),  # legacy gateway's SSE path
+        *mcp.routes(),
     ]
     app = Starlette(
         routes=routes,
@@ -368,6 +377,7 @@ def create_app(
     app.state.registry = registry
     app.state.engine = engine
     app.state.gateway = gw
+    app.state.mcp = mcp
     return app
 
 

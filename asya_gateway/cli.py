@@ -26,8 +26,11 @@ from asya_mesh.transports.config import probe_transport
 from asya_runtime import __version__
 from asya_runtime.settings import ConfigError, Parser, add_arguments, given_from_args, load
 
-from .app import create_app
+from .app import create_app, default_database_url
 from .config import GatewayConfig
+from .flows import Flows, FlowsError, load_flows
+from .mcp import McpDoor, ToolCatalog, ToolSchemaError
+from .store import StoreError, verify_store
 from .tasks import TaskRegistry
 
 PROG = "asya-gateway"
@@ -37,10 +40,13 @@ class _Server(uvicorn.Server):
     """uvicorn, but open client streams end at once on shutdown instead of holding it up."""
 
     registry: TaskRegistry | None = None
+    mcp: McpDoor | None = None
     loop: asyncio.AbstractEventLoop | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.registry is not None and self.loop is not None:
+            if self.mcp is not None:
+                self.loop.call_soon_threadsafe(self.mcp.stop)  # MCP calls ending now: not cancels
             self.loop.call_soon_threadsafe(self.registry.close_all)
         super().handle_exit(sig, frame)
 
@@ -53,9 +59,11 @@ class _Server(uvicorn.Server):
             print(self.banner, file=sys.stderr, flush=True)
 
 
-def serve(config: GatewayConfig, *, log_level: str | None = None) -> None:
+def serve(
+    config: GatewayConfig, *, log_level: str | None = None, flows: Flows | None = None
+) -> None:
     """Run the gateway until SIGINT/SIGTERM."""
-    app = create_app(config)
+    app = create_app(config, flows=flows)
     server = _Server(
         uvicorn.Config(
             app,
@@ -68,6 +76,7 @@ def serve(config: GatewayConfig, *, log_level: str | None = None) -> None:
         )
     )
     server.registry = app.state.registry
+    server.mcp = app.state.mcp
     server.banner = (
         f"{PROG}: serving on http://{config.host}:{config.port} (public URL "
         f"{config.base_url}, transport {config.transport.kind}, namespace "
@@ -102,6 +111,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     try:
+        flows = load_flows(config.flows_file) if config.flows_file else Flows()
+        ToolCatalog.build(flows)  # every MCP flow's input_schema is a usable JSON Schema
+        anyio.run(verify_store, config.database_url or default_database_url(config))
+    except (FlowsError, ToolSchemaError, StoreError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    try:
         if not debug:  # the broker clients' own lines would repeat ours
             for name in ("aio_pika", "aiormq", "botocore", "aiobotocore"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -111,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exception(exc)
         print(f"{PROG}: cannot use {config.transport.address}: {exc}", file=sys.stderr)
         return 1
-    serve(config)
+    serve(config, flows=flows)
     return 0
 
 

@@ -96,18 +96,44 @@ class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
             ge=1,
         ),
     ] = 10 * 1024 * 1024
-    # A sidecar-reported succeeded/failed is published this much later, so FLYs still in
-    # flight from the actor's sidecar reach clients before it (see TaskRegistry).
-    terminal_linger_seconds: Annotated[
+    database_url: Annotated[
+        str | None,
+        opt(
+            "ASYA_GATEWAY_DATABASE_URL",
+            "the task store: sqlite:///PATH or postgresql://... (replicas share one PostgreSQL)",
+            metavar="URL",
+            default_text="sqlite beside the embedded queue (asya-gateway.db)",
+        ),
+    ] = None
+    flows_file: Annotated[
+        str | None,
+        opt(
+            "ASYA_GATEWAY_FLOWS",
+            "a JSON (or .toml) file of flows: named routes exposed over REST, A2A and MCP",
+            flag="--flows",
+            metavar="FILE",
+        ),
+    ] = None
+    fly_hold_seconds: Annotated[
         float,
         opt(
-            "ASYA_GATEWAY_TERMINAL_LINGER",
-            "a reported succeeded/failed waits this long for late FLYs",
-            flag="--terminal-linger",
+            "ASYA_GATEWAY_FLY_HOLD",
+            "an out-of-order FLY waits at most this long for the ones before it",
+            flag="--fly-hold",
             duration=True,
             ge=0,
         ),
-    ] = 0.25
+    ] = 1.0
+    terminal_wait_seconds: Annotated[
+        float,
+        opt(
+            "ASYA_GATEWAY_TERMINAL_WAIT",
+            "a terminal status waits at most this long for the FLYs it counts",
+            flag="--terminal-wait",
+            duration=True,
+            ge=0,
+        ),
+    ] = 1.0
     log_level: Annotated[
         str,
         opt(
