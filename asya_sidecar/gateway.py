@@ -1,13 +1,13 @@
 """The gateway client: pre-flight, FLY/status events with batching, fallbacks, never blocking.
 
-Per envelope an `EventStream` (bounded, ordered) is drained by one forwarder task, owned by the
-client's task group. The forwarder POSTs one event, or a JSON array of everything that piled up
-while the previous POST was in flight. Routing only ever calls `send_nowait`; a full buffer
-drops the event and counts it. Routing waits on the gateway in two bounded places only: the
-pre-flight (`preflight_timeout`) and the flush of an envelope's events before its outputs go
-out (`EventStream.flush`); a gateway that is slow there is not waited on for a while. POSTs
-go through a per-gateway circuit breaker (`circuit.Circuit`). Knows nothing about queues or the
-runtime.
+Per envelope an `EnvelopeEvents` (bounded, ordered) is drained by one forwarder task, owned by
+the client's task group. The forwarder POSTs one event, or a JSON array of everything that piled
+up while the previous POST was in flight (`asya_mesh.events.encode_events`). Routing only ever
+calls `send_nowait`; a full buffer drops the event and counts it. Routing waits on the gateway
+in one bounded place only: the pre-flight (`preflight_timeout`); a gateway that is slow there
+is not asked for a while. FLY-before-terminal is the gateway's job, by counting (`seq`,
+`flies`), not ours by waiting. POSTs go through a per-gateway circuit breaker
+(`circuit.Circuit`). Knows nothing about queues or the runtime.
 """
 
 from __future__ import annotations
@@ -16,17 +16,19 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
 import httpx
-import msgspec
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from .events import Event, EventStream, GatewayState, NullStream, fly_event, status_event
+from asya_mesh.events import Event, encode_events
+
+from .forwarder import EnvelopeEvents, GatewayState, NullEvents
 from .metrics import Metrics
+from .reports import fly_total, legacy, resolve_gateway, safe_gateway_url
+from .routing import GATEWAY_URL
 
 log = structlog.get_logger("asya.sidecar.gateway")
 
@@ -49,19 +51,6 @@ _BATCH_REJECTED: Final = (400, 415, 422)
 _MAX_FORWARDERS: Final = 512  # envelopes with a live forwarder; beyond this, events are dropped
 _SHUTDOWN_GRACE: Final = 3.0
 _MAX_GATEWAYS: Final = 64
-
-
-def safe_gateway_url(value: Any) -> str | None:
-    """The SSRF guard on `x-asya-gateway-url`: http/https with a non-empty host only."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    return value.rstrip("/")
 
 
 class GatewayClient:
@@ -87,20 +76,16 @@ class GatewayClient:
         self._active = 0
         self._idle = anyio.Event()
         self._idle.set()
-        self._json = msgspec.json.Encoder()
         self._posts = anyio.Semaphore(_MAX_POSTS)
 
     def resolve(self, headers: dict[str, Any]) -> str | None:
         """The gateway for an envelope: header (if safe) else the configured one; None = off."""
-        if str(headers.get("x-asya-mesh-status", "")).lower() == "off":
-            return None
-        raw = headers.get("x-asya-gateway-url")
-        if raw:
-            url = safe_gateway_url(raw)
-            if url is not None:
-                return url
-            log.warning("ignoring unsafe x-asya-gateway-url", value=str(raw)[:200])
-        return self.default_url
+        url, unsafe = resolve_gateway(headers, self.default_url)
+        if unsafe:
+            log.warning(
+                "ignoring unsafe x-asya-gateway-url", value=str(headers.get(GATEWAY_URL))[:200]
+            )
+        return url
 
     def _state(self, gw: str) -> GatewayState:
         st = self._states.get(gw)
@@ -148,26 +133,21 @@ class GatewayClient:
             )
         st.preflight_after = anyio.current_time() + _SLOW_BACKOFF
 
-    def open(self, gw: str | None, envelope_id: str) -> EventStream:
+    def open(self, gw: str | None, envelope_id: str) -> EnvelopeEvents:
         """An ordered event stream for one envelope, drained by its own forwarder task."""
         if gw is None:
-            return NullStream()
+            return NullEvents()
         if self._active >= _MAX_FORWARDERS:
-            return EventStream(None, self._metrics)
+            return EnvelopeEvents(None, self._metrics)
         # Bounded per envelope; overflow policy: drop the new event and count it (see put()).
         send, recv = anyio.create_memory_object_stream[Event](self._buffer)
         self._active += 1
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
-        stream = EventStream(send, self._metrics, self._state(gw))
-        self._tg.start_soon(self._forward, gw, envelope_id, recv, stream)
-        return stream
+        self._tg.start_soon(self._forward, gw, envelope_id, recv)
+        return EnvelopeEvents(send, self._metrics)
 
     async def _forward(
-        self,
-        gw: str,
-        envelope_id: str,
-        recv: MemoryObjectReceiveStream[Event],
-        stream: EventStream,
+        self, gw: str, envelope_id: str, recv: MemoryObjectReceiveStream[Event]
     ) -> None:
         try:
             async with recv:
@@ -179,7 +159,6 @@ class GatewayClient:
                         except (anyio.WouldBlock, anyio.EndOfStream):
                             break
                     await self.deliver(gw, envelope_id, batch)
-                    stream._handled_some(len(batch))
         finally:
             self._active -= 1
             if self._active == 0:
@@ -193,7 +172,7 @@ class GatewayClient:
             return
         events_url = f"{gw}/api/v1/mesh/{envelope_id}/events"
         if not st.legacy and len(batch) > 1 and st.batches:
-            code = await self._post(events_url, envelope_id, batch, st)
+            code = await self._post(events_url, envelope_id, encode_events(batch), st)
             if code is not None and code < 300:
                 self._count(batch, batched=True)
                 return
@@ -208,7 +187,7 @@ class GatewayClient:
             if st.legacy:
                 await self._post_legacy(gw, envelope_id, ev, st)
                 continue
-            code = await self._post(events_url, envelope_id, ev, st)
+            code = await self._post(events_url, envelope_id, encode_events([ev]), st)
             if code is not None and code < 300:
                 self._count([ev], batched=False)
             elif code == 404:
@@ -217,10 +196,7 @@ class GatewayClient:
                 self._drop([ev], st)
 
     async def _post_legacy(self, gw: str, envelope_id: str, ev: Event, st: GatewayState) -> None:
-        if ev["type"] == "fly":
-            url, body = f"{gw}/mesh/{envelope_id}/fly", ev["data"]
-        else:
-            url, body = f"{gw}/mesh/{envelope_id}/progress", {"status": ev["status"], **ev["data"]}
+        url, body = legacy(gw, envelope_id, ev)
         code = await self._post(url, envelope_id, body, st)
         if code is not None and code < 300:
             st.legacy = True  # the new endpoint is missing but the legacy one works: stick to it
@@ -228,12 +204,13 @@ class GatewayClient:
         else:
             self._drop([ev], st)
 
-    async def _post(self, url: str, envelope_id: str, body: Any, st: GatewayState) -> int | None:
+    async def _post(
+        self, url: str, envelope_id: str, content: bytes, st: GatewayState
+    ) -> int | None:
         """POST JSON with a short retry on network errors and 5xx; the final status or None.
 
         Every try goes through the gateway's circuit: while it is open nothing is sent.
         """
-        content = self._json.encode(body)
         headers = {"Content-Type": "application/json", "X-Asya-Envelope-ID": envelope_id}
         code: int | None = None
         circuit = st.circuit
@@ -265,14 +242,14 @@ class GatewayClient:
         return code
 
     def _count(self, events: list[Event], *, batched: bool) -> None:
-        n = sum(1 for e in events if e["type"] == "fly")
+        n = fly_total(events)
         if n:
             self._metrics.fly_forwarded.inc(n)
             if batched:
                 self._metrics.fly_batched.inc(n)
 
     def _drop(self, events: list[Event], st: GatewayState) -> None:
-        n = sum(1 for e in events if e["type"] == "fly")
+        n = fly_total(events)
         if n:
             self._metrics.fly_dropped.inc(n)
             if st.circuit.open_until is None:  # while open, the one "circuit open" line says it
@@ -320,12 +297,4 @@ async def gateway_client(
             tg.cancel_scope.cancel()
 
 
-__all__ = [
-    "EventStream",
-    "GatewayClient",
-    "NullStream",
-    "fly_event",
-    "gateway_client",
-    "safe_gateway_url",
-    "status_event",
-]
+__all__ = ["GatewayClient", "gateway_client", "safe_gateway_url"]
