@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -128,6 +130,29 @@ async def serve_gateway(gw: RecordingGateway) -> AsyncIterator[RecordingGateway]
             yield gw
         finally:
             server.should_exit = True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for_health(port: int, code: int, text: str, *, within: float = 15.0) -> str:
+    """Poll the sidecar's /health until it answers `code` with `text` in the body."""
+    deadline = time.monotonic() + within
+    last = ""
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            try:
+                r = await http.get(f"http://127.0.0.1:{port}/health")
+                last = f"{r.status_code} {r.text}"
+                if r.status_code == code and text in r.text:
+                    return r.text
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            await anyio.sleep(0.05)
+    raise AssertionError(f"/health never answered {code} {text!r}; last: {last}")
 
 
 async def wait_for(cond: Callable[[], Any], *, what: str, within: float = 15.0) -> Any:
