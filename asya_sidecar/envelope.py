@@ -10,6 +10,7 @@ action that needs an answer:
     Invoke           -> Frame ... (each frame as it arrives), or InvokeFailed, RuntimeLost,
                         TimedOut
     Send/SendWithAck -> Sent or SendFailed
+    ReportPause      -> PauseStored
     CancelInvocation -> CancelDone
     Ack / Requeue    -> nothing: the envelope is done
 
@@ -37,7 +38,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from asya_mesh.events import Event
+from asya_mesh.events import Event, StatusEvent
 from asya_runtime.wire import Emit, End, Envelope, Error, Fly, RuntimeFrame
 
 from . import reports, routing
@@ -46,6 +47,8 @@ from .routing import Names, Outgoing
 
 MAX_SEND_ATTEMPTS: Final = 5  # deliveries whose outputs all failed to send, then x-sump
 REQUEUE_ON_FAILURE: Final = 1.0  # seconds before a message whose outputs failed returns
+REQUEUE_UNPAUSED: Final = 2.0  # seconds before a pause the gateway did not store is retried
+PAUSE_HEADER: Final = "x-asya-pause"
 
 # -- events -----------------------------------------------------------------------------------
 
@@ -95,6 +98,12 @@ class SendFailed(msgspec.Struct, frozen=True):
     lease_lost: bool = False  # another consumer has the message now
 
 
+class PauseStored(msgspec.Struct, frozen=True):
+    """The gateway's answer to a `ReportPause`: True once it stored the paused envelope."""
+
+    ok: bool
+
+
 class Cancelled(msgspec.Struct, frozen=True):
     """The gateway says the task ended (canceled/failed) or paused while it runs here."""
 
@@ -116,6 +125,7 @@ EnvelopeEvent = (
     | CancelDone
     | Sent
     | SendFailed
+    | PauseStored
     | Cancelled
     | Shutdown
 )
@@ -159,6 +169,14 @@ class Report(msgspec.Struct, frozen=True):
     event: Event
 
 
+class ReportPause(msgspec.Struct, frozen=True):
+    """POST the `paused` status (with the envelope to resume) now, awaited, with retries."""
+
+    gateway: str
+    envelope_id: str
+    event: StatusEvent
+
+
 class Count(msgspec.Struct, frozen=True):
     metric: Literal["failed", "processed", "runtime_errors"]
     label: str
@@ -185,6 +203,7 @@ Action = (
     | Requeue
     | CancelInvocation
     | Report
+    | ReportPause
     | Count
     | Log
     | Fatal
@@ -239,6 +258,7 @@ class EnvelopeMachine:
         self._failure: SendFailed | None = None
         self._sumping = False
         self._last_delayed = False
+        self._pause: tuple[Outgoing, Any] | None = None  # the emit that pauses the task
 
     @property
     def envelope_id(self) -> str | None:
@@ -319,7 +339,7 @@ class EnvelopeMachine:
         if isinstance(f, Emit):
             return self._emit(f, now)
         if isinstance(f, Error):
-            if self._error is None:
+            if self._error is None and self._pause is None:  # the first of them decides
                 self._error = f
             return []
         if isinstance(f, End):
@@ -331,12 +351,22 @@ class EnvelopeMachine:
         return []
 
     def _emit(self, f: Emit, now: float) -> list[Action]:
-        if self._error is not None:
-            return []  # nothing counts after an error frame
+        if self._error is not None or self._pause is not None:
+            return []  # nothing counts after an error frame or a pause
         assert self._inp is not None
         names = self.s.names
         out = routing.route_emit(self._inp, f, self._index, names, now)
         acts: list[Action] = []
+        pause = f.headers.get(PAUSE_HEADER)
+        if isinstance(pause, dict):
+            # Not routed: reported to the gateway at `end`, which keeps it until resumed.
+            self._pause = (out, pause)
+            self._index += 1
+            prev, self._held = self._held, None
+            if prev is not None:
+                self._awaiting_send = True
+                acts.append(Send(routing.with_fly_count(prev, self._flies)))
+            return acts
         if self._index == 0 and self.gateway is not None:
             ms = int((now - self._t0) * 1000)
             acts.append(Report(reports.progress("completed", out.envelope, names.actor, ms)))
@@ -371,6 +401,8 @@ class EnvelopeMachine:
         assert inp is not None
         held = [] if self._held is None else [self._held]
         err = self._error
+        if self._pause is not None:
+            return self._report_pause(now)
         if err is None:
             if held:
                 return self._send_all(held, "success")
@@ -408,6 +440,23 @@ class EnvelopeMachine:
             acts.append(Count("failed", "runtime_error"))
             status = "error"
         return acts + self._send_all([*held, out], status)
+
+    def _report_pause(self, now: float) -> list[Action]:
+        assert self._pause is not None and self.env is not None and self.env.id is not None
+        out, pause = self._pause
+        self.state = State.SENDING
+        if self.gateway is None:
+            log = Log("warning", "paused with no gateway to keep the envelope; requeued")
+            return [log, *self._requeue(REQUEUE_UNPAUSED)]
+        env = msgspec.to_builtins(routing.with_fly_count(out, self._flies).envelope)
+        event = reports.status_event("paused", envelope=env, pause=pause, flies=self._flies)
+        return [ReportPause(self.gateway, self.env.id, event)]
+
+    def _pause_stored(self, ev: PauseStored, now: float) -> list[Action]:
+        if ev.ok:
+            return [Count("processed", "paused"), *self._ack()]
+        log = Log("warning", "the gateway did not store the pause; requeued")
+        return [log, *self._requeue(REQUEUE_UNPAUSED)]
 
     def _timed_out(self, ev: TimedOut, now: float) -> list[Action]:
         return self._cancel("timeout")
@@ -547,9 +596,11 @@ _HANDLERS: Final[dict[tuple[State, type], _Handler]] = {
     (_S.CANCELLING, CancelDone): EnvelopeMachine._cancel_done,
     (_S.SENDING, Sent): EnvelopeMachine._sent,
     (_S.SENDING, SendFailed): EnvelopeMachine._send_failed,
+    (_S.SENDING, PauseStored): EnvelopeMachine._pause_stored,
 }
 
 __all__ = [
+    "PAUSE_HEADER",
     "Ack",
     "Action",
     "CancelDone",
@@ -566,9 +617,11 @@ __all__ = [
     "Invoke",
     "InvokeFailed",
     "Log",
+    "PauseStored",
     "Preflight",
     "PreflightAnswered",
     "Report",
+    "ReportPause",
     "Requeue",
     "RuntimeLost",
     "Send",

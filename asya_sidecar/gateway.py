@@ -262,6 +262,30 @@ class GatewayClient:
         with anyio.move_on_after(within):
             await self.deliver(gw, envelope_id, [event])
 
+    async def report_now(
+        self, gw: str, envelope_id: str, event: Event, within: float = 10.0
+    ) -> bool:
+        """POST one event now and say whether the gateway took it (2xx): the pause report,
+        which the input's ack waits on. Retries network errors and 5xx until `within`."""
+        content = encode_events([event])
+        headers = {"Content-Type": "application/json", "X-Asya-Envelope-ID": envelope_id}
+        url = f"{gw}/api/v1/mesh/{envelope_id}/events"
+        delay = 0.1
+        with anyio.move_on_after(within):
+            while True:
+                try:
+                    r = await self._preflight_http.post(url, content=content, headers=headers)
+                    if r.status_code < 300:
+                        return True
+                    if r.status_code < 500:
+                        log.warning("gateway refused a pause report", status=r.status_code)
+                        return False
+                except httpx.HTTPError as exc:
+                    log.debug("pause report failed", url=url, error=repr(exc))
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        return False
+
     async def wait_idle(self) -> None:
         await self._idle.wait()
 

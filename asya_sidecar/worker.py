@@ -256,6 +256,9 @@ class _Run:
             with anyio.CancelScope(shield=True):
                 await _quietly(d.requeue(a.delay))
             return []
+        if isinstance(a, E.ReportPause):
+            ok = await self.w.gateway.report_now(a.gateway, a.envelope_id, a.event)
+            return self.feed(E.PauseStored(ok))
         if isinstance(a, E.Preflight):
             state = await self.w.gateway.preflight(a.gateway, a.envelope_id)
             return self.feed(E.PreflightAnswered(state))

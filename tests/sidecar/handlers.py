@@ -27,3 +27,11 @@ async def marked_sleep(payload: Any) -> Any:
     Path(payload["started"]).write_text("started\n")  # noqa: ASYNC240 - tiny, once
     await asyncio.sleep(float(payload.get("sleep", 30)))
     return payload
+
+
+async def pause(payload: Any) -> Any:
+    """Pauses its task (front-doors.md "Pause and resume"): one FLY, then the output with
+    `x-asya-pause` set."""
+    yield "FLY", {"asking": True}
+    yield "SET", ".headers.x-asya-pause", {"prompt": "Approve?"}
+    yield payload

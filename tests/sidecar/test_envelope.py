@@ -302,7 +302,9 @@ def test_no_gateway_no_fly_reports() -> None:
 
 # -- properties over event sequences ----------------------------------------------------------
 
-frames = st.lists(st.sampled_from(["fly", "emit", "emit_sink", "error", "interrupt"]), max_size=8)
+frames = st.lists(
+    st.sampled_from(["fly", "emit", "emit_sink", "emit_pause", "error", "interrupt"]), max_size=8
+)
 interrupts = st.sampled_from(["timeout", "lost", "shutdown", "cancelled", "not_delivered"])
 
 
@@ -316,6 +318,7 @@ interrupts = st.sampled_from(["timeout", "lost", "shutdown", "cancelled", "not_d
     preflight=st.sampled_from([None, "running", "canceled", "paused"]),
     gateway=st.booleans(),
     flies_accepted=st.booleans(),
+    stored=st.booleans(),
 )
 def test_every_delivery_ends_in_exactly_one_settlement(
     script: list[str],
@@ -326,11 +329,13 @@ def test_every_delivery_ends_in_exactly_one_settlement(
     preflight: str | None,
     gateway: bool,
     flies_accepted: bool,
+    stored: bool,
 ) -> None:
     m = E.EnvelopeMachine(settings_(gateway_url=GW if gateway else None), rand=lambda: 0.5)
     log: list[E.Action] = []
     send_results = iter(sends)
     error_seen = False
+    paused = False
     emits_after_error = 0
 
     def feed(event: E.EnvelopeEvent) -> E.Action | None:
@@ -354,6 +359,8 @@ def test_every_delivery_ends_in_exactly_one_settlement(
                     a = feed(E.SendFailed(r, too_large=r == "large", lease_lost=r == "lease"))
             elif isinstance(a, E.CancelInvocation):
                 a = feed(E.CancelDone(ended))
+            elif isinstance(a, E.ReportPause):
+                a = feed(E.PauseStored(stored))
             else:
                 raise AssertionError(a)
         return a
@@ -375,14 +382,22 @@ def test_every_delivery_ends_in_exactly_one_settlement(
                 answer(feed(event))
                 break
             if step == "error":
-                error_seen = True
+                error_seen = error_seen or not paused
                 answer(feed(err()))
             elif step == "fly":
                 answer(feed(FLY))
-            elif step in ("emit", "emit_sink"):
+            elif step in ("emit", "emit_sink", "emit_pause"):
                 before = len([x for x in log if isinstance(x, E.Send | E.SendWithAck)])
-                answer(feed(emit("" if step == "emit_sink" else "b", payload=step)))
-                if error_seen:
+                frame = emit("" if step == "emit_sink" else "b", payload=step)
+                if step == "emit_pause":
+                    e = frame.frame
+                    assert isinstance(e, Emit)
+                    frame = E.Frame(msgspec.structs.replace(e, headers={E.PAUSE_HEADER: {}}))
+                was_paused = paused
+                answer(feed(frame))
+                if step == "emit_pause" and not error_seen:
+                    paused = True
+                if error_seen or was_paused:
                     emits_after_error += 1
                     after = len([x for x in log if isinstance(x, E.Send | E.SendWithAck)])
                     assert after == before  # nothing routed after an error frame
@@ -410,7 +425,7 @@ def test_every_delivery_ends_in_exactly_one_settlement(
     if settle:
         assert all(i < settle[0] for i in sends_)
     # The held last emit goes out with the ack on a clean run.
-    clean = "error" not in script and "interrupt" not in script and interrupt != "not_delivered"
+    clean = not {"error", "interrupt", "emit_pause"} & set(script) and interrupt != "not_delivered"
     emitted = [x for x in script if x.startswith("emit")]
     if (
         clean
@@ -425,6 +440,13 @@ def test_every_delivery_ends_in_exactly_one_settlement(
         assert isinstance(log[-1] if m.outcome == "ack" else None, E.SendWithAck | type(None))
         last = [x for x in log if isinstance(x, E.Send | E.SendWithAck)][-1]
         assert isinstance(last, E.SendWithAck) and last.out.envelope.payload == emitted[-1]
+    # A pause is never routed; it is acked only once the gateway stored it.
+    assert not any(
+        isinstance(x, E.Send | E.SendWithAck) and x.out.envelope.payload == "emit_pause"
+        for x in log
+    )
+    if paused and any(isinstance(x, E.ReportPause) for x in log):
+        assert m.outcome == ("ack" if stored else "requeue")
     # No emit payload routed after a cancel (timeout/shutdown/cancelled) that it followed.
     if interrupt == "cancelled" and m.outcome == "ack":
         assert not any(
@@ -435,3 +457,54 @@ def test_every_delivery_ends_in_exactly_one_settlement(
                 ) :
             ]
         )
+
+
+# -- pause ------------------------------------------------------------------------------------
+
+
+def pause_emit(payload: Any = "p") -> E.Frame:
+    e = emit(payload=payload).frame
+    assert isinstance(e, Emit)
+    return E.Frame(msgspec.structs.replace(e, headers={E.PAUSE_HEADER: {"prompt": "Approve?"}}))
+
+
+def test_a_pause_is_reported_not_routed_and_acked_once_stored() -> None:
+    m, _ = start(settings_(gateway_url=GW))
+    m.handle(E.PreflightAnswered(None), NOW)
+    m.handle(FLY, NOW)
+    m.handle(E.FlyAccepted(), NOW)
+    assert m.handle(pause_emit(), NOW) == []
+    assert m.handle(emit(payload="later"), NOW) == []  # nothing routed after a pause
+    rep = blocking(m.handle(END, NOW))
+    assert isinstance(rep, E.ReportPause) and rep.envelope_id == "t-1"
+    assert rep.event.status == "paused"
+    assert rep.event.data.pause == {"prompt": "Approve?"} and rep.event.data.flies == 1
+    env = rep.event.data.envelope
+    assert env["payload"] == "p" and env["route"]["curr"] == "b"
+    assert env["headers"]["x-asya-fly-count"] == 1
+    assert blocking(m.handle(E.PauseStored(True), NOW)) == E.Ack()
+
+
+def test_a_pause_the_gateway_did_not_store_is_requeued() -> None:
+    m, _ = start(settings_(gateway_url=GW))
+    m.handle(E.PreflightAnswered(None), NOW)
+    m.handle(emit(payload="first"), NOW)
+    first = blocking(m.handle(pause_emit(), NOW))  # the emit before the pause is routed
+    assert isinstance(first, E.Send) and first.out.envelope.payload == "first"
+    m.handle(E.Sent(), NOW)
+    m.handle(END, NOW)
+    assert blocking(m.handle(E.PauseStored(False), NOW)) == E.Requeue(E.REQUEUE_UNPAUSED)
+
+
+def test_a_pause_with_no_gateway_is_requeued() -> None:
+    m, _ = start()
+    m.handle(pause_emit(), NOW)
+    assert blocking(m.handle(END, NOW)) == E.Requeue(E.REQUEUE_UNPAUSED)
+
+
+def test_a_pause_header_that_is_not_an_object_is_an_ordinary_header() -> None:
+    m, _ = start()
+    e = emit().frame
+    assert isinstance(e, Emit)
+    m.handle(E.Frame(msgspec.structs.replace(e, headers={E.PAUSE_HEADER: "yes"})), NOW)
+    assert isinstance(blocking(m.handle(END, NOW)), E.SendWithAck)
