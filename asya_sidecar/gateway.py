@@ -13,7 +13,7 @@ is not asked for a while. FLY-before-terminal is the gateway's job, by counting 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -25,6 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from asya_mesh.events import Event, encode_events
 
+from .feed import Feed
 from .forwarder import EnvelopeEvents, GatewayState, NullEvents
 from .metrics import Metrics
 from .reports import fly_total, legacy, resolve_gateway, safe_gateway_url
@@ -64,8 +65,10 @@ class GatewayClient:
         buffer: int,
         preflight_http: httpx.AsyncClient | None = None,
         preflight_timeout: float = DEFAULT_PREFLIGHT_TIMEOUT,
+        feeds: bool = False,
     ) -> None:
         self._http = http
+        self._use_feeds = feeds
         self._preflight_http = preflight_http or http
         self.preflight_timeout = preflight_timeout
         self._tg = tg
@@ -77,6 +80,7 @@ class GatewayClient:
         self._idle = anyio.Event()
         self._idle.set()
         self._posts = anyio.Semaphore(_MAX_POSTS)
+        self._feeds: dict[str, Feed] = {}
 
     def resolve(self, headers: dict[str, Any]) -> str | None:
         """The gateway for an envelope: header (if safe) else the configured one; None = off."""
@@ -97,8 +101,31 @@ class GatewayClient:
             st = self._states[gw] = GatewayState()
         return st
 
+    def feed(self, gw: str) -> Feed | None:
+        """The gateway's task feed, started on first use (None past `_MAX_GATEWAYS` feeds)."""
+        if not self._use_feeds:
+            return None
+        f = self._feeds.get(gw)
+        if f is None and len(self._feeds) < _MAX_GATEWAYS:
+            f = self._feeds[gw] = Feed(self._http, gw)
+            self._tg.start_soon(f.run)
+        return f
+
+    def watch(
+        self, gw: str, envelope_id: str, on_stop: Callable[[str], None]
+    ) -> Callable[[], None]:
+        """`on_stop(status)` when the gateway's feed says the task stopped; returns unwatch."""
+        f = self.feed(gw)
+        if f is None or f.unsupported:
+            return lambda: None
+        return f.watch(envelope_id, on_stop)
+
     async def preflight(self, gw: str, envelope_id: str) -> str | None:
-        """The task's status at the gateway, or None on any failure (carry on)."""
+        """The task's status at the gateway, or None on any failure (carry on). While the
+        gateway's feed is connected it answers instead: no GET on the routing path."""
+        f = self.feed(gw)
+        if f is not None and f.connected:
+            return f.status(envelope_id)
         st = self._state(gw)
         if st.skip_preflight(anyio.current_time()):
             return None
@@ -312,7 +339,10 @@ async def gateway_client(
             buffer=buffer,
             preflight_http=preflight_http,
             preflight_timeout=preflight_timeout,
+            feeds=True,
         )
+        if client.default_url is not None:
+            client.feed(client.default_url)  # connected before the first envelope arrives
         try:
             yield client
             with anyio.move_on_after(_SHUTDOWN_GRACE):

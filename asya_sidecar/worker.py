@@ -269,28 +269,45 @@ class _Run:
         raise AssertionError(f"unknown action {a!r}")
 
     async def _invoke(self, a: E.Invoke) -> list[E.Action]:
-        conn, m, q = self.conn, self.w.metrics, self.w.queue
+        conn, m, q, mach = self.conn, self.w.metrics, self.w.queue, self.machine
         assert conn is not None
         t0 = time.perf_counter()
+        # The gateway's feed interrupts the frame loop when the task stops there (step 6).
+        stopped: list[str] = []
+        feed_scope = anyio.CancelScope()
+
+        def on_stop(status: str) -> None:
+            stopped.append(status)
+            feed_scope.cancel()
+
+        unwatch = (
+            self.w.gateway.watch(mach.gateway, a.envelope.id, on_stop)
+            if mach.gateway is not None and a.envelope.id
+            else None
+        )
         try:
             try:
                 await conn.start(a.envelope)
             except InvokeNotDelivered as exc:
                 return self.feed(E.InvokeFailed(str(exc)))
-            with anyio.move_on_after(a.timeout) as scope:
-                while self.machine.running:
+            with anyio.move_on_after(a.timeout) as scope, feed_scope:
+                while mach.running:
                     try:
                         frame = await conn.next_frame()
                     except RuntimeLost as exc:
                         return self.feed(E.RuntimeLost(str(exc)))
                     actions = self.feed(E.Frame(frame))
-                    if not self.machine.running:
+                    if not mach.running:
                         return actions  # carried outside the timeout's scope
                     await self.carry(actions)
-            if scope.cancelled_caught and self.machine.running:
+            if stopped and mach.running:
+                return self.feed(E.Cancelled(stopped[0]))
+            if scope.cancelled_caught and mach.running:
                 return self.feed(E.TimedOut())
             return []
         finally:
+            if unwatch is not None:
+                unwatch()
             m.child(m.runtime, q).observe(time.perf_counter() - t0)
 
     async def _cancel_and_drain(self) -> bool:

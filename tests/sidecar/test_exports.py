@@ -46,6 +46,7 @@ MODULES: dict[str, list[str]] = {
         "State",
         "TimedOut",
     ],
+    "feed": ["SEEN_CAP", "STOPPING", "Feed"],
     "forwarder": ["EnvelopeEvents", "GatewayState", "NullEvents"],
     "gateway": ["GatewayClient", "gateway_client", "safe_gateway_url"],
     "metrics": ["NAMESPACE", "Metrics", "serve_metrics"],
