@@ -1,32 +1,35 @@
 """The gateway client: pre-flight, FLY/status events with batching, fallbacks, never blocking.
 
-Per envelope an `EventStream` (bounded, ordered) is drained by one forwarder task, owned by the
-client's task group. The forwarder POSTs one event, or a JSON array of everything that piled up
-while the previous POST was in flight. Routing only ever calls `send_nowait`; a full buffer
-drops the event and counts it. Routing waits on the gateway in two bounded places only: the
-pre-flight (`preflight_timeout`) and the flush of an envelope's events before its outputs go
-out (`EventStream.flush`); a gateway that is slow there is not waited on for a while. POSTs
-go through a per-gateway circuit breaker (`circuit.Circuit`). Knows nothing about queues or the
-runtime.
+Per envelope an `EnvelopeEvents` (bounded, ordered) is drained by one forwarder task, owned by
+the client's task group. The forwarder POSTs one event, or a JSON array of everything that piled
+up while the previous POST was in flight (`asya_mesh.events.encode_events`). Routing only ever
+calls `send_nowait`; a full buffer drops the event and counts it. Routing waits on the gateway
+in one bounded place only: the pre-flight (`preflight_timeout`); a gateway that is slow there
+is not asked for a while. FLY-before-terminal is the gateway's job, by counting (`seq`,
+`flies`), not ours by waiting. POSTs go through a per-gateway circuit breaker
+(`circuit.Circuit`). Knows nothing about queues or the runtime.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
 import httpx
-import msgspec
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from .events import Event, EventStream, GatewayState, NullStream, fly_event, status_event
+from asya_mesh.events import Event, encode_events
+
+from .feed import Feed
+from .forwarder import EnvelopeEvents, GatewayState, NullEvents
 from .metrics import Metrics
+from .reports import fly_total, legacy, resolve_gateway, safe_gateway_url
+from .routing import GATEWAY_URL
 
 log = structlog.get_logger("asya.sidecar.gateway")
 
@@ -51,19 +54,6 @@ _SHUTDOWN_GRACE: Final = 3.0
 _MAX_GATEWAYS: Final = 64
 
 
-def safe_gateway_url(value: Any) -> str | None:
-    """The SSRF guard on `x-asya-gateway-url`: http/https with a non-empty host only."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    return value.rstrip("/")
-
-
 class GatewayClient:
     def __init__(
         self,
@@ -75,8 +65,10 @@ class GatewayClient:
         buffer: int,
         preflight_http: httpx.AsyncClient | None = None,
         preflight_timeout: float = DEFAULT_PREFLIGHT_TIMEOUT,
+        feeds: bool = False,
     ) -> None:
         self._http = http
+        self._use_feeds = feeds
         self._preflight_http = preflight_http or http
         self.preflight_timeout = preflight_timeout
         self._tg = tg
@@ -87,20 +79,17 @@ class GatewayClient:
         self._active = 0
         self._idle = anyio.Event()
         self._idle.set()
-        self._json = msgspec.json.Encoder()
         self._posts = anyio.Semaphore(_MAX_POSTS)
+        self._feeds: dict[str, Feed] = {}
 
     def resolve(self, headers: dict[str, Any]) -> str | None:
         """The gateway for an envelope: header (if safe) else the configured one; None = off."""
-        if str(headers.get("x-asya-mesh-status", "")).lower() == "off":
-            return None
-        raw = headers.get("x-asya-gateway-url")
-        if raw:
-            url = safe_gateway_url(raw)
-            if url is not None:
-                return url
-            log.warning("ignoring unsafe x-asya-gateway-url", value=str(raw)[:200])
-        return self.default_url
+        url, unsafe = resolve_gateway(headers, self.default_url)
+        if unsafe:
+            log.warning(
+                "ignoring unsafe x-asya-gateway-url", value=str(headers.get(GATEWAY_URL))[:200]
+            )
+        return url
 
     def _state(self, gw: str) -> GatewayState:
         st = self._states.get(gw)
@@ -112,8 +101,31 @@ class GatewayClient:
             st = self._states[gw] = GatewayState()
         return st
 
+    def feed(self, gw: str) -> Feed | None:
+        """The gateway's task feed, started on first use (None past `_MAX_GATEWAYS` feeds)."""
+        if not self._use_feeds:
+            return None
+        f = self._feeds.get(gw)
+        if f is None and len(self._feeds) < _MAX_GATEWAYS:
+            f = self._feeds[gw] = Feed(self._http, gw)
+            self._tg.start_soon(f.run)
+        return f
+
+    def watch(
+        self, gw: str, envelope_id: str, on_stop: Callable[[str], None]
+    ) -> Callable[[], None]:
+        """`on_stop(status)` when the gateway's feed says the task stopped; returns unwatch."""
+        f = self.feed(gw)
+        if f is None or f.unsupported:
+            return lambda: None
+        return f.watch(envelope_id, on_stop)
+
     async def preflight(self, gw: str, envelope_id: str) -> str | None:
-        """The task's status at the gateway, or None on any failure (carry on)."""
+        """The task's status at the gateway, or None on any failure (carry on). While the
+        gateway's feed is connected it answers instead: no GET on the routing path."""
+        f = self.feed(gw)
+        if f is not None and f.connected:
+            return f.status(envelope_id)
         st = self._state(gw)
         if st.skip_preflight(anyio.current_time()):
             return None
@@ -148,26 +160,21 @@ class GatewayClient:
             )
         st.preflight_after = anyio.current_time() + _SLOW_BACKOFF
 
-    def open(self, gw: str | None, envelope_id: str) -> EventStream:
+    def open(self, gw: str | None, envelope_id: str) -> EnvelopeEvents:
         """An ordered event stream for one envelope, drained by its own forwarder task."""
         if gw is None:
-            return NullStream()
+            return NullEvents()
         if self._active >= _MAX_FORWARDERS:
-            return EventStream(None, self._metrics)
+            return EnvelopeEvents(None, self._metrics)
         # Bounded per envelope; overflow policy: drop the new event and count it (see put()).
         send, recv = anyio.create_memory_object_stream[Event](self._buffer)
         self._active += 1
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
-        stream = EventStream(send, self._metrics, self._state(gw))
-        self._tg.start_soon(self._forward, gw, envelope_id, recv, stream)
-        return stream
+        self._tg.start_soon(self._forward, gw, envelope_id, recv)
+        return EnvelopeEvents(send, self._metrics)
 
     async def _forward(
-        self,
-        gw: str,
-        envelope_id: str,
-        recv: MemoryObjectReceiveStream[Event],
-        stream: EventStream,
+        self, gw: str, envelope_id: str, recv: MemoryObjectReceiveStream[Event]
     ) -> None:
         try:
             async with recv:
@@ -179,7 +186,6 @@ class GatewayClient:
                         except (anyio.WouldBlock, anyio.EndOfStream):
                             break
                     await self.deliver(gw, envelope_id, batch)
-                    stream._handled_some(len(batch))
         finally:
             self._active -= 1
             if self._active == 0:
@@ -193,7 +199,7 @@ class GatewayClient:
             return
         events_url = f"{gw}/api/v1/mesh/{envelope_id}/events"
         if not st.legacy and len(batch) > 1 and st.batches:
-            code = await self._post(events_url, envelope_id, batch, st)
+            code = await self._post(events_url, envelope_id, encode_events(batch), st)
             if code is not None and code < 300:
                 self._count(batch, batched=True)
                 return
@@ -208,7 +214,7 @@ class GatewayClient:
             if st.legacy:
                 await self._post_legacy(gw, envelope_id, ev, st)
                 continue
-            code = await self._post(events_url, envelope_id, ev, st)
+            code = await self._post(events_url, envelope_id, encode_events([ev]), st)
             if code is not None and code < 300:
                 self._count([ev], batched=False)
             elif code == 404:
@@ -217,10 +223,7 @@ class GatewayClient:
                 self._drop([ev], st)
 
     async def _post_legacy(self, gw: str, envelope_id: str, ev: Event, st: GatewayState) -> None:
-        if ev["type"] == "fly":
-            url, body = f"{gw}/mesh/{envelope_id}/fly", ev["data"]
-        else:
-            url, body = f"{gw}/mesh/{envelope_id}/progress", {"status": ev["status"], **ev["data"]}
+        url, body = legacy(gw, envelope_id, ev)
         code = await self._post(url, envelope_id, body, st)
         if code is not None and code < 300:
             st.legacy = True  # the new endpoint is missing but the legacy one works: stick to it
@@ -228,12 +231,13 @@ class GatewayClient:
         else:
             self._drop([ev], st)
 
-    async def _post(self, url: str, envelope_id: str, body: Any, st: GatewayState) -> int | None:
+    async def _post(
+        self, url: str, envelope_id: str, content: bytes, st: GatewayState
+    ) -> int | None:
         """POST JSON with a short retry on network errors and 5xx; the final status or None.
 
         Every try goes through the gateway's circuit: while it is open nothing is sent.
         """
-        content = self._json.encode(body)
         headers = {"Content-Type": "application/json", "X-Asya-Envelope-ID": envelope_id}
         code: int | None = None
         circuit = st.circuit
@@ -265,14 +269,14 @@ class GatewayClient:
         return code
 
     def _count(self, events: list[Event], *, batched: bool) -> None:
-        n = sum(1 for e in events if e["type"] == "fly")
+        n = fly_total(events)
         if n:
             self._metrics.fly_forwarded.inc(n)
             if batched:
                 self._metrics.fly_batched.inc(n)
 
     def _drop(self, events: list[Event], st: GatewayState) -> None:
-        n = sum(1 for e in events if e["type"] == "fly")
+        n = fly_total(events)
         if n:
             self._metrics.fly_dropped.inc(n)
             if st.circuit.open_until is None:  # while open, the one "circuit open" line says it
@@ -284,6 +288,30 @@ class GatewayClient:
         """Deliver one event now (end actors), bounded in time; failures are logged, not raised."""
         with anyio.move_on_after(within):
             await self.deliver(gw, envelope_id, [event])
+
+    async def report_now(
+        self, gw: str, envelope_id: str, event: Event, within: float = 10.0
+    ) -> bool:
+        """POST one event now and say whether the gateway took it (2xx): the pause report,
+        which the input's ack waits on. Retries network errors and 5xx until `within`."""
+        content = encode_events([event])
+        headers = {"Content-Type": "application/json", "X-Asya-Envelope-ID": envelope_id}
+        url = f"{gw}/api/v1/mesh/{envelope_id}/events"
+        delay = 0.1
+        with anyio.move_on_after(within):
+            while True:
+                try:
+                    r = await self._preflight_http.post(url, content=content, headers=headers)
+                    if r.status_code < 300:
+                        return True
+                    if r.status_code < 500:
+                        log.warning("gateway refused a pause report", status=r.status_code)
+                        return False
+                except httpx.HTTPError as exc:
+                    log.debug("pause report failed", url=url, error=repr(exc))
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        return False
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -311,7 +339,10 @@ async def gateway_client(
             buffer=buffer,
             preflight_http=preflight_http,
             preflight_timeout=preflight_timeout,
+            feeds=True,
         )
+        if client.default_url is not None:
+            client.feed(client.default_url)  # connected before the first envelope arrives
         try:
             yield client
             with anyio.move_on_after(_SHUTDOWN_GRACE):
@@ -320,12 +351,4 @@ async def gateway_client(
             tg.cancel_scope.cancel()
 
 
-__all__ = [
-    "EventStream",
-    "GatewayClient",
-    "NullStream",
-    "fly_event",
-    "gateway_client",
-    "safe_gateway_url",
-    "status_event",
-]
+__all__ = ["GatewayClient", "gateway_client", "safe_gateway_url"]

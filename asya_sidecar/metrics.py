@@ -102,6 +102,11 @@ class Metrics:
             registry=r,
         )
         self.healthy = True
+        self.unhealthy_reason = ""
+        # Readiness: the runtime socket the workers wait for (None: no runtime, e.g. --end),
+        # and how many of them hold a connection to it right now.
+        self.runtime_path: str | None = None
+        self.connected = 0
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def child(self, metric: Any, *labels: str) -> Any:
@@ -111,6 +116,21 @@ class Metrics:
         if c is None:
             c = self._children[key] = metric.labels(*labels)
         return c
+
+    def set_unhealthy(self, reason: str) -> None:
+        self.healthy = False
+        self.unhealthy_reason = reason
+
+    def health(self) -> tuple[bool, str]:
+        """(ok, text) for `/health`: unhealthy, not ready (waiting for the runtime), or ok."""
+        if not self.healthy:
+            return (
+                False,
+                f"unhealthy: {self.unhealthy_reason}" if self.unhealthy_reason else "unhealthy",
+            )
+        if self.runtime_path is not None and self.connected == 0:
+            return False, f"not ready: waiting for the runtime at {self.runtime_path}"
+        return True, "ok"
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -138,11 +158,9 @@ async def _serve_one(metrics: Metrics, stream: anyio.abc.SocketStream) -> None:
         if path == "/metrics":
             out = _response("200 OK", CONTENT_TYPE_LATEST, metrics.render())
         elif path in ("/health", "/healthz"):
-            ok = metrics.healthy
+            ok, text = metrics.health()
             out = _response(
-                "200 OK" if ok else "503 Service Unavailable",
-                "text/plain",
-                b"ok" if ok else b"unhealthy",
+                "200 OK" if ok else "503 Service Unavailable", "text/plain", text.encode()
             )
         else:
             out = _response("404 Not Found", "text/plain", b"not found")
@@ -168,3 +186,10 @@ async def serve_metrics(
         await _serve_one(metrics, stream)
 
     await listener.serve(handle)
+
+
+__all__ = [
+    "NAMESPACE",
+    "Metrics",
+    "serve_metrics",
+]

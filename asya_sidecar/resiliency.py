@@ -191,3 +191,21 @@ def decide(
     if exhausted:
         return Exhausted(policy.max_attempts, name, policy.on_exhausted)
     return Retry(backoff_delay(policy, attempt, rand), policy.max_attempts, name)
+
+
+__all__ = [
+    "Backoff",
+    "Decision",
+    "Exhausted",
+    "NoPolicy",
+    "Policy",
+    "Resiliency",
+    "Retry",
+    "Rule",
+    "backoff_delay",
+    "decide",
+    "match_policy",
+    "parse_policies",
+    "parse_rules",
+    "pattern_matches",
+]

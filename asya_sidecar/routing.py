@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import msgspec
 
+from asya_mesh.events import FLY_COUNT_HEADER
 from asya_runtime.wire import Emit, Envelope, Error, Route
 
 from .resiliency import Exhausted, Retry
@@ -113,21 +114,11 @@ def _sump_raw(body: bytes, message: str, reason: str, names: Names, now: float) 
     if not isinstance(env_id, str) or not env_id:
         env_id = str(uuid.uuid5(FANOUT_NAMESPACE, body.decode("utf-8", "replace")))
     headers = loose.get("headers") if isinstance(loose, dict) else None
-    ts = rfc3339(now)
     env = Envelope(
         id=env_id,
         route=Route(prev=[], curr=names.sump, next=[]),
         headers=headers if isinstance(headers, dict) else {},
-        status={
-            "phase": "failed",
-            "reason": reason,
-            "actor": names.actor,
-            "attempt": 1,
-            "max_attempts": 1,
-            "created_at": ts,
-            "updated_at": ts,
-            "error": {"message": message, "type": reason},
-        },
+        status=_status({}, now, **_failed(reason, message, names.actor)),
         payload={"error": message, "original_body": body.decode("utf-8", "replace")},
     )
     return Outgoing(actor=names.sump, envelope=env, kind=SUMP)
@@ -149,17 +140,7 @@ def route_mismatch(env: Envelope, names: Names, now: float) -> Outgoing:
 
 def sump(env: Envelope, message: str, reason: str, names: Names, now: float) -> Outgoing:
     """The x-sump message for an infrastructure failure: original envelope kept in the payload."""
-    ts = rfc3339(now)
-    status = _kept(env.status) | {
-        "phase": "failed",
-        "reason": reason,
-        "actor": names.actor,
-        "attempt": 1,
-        "max_attempts": 1,
-        "updated_at": ts,
-        "error": {"message": message, "type": reason},
-    }
-    status.setdefault("created_at", ts)
+    status = _status(env.status, now, **_failed(reason, message, names.actor))
     out = Envelope(
         id=env.id,
         parent_id=env.parent_id,
@@ -176,24 +157,59 @@ def _kept(status: dict[str, Any]) -> dict[str, Any]:
     return {k: status[k] for k in ("created_at", "deadline_at") if k in status}
 
 
+def _status(
+    base: dict[str, Any],
+    now: float,
+    *,
+    keep_all: bool = False,
+    created: bool = True,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The one place an envelope's `status` is built: `base`'s hop-surviving fields (all of
+    them with `keep_all`), then `fields`, then `updated_at`, and `created_at` if `base` had
+    none (unless `created=False`)."""
+    ts = rfc3339(now)
+    status = dict(base) if keep_all else _kept(base)
+    status.update(fields)
+    status["updated_at"] = ts
+    if created:
+        status.setdefault("created_at", ts)
+    return status
+
+
+def _failed(reason: str, message: str, actor: str) -> dict[str, Any]:
+    return {
+        "phase": "failed",
+        "reason": reason,
+        "actor": actor,
+        "attempt": 1,
+        "max_attempts": 1,
+        "error": {"message": message, "type": reason},
+    }
+
+
 def _copy_route(r: Route) -> Route:
     return Route(prev=list(r.prev), curr=r.curr, next=list(r.next))
 
 
 def prepare_input(env: Envelope, names: Names, now: float) -> Envelope:
     """The envelope as sent to the runtime: status `processing`, first attempt stamped."""
-    ts = rfc3339(now)
     old = env.status
     attempt = old.get("attempt", 1)
     if not isinstance(attempt, int) or attempt < 1 or old.get("actor") != names.actor:
         attempt = 1  # a new actor starts counting again
-    status = {k: v for k, v in old.items() if k not in ("reason", "error")}
-    status.update(
-        phase="processing", actor=names.actor, attempt=attempt, max_attempts=0, updated_at=ts
+    base = {k: v for k, v in old.items() if k not in ("reason", "error")}
+    status = _status(
+        base,
+        now,
+        keep_all=True,
+        phase="processing",
+        actor=names.actor,
+        attempt=attempt,
+        max_attempts=0,
     )
-    status.setdefault("created_at", ts)
     headers = dict(env.headers)
-    headers.setdefault(FIRST_ATTEMPT, ts)
+    headers.setdefault(FIRST_ATTEMPT, rfc3339(now))
     return msgspec.structs.replace(env, status=status, headers=headers)
 
 
@@ -211,20 +227,18 @@ def _status_failed(
     now: float,
     max_attempts: int | None = None,
 ) -> dict[str, Any]:
-    ts = rfc3339(now)
-    status = _kept(env.status) | {
-        "phase": "failed",
-        "reason": reason,
-        "actor": names.actor,
-        "attempt": env.status.get("attempt", 1),
-        "max_attempts": max_attempts
+    return _status(
+        env.status,
+        now,
+        phase="failed",
+        reason=reason,
+        actor=names.actor,
+        attempt=env.status.get("attempt", 1),
+        max_attempts=max_attempts
         if max_attempts is not None
         else env.status.get("max_attempts", 1) or 1,
-        "updated_at": ts,
-        "error": error,
-    }
-    status.setdefault("created_at", ts)
-    return status
+        error=error,
+    )
 
 
 def deadline_expired(env: Envelope, names: Names, now: float) -> Outgoing:
@@ -250,12 +264,15 @@ def preflight(env: Envelope, gateway_status: str, names: Names, now: float) -> O
     reasons = {"canceled": "PreFlightCanceled", "paused": "PreFlightPaused"}
     if gateway_status not in reasons:
         return None
-    status = dict(env.status) | {
-        "phase": gateway_status,
-        "reason": reasons[gateway_status],
-        "actor": names.actor,
-        "updated_at": rfc3339(now),
-    }
+    status = _status(
+        env.status,
+        now,
+        keep_all=True,
+        created=False,
+        phase=gateway_status,
+        reason=reasons[gateway_status],
+        actor=names.actor,
+    )
     out = msgspec.structs.replace(env, route=_copy_route(env.route), status=status)
     return Outgoing(actor=names.sink, envelope=out, kind=SINK)
 
@@ -285,20 +302,19 @@ def route_emit(inp: Envelope, emit: Emit, index: int, names: Names, now: float) 
         env_id, parent_id = fanout_id(inp.id, index), inp.id
     headers = dict(emit.headers)
     base = emit.status or inp.status
-    ts = rfc3339(now)
     kept = _kept(inp.status) | _kept(base)
-    kept.setdefault("created_at", ts)
     curr = emit.route.curr
 
     if not curr:
-        status = kept | {
-            "phase": "succeeded",
-            "reason": "Completed",
-            "actor": base.get("actor", names.actor),
-            "attempt": base.get("attempt", 1),
-            "max_attempts": base.get("max_attempts", 1) or 1,
-            "updated_at": ts,
-        }
+        status = _status(
+            kept,
+            now,
+            phase="succeeded",
+            reason="Completed",
+            actor=base.get("actor", names.actor),
+            attempt=base.get("attempt", 1),
+            max_attempts=base.get("max_attempts", 1) or 1,
+        )
         return Outgoing(
             actor=names.sink,
             envelope=_from_emit(emit, env_id, parent_id, headers, status),
@@ -311,13 +327,7 @@ def route_emit(inp: Envelope, emit: Emit, index: int, names: Names, now: float) 
         resolved = dict(headers.get(ROUTE_RESOLVED) or {})
         resolved[curr] = {"target": target, "by": names.actor}
         headers[ROUTE_RESOLVED] = resolved
-    status = kept | {
-        "phase": "pending",
-        "actor": target,
-        "attempt": 1,
-        "max_attempts": 1,
-        "updated_at": ts,
-    }
+    status = _status(kept, now, phase="pending", actor=target, attempt=1, max_attempts=1)
     return Outgoing(
         actor=target, envelope=_from_emit(emit, env_id, parent_id, headers, status), kind=ROUTING
     )
@@ -325,11 +335,9 @@ def route_emit(inp: Envelope, emit: Emit, index: int, names: Names, now: float) 
 
 def no_output(inp: Envelope, names: Names, now: float) -> Outgoing:
     """The handler emitted nothing: the input envelope to x-sink, `succeeded/Completed`."""
-    status = dict(inp.status) | {
-        "phase": "succeeded",
-        "reason": "Completed",
-        "updated_at": rfc3339(now),
-    }
+    status = _status(
+        inp.status, now, keep_all=True, created=False, phase="succeeded", reason="Completed"
+    )
     out = msgspec.structs.replace(inp, status=status)
     return Outgoing(actor=names.sink, envelope=out, kind=SINK)
 
@@ -370,15 +378,18 @@ def runtime_error(
     details = error_details(err)
     if isinstance(decision, Retry):
         attempt = inp.status.get("attempt", 1)
-        status = dict(inp.status) | {
-            "phase": "retrying",
-            "actor": names.actor,
-            "error": details,
-            "attempt": (attempt if isinstance(attempt, int) else 1) + 1,
-            "max_attempts": decision.max_attempts,
-            "updated_at": rfc3339(now),
-        }
-        status.pop("reason", None)
+        base = {k: v for k, v in inp.status.items() if k != "reason"}
+        status = _status(
+            base,
+            now,
+            keep_all=True,
+            created=False,
+            phase="retrying",
+            actor=names.actor,
+            error=details,
+            attempt=(attempt if isinstance(attempt, int) else 1) + 1,
+            max_attempts=decision.max_attempts,
+        )
         out = msgspec.structs.replace(inp, status=status)
         return Outgoing(actor=names.actor, envelope=out, kind=RETRY, delay=decision.delay)
     if isinstance(decision, Exhausted) and decision.on_exhausted:
@@ -400,6 +411,62 @@ def runtime_lost(inp: Envelope, reason: str, names: Names, now: float) -> Outgoi
     return sump(inp, reason, "RuntimeError", names, now)
 
 
+def fly_count(headers: dict[str, Any]) -> int:
+    """The task's FLYs so far (`x-asya-fly-count`); absent or bad (not a count) = 0."""
+    v = headers.get(FLY_COUNT_HEADER)
+    if isinstance(v, bool):
+        return 0
+    if isinstance(v, str) and v.strip().isdigit():
+        return int(v)
+    return v if isinstance(v, int) and v >= 0 else 0
+
+
+def with_fly_count(out: Outgoing, count: int) -> Outgoing:
+    """`out` carrying the task's FLY count on to its next hop (headers copied, not shared)."""
+    env = out.envelope
+    headers = dict(env.headers)
+    headers[FLY_COUNT_HEADER] = count
+    return msgspec.structs.replace(out, envelope=msgspec.structs.replace(env, headers=headers))
+
+
 def encode(env: Envelope) -> bytes:
     """The queue body: the envelope as JSON."""
     return msgspec.json.encode(env)
+
+
+__all__ = [
+    "FANOUT_NAMESPACE",
+    "FAN_IN",
+    "FIRST_ATTEMPT",
+    "GATEWAY_URL",
+    "MESH_STATUS",
+    "ON_EXHAUSTED",
+    "RETRY",
+    "ROUTE_OVERRIDE",
+    "ROUTE_RESOLVED",
+    "ROUTING",
+    "SINK",
+    "SUMP",
+    "Names",
+    "Outgoing",
+    "deadline_expired",
+    "deadline_left",
+    "encode",
+    "error_details",
+    "fanout_id",
+    "fly_count",
+    "no_output",
+    "parse_message",
+    "parse_rfc3339",
+    "preflight",
+    "prepare_input",
+    "rfc3339",
+    "route_emit",
+    "route_mismatch",
+    "runtime_error",
+    "runtime_lost",
+    "serves",
+    "sump",
+    "timed_out",
+    "with_fly_count",
+]

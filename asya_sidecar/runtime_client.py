@@ -103,10 +103,10 @@ class RuntimeConnection:
                 raise RuntimeLost(f"runtime connection lost: {exc!r}") from exc
             self._reader.feed(data)
 
-    async def invoke(self, envelope: Envelope) -> AsyncIterator[RuntimeFrame]:
-        """Send `invoke` and yield frames up to and including `end`.
+    async def start(self, envelope: Envelope) -> None:
+        """Send `invoke`; then read its frames with `next_frame()` up to `end`.
 
-        Raises `RuntimeLost` if the connection ends or breaks first.
+        Raises `InvokeNotDelivered` if the runtime had already closed.
         """
         raw = msgspec.Raw(self._encoder.encode(envelope))
         try:
@@ -116,6 +116,15 @@ class RuntimeConnection:
             # mid-invocation" (x-sump) but "not reachable when it would start" (requeue).
             self.closed = True
             raise InvokeNotDelivered(f"runtime closed before the invoke: {exc!r}") from exc
+
+    async def next_frame(self) -> RuntimeFrame:
+        """The invocation's next frame; raises `RuntimeLost` at EOF or on a malformed frame."""
+        return await self._next()
+
+    async def invoke(self, envelope: Envelope) -> AsyncIterator[RuntimeFrame]:
+        """`start`, then yield frames up to and including `end` (raises `RuntimeLost` if the
+        connection ends or breaks first)."""
+        await self.start(envelope)
         while True:
             frame = await self._next()
             yield frame
@@ -182,3 +191,14 @@ async def wait_ready(socket_path: str, within: float) -> None:
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.25)
     raise RuntimeUnavailable(f"runtime at {socket_path} not ready after {within:g}s: {last}")
+
+
+__all__ = [
+    "InvokeNotDelivered",
+    "ProtocolMismatch",
+    "RuntimeConnection",
+    "RuntimeLost",
+    "RuntimeUnavailable",
+    "connect",
+    "wait_ready",
+]

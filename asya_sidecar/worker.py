@@ -1,37 +1,40 @@
-"""Per-envelope processing: one worker = one runtime connection = one envelope at a time.
+"""The thin I/O shell around `envelope.EnvelopeMachine`: one worker = one runtime connection =
+one envelope at a time.
 
-The steps of sidecar-gateway.md "Per envelope", carried out with `routing` (pure) deciding and
-this module doing the I/O: queue sends (awaited, durable) before the ack, gateway events
-(never awaited, except a bounded flush before the envelope's last output goes out), the
-invocation under one `move_on_after(min(timeout, deadline left))`. The last emit of an
-invocation is held until `end` and sent together with the ack (`Transport.send_then_ack`).
+For each delivery the worker feeds the machine what happened (the delivery, the pre-flight
+answer, each frame as it arrives, the timeout, send results, runtime loss, shutdown) and
+carries out what it returns: queue sends (awaited, durable, shielded), ack/requeue, gateway
+events (never awaited), the invocation under one `move_on_after(timeout)`, cancel-and-drain.
+No decision is taken here.
 """
 
 from __future__ import annotations
 
-import functools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 
 import anyio
 import anyio.abc
 import structlog
 
+from asya_mesh.events import FlyEvent
 from asya_mesh.transports import Delivery, LeaseLost, Transport, queue_name
 from asya_mesh.transports.errors import MessageTooLarge, TransportError
-from asya_runtime.wire import Envelope
 
+from . import envelope as E
 from . import routing
 from .config import SidecarConfig
+from .forwarder import EnvelopeEvents, NullEvents
 from .gateway import GatewayClient
-from .invocation import RuntimeHung, invoke, route_data
 from .metrics import Metrics
 from .routing import Names, Outgoing
 from .runtime_client import (
     InvokeNotDelivered,
     RuntimeConnection,
+    RuntimeLost,
     RuntimeUnavailable,
     connect,
     wait_ready,
@@ -40,12 +43,56 @@ from .runtime_client import (
 log = structlog.get_logger("asya.sidecar")
 
 _RECEIVE_WAIT: Final = 1.0
-_REQUEUE_ON_FAILURE: Final = 1.0  # seconds before a message whose outputs failed to send returns
-_MAX_SEND_ATTEMPTS: Final = 5  # deliveries whose outputs all failed to send, then x-sump
+_LEVELS: Final = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
-class Sidecar:
-    """What every worker shares: configuration, transport, gateway, metrics, shutdown state."""
+class RuntimeHung(Exception):
+    """The runtime did not answer `end` after a cancel within the grace period."""
+
+
+class Lifecycle:
+    """Shutdown as the workers see it, owned by the runner: `begin_shutdown()` interrupts idle
+    waits (no new envelopes), `abort_inflight()` cancels envelopes in flight (requeued)."""
+
+    def __init__(self) -> None:
+        self.stopping = anyio.Event()
+        self._idle: set[anyio.CancelScope] = set()
+        self._busy: set[anyio.CancelScope] = set()
+
+    def begin_shutdown(self) -> None:
+        self.stopping.set()
+        for scope in list(self._idle):
+            scope.cancel()
+
+    def abort_inflight(self) -> None:
+        for scope in list(self._busy):
+            scope.cancel()
+
+    @contextmanager
+    def idle(self) -> Iterator[anyio.CancelScope]:
+        """A scope for a wait that shutdown interrupts (receive, waiting for the runtime)."""
+        with anyio.CancelScope() as scope:
+            if self.stopping.is_set():
+                scope.cancel()
+            self._idle.add(scope)
+            try:
+                yield scope
+            finally:
+                self._idle.discard(scope)
+
+    @contextmanager
+    def busy(self) -> Iterator[anyio.CancelScope]:
+        """A scope for one envelope in flight, cancelled when the shutdown grace is over."""
+        with anyio.CancelScope() as scope:
+            self._busy.add(scope)
+            try:
+                yield scope
+            finally:
+                self._busy.discard(scope)
+
+
+class Worker:
+    """Takes envelopes one by one and carries out their machines' actions."""
 
     def __init__(
         self,
@@ -53,151 +100,248 @@ class Sidecar:
         transport: Transport,
         gateway: GatewayClient,
         metrics: Metrics,
+        life: Lifecycle,
         *,
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.cfg = cfg
-        self.transport = transport
-        self.gateway = gateway
-        self.metrics = metrics
-        self.names = Names(actor=cfg.actor_name, sink=cfg.sink, sump=cfg.sump)
+        self.cfg, self.transport, self.gateway, self.metrics = cfg, transport, gateway, metrics
+        self.life = life
+        self.rand, self.clock = rand, clock
         self.queue = queue_name(cfg.namespace, cfg.actor_name)
-        self.rand = rand
-        self.clock = clock
-        self.stopping = anyio.Event()
-        self.fatal: Exception | None = None  # set when the sidecar must exit non-zero
-        self._receiving: set[anyio.CancelScope] = set()
-        self._processing: set[anyio.CancelScope] = set()
-
-    def begin_shutdown(self) -> None:
-        """Stop taking new envelopes; in-flight ones carry on."""
-        self.stopping.set()
-        for scope in list(self._receiving):
-            scope.cancel()
-
-    def abort_inflight(self) -> None:
-        """Grace period over: cancel in-flight envelopes (they are requeued)."""
-        for scope in list(self._processing):
-            scope.cancel()
+        self.settings = E.Settings(
+            names=Names(actor=cfg.actor_name, sink=cfg.sink, sump=cfg.sump),
+            actor_timeout=cfg.actor_timeout,
+            cancel_grace=cfg.cancel_grace,
+            resiliency=cfg.resiliency,
+            gateway_url=gateway.default_url,
+        )
 
     async def receive(self) -> Delivery | None:
-        if self.stopping.is_set():
+        if self.life.stopping.is_set():
             return None
-        with anyio.CancelScope() as scope:
-            self._receiving.add(scope)
-            try:
-                t0 = time.perf_counter()
-                d = await self.transport.receive(self.queue, wait=_RECEIVE_WAIT)
-                if d is not None:
-                    self.metrics.child(
-                        self.metrics.receive_time, self.queue, self.metrics.transport
-                    ).observe(time.perf_counter() - t0)
-                return d
-            finally:
-                self._receiving.discard(scope)
+        with self.life.idle():
+            t0 = time.perf_counter()
+            d = await self.transport.receive(self.queue, wait=_RECEIVE_WAIT)
+            if d is not None:
+                m = self.metrics
+                m.child(m.receive_time, self.queue, m.transport).observe(time.perf_counter() - t0)
+            return d
         return None
 
-    async def send(self, out: Outgoing) -> None:
-        """Durably send one outgoing envelope (shielded: a half-sent output is not an option)."""
-        q = queue_name(self.cfg.namespace, out.actor)
-        body = routing.encode(out.envelope)
-        with anyio.CancelScope(shield=True):
-            t0 = time.perf_counter()
-            await self.transport.send(q, body, delay=out.delay)
-        self.metrics.child(self.metrics.send_time, q, self.metrics.transport).observe(
-            time.perf_counter() - t0
-        )
-        self.metrics.child(self.metrics.sent, q, out.kind).inc()
-        self.metrics.child(self.metrics.size, "sent").observe(len(body))
-
-    async def send_then_ack(self, out: Outgoing, delivery: Delivery) -> None:
-        """Send the last output and ack what produced it, in one call (one transaction on
-        SQLite). Outputs with a delay take the two-step path (`send_then_ack` has no delay)."""
-        if out.delay:
-            await self.send(out)
-            with anyio.CancelScope(shield=True):
-                await _quietly(delivery.ack())
-            return
-        q = queue_name(self.cfg.namespace, out.actor)
-        body = routing.encode(out.envelope)
-        with anyio.CancelScope(shield=True):
-            t0 = time.perf_counter()
-            await self.transport.send_then_ack([(q, body)], delivery)
-        self.metrics.child(self.metrics.send_time, q, self.metrics.transport).observe(
-            time.perf_counter() - t0
-        )
-        self.metrics.child(self.metrics.sent, q, out.kind).inc()
-        self.metrics.child(self.metrics.size, "sent").observe(len(body))
-
-    async def settle(self, delivery: Delivery, process: Callable[[], Any]) -> None:
-        """Run `process()`; ack after it, requeue if it failed or was cut off by shutdown.
-
-        `process()` may return one last `Outgoing`: it is sent with the ack (`send_then_ack`).
-        """
-        with anyio.CancelScope() as scope:
-            self._processing.add(scope)
+    async def run(self) -> None:
+        """(Re)connect to the runtime, then take envelopes until shutdown."""
+        path = self.cfg.socket_path
+        while not self.life.stopping.is_set():
+            with self.life.idle() as wait_scope:
+                await wait_ready(path, self.cfg.runtime_ready_timeout)
+            if wait_scope.cancelled_caught:
+                return
             try:
-                final = await process()
-                if isinstance(final, Outgoing):
-                    await self.send_then_ack(final, delivery)
-                    return
-            except InvokeNotDelivered as exc:
-                # The runtime closed (restart, shutdown) before it read the invoke: nothing
-                # started, so the message goes back untouched; the worker waits for readiness.
-                log.info("runtime not reachable; envelope requeued untouched", error=str(exc))
-                with anyio.CancelScope(shield=True):
-                    await _quietly(delivery.requeue(0.0))
-                return
-            except LeaseLost as exc:
-                # Our lease lapsed and another consumer has the message: it settles it.
-                log.warning("lease lost before the ack; another consumer has it", error=str(exc))
-                return
-            except TransportError as exc:
-                with anyio.CancelScope(shield=True):
-                    too_large = isinstance(exc, MessageTooLarge)  # permanent: no redelivery
-                    if (too_large or delivery.attempt >= _MAX_SEND_ATTEMPTS) and await self._sump(
-                        delivery, exc
-                    ):
-                        await _quietly(delivery.ack())
-                        return
-                    log.error(
-                        "sending outputs failed; message will be redelivered",
-                        error=str(exc),
-                        attempt=delivery.attempt,
-                    )
-                    await _quietly(delivery.requeue(_REQUEUE_ON_FAILURE))
-                return
-            finally:
-                self._processing.discard(scope)
-            with anyio.CancelScope(shield=True):
-                await _quietly(delivery.ack())
-            return
-        # Cancelled by the end of the shutdown grace: give the message back untouched.
-        with anyio.CancelScope(shield=True):
-            await _quietly(delivery.requeue(0.0))
+                async with connect(path) as conn:
+                    self.metrics.connected += 1
+                    try:
+                        await self._serve(conn)
+                    finally:
+                        self.metrics.connected -= 1
+            except RuntimeUnavailable as exc:
+                log.info("runtime not available; waiting", error=str(exc))
 
-    async def _sump(self, delivery: Delivery, exc: TransportError) -> bool:
-        """A message whose outputs keep failing to send (e.g. a destination the broker
-        rejects, a payload too large): x-sump instead of redelivering it forever."""
-        now = self.clock()
-        parsed = routing.parse_message(delivery.body, self.names, now)
-        if isinstance(exc, MessageTooLarge):
-            msg = f"an output is too large for the transport: {exc}"
-        else:
-            msg = f"sending outputs failed {delivery.attempt} times: {exc}"
-        out = (
-            parsed
-            if isinstance(parsed, Outgoing)
-            else routing.sump(parsed, msg, "RoutingError", self.names, now)
+    async def _serve(self, conn: RuntimeConnection) -> None:
+        keeper = LeaseKeeper(self.cfg.transport.lease_seconds)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(keeper.run)
+            while not self.life.stopping.is_set() and not conn.closed:
+                delivery = await self.receive()
+                if delivery is None:
+                    continue
+                if not conn.alive():
+                    # The runtime went away while we were idle: nothing has started, so the
+                    # envelope goes back untouched and we take no more until it is back.
+                    with anyio.CancelScope(shield=True):
+                        await _quietly(delivery.requeue(0.0))
+                    break
+                keeper.delivery = delivery
+                try:
+                    fatal = await self.process(delivery, conn)
+                finally:
+                    keeper.delivery = None
+                if fatal is not None:
+                    self.metrics.set_unhealthy(fatal)
+                    raise RuntimeHung(fatal)
+            tg.cancel_scope.cancel()
+
+    async def process(self, delivery: Delivery, conn: RuntimeConnection | None) -> str | None:
+        """One delivery through its machine, until acked or requeued; the `Fatal` message if
+        the sidecar must stop afterwards."""
+        m = self.metrics
+        t0 = time.perf_counter()
+        m.child(m.received, self.queue, m.transport).inc()
+        m.child(m.size, "received").observe(len(delivery.body))
+        m.active.inc()
+        run = _Run(self, delivery, conn)
+        try:
+            with structlog.contextvars.bound_contextvars(actor=self.cfg.actor_name):
+                with self.life.busy() as scope:
+                    await run.carry(run.feed(E.Delivered(delivery.body, delivery.attempt)))
+                if scope.cancelled_caught and run.machine.state is not E.State.DONE:
+                    # The shutdown grace is over: stop the handler, give the message back.
+                    with anyio.CancelScope(shield=True):
+                        await run.carry(run.feed(E.Shutdown()))
+        finally:
+            run.events.close()
+            m.active.dec()
+            m.child(m.processing, self.queue).observe(time.perf_counter() - t0)
+        return run.fatal
+
+
+class _Run:
+    """The shell state of one delivery: its machine, event stream, connection."""
+
+    def __init__(self, w: Worker, delivery: Delivery, conn: RuntimeConnection | None) -> None:
+        self.w, self.delivery, self.conn = w, delivery, conn
+        self.machine = E.EnvelopeMachine(w.settings, w.rand)
+        self.events: EnvelopeEvents = NullEvents()
+        self._events_open = False
+        self.fatal: str | None = None
+
+    def feed(self, event: E.EnvelopeEvent) -> list[E.Action]:
+        return self.machine.handle(event, self.w.clock())
+
+    async def carry(self, actions: list[E.Action]) -> None:
+        """Carry out `actions`, feeding each answer back, until nothing awaits an answer."""
+        while actions:
+            pending: E.Action | None = None
+            for a in actions:
+                if isinstance(a, E.Report):
+                    self._report(a)
+                elif isinstance(a, E.Count):
+                    m = self.w.metrics
+                    m.child(getattr(m, a.metric), self.w.queue, a.label).inc()
+                elif isinstance(a, E.Log):
+                    eid = self.machine.envelope_id
+                    log.log(_LEVELS[a.level], a.message, envelope_id=eid, **a.fields)
+                elif isinstance(a, E.Fatal):
+                    self.fatal = a.message
+                    self.w.metrics.set_unhealthy(a.message)
+                else:
+                    pending = a
+            actions = [] if pending is None else await self._perform(pending)
+
+    def _report(self, a: E.Report) -> None:
+        if not self._events_open:
+            self._events_open = True
+            m = self.machine
+            assert m.envelope_id is not None
+            self.events = self.w.gateway.open(m.gateway, m.envelope_id)
+        if self.events.put(a.event) and isinstance(a.event, FlyEvent):
+            self.machine.handle(E.FlyAccepted(), 0.0)
+
+    async def _perform(self, a: E.Action) -> list[E.Action]:
+        d = self.delivery
+        if isinstance(a, E.Send | E.SendWithAck):
+            try:
+                await self._send(a.out, with_ack=isinstance(a, E.SendWithAck))
+            except LeaseLost as exc:
+                return self.feed(E.SendFailed(str(exc), lease_lost=True))
+            except TransportError as exc:
+                too_large = isinstance(exc, MessageTooLarge)
+                return self.feed(E.SendFailed(str(exc), too_large=too_large))
+            return self.feed(E.Sent())
+        if isinstance(a, E.Ack):
+            with anyio.CancelScope(shield=True):
+                await _quietly(d.ack())
+            return []
+        if isinstance(a, E.Requeue):
+            with anyio.CancelScope(shield=True):
+                await _quietly(d.requeue(a.delay))
+            return []
+        if isinstance(a, E.ReportPause):
+            ok = await self.w.gateway.report_now(a.gateway, a.envelope_id, a.event)
+            return self.feed(E.PauseStored(ok))
+        if isinstance(a, E.Preflight):
+            state = await self.w.gateway.preflight(a.gateway, a.envelope_id)
+            return self.feed(E.PreflightAnswered(state))
+        if isinstance(a, E.Invoke):
+            return await self._invoke(a)
+        if isinstance(a, E.CancelInvocation):
+            return self.feed(E.CancelDone(await self._cancel_and_drain()))
+        raise AssertionError(f"unknown action {a!r}")
+
+    async def _invoke(self, a: E.Invoke) -> list[E.Action]:
+        conn, m, q, mach = self.conn, self.w.metrics, self.w.queue, self.machine
+        assert conn is not None
+        t0 = time.perf_counter()
+        # The gateway's feed interrupts the frame loop when the task stops there (step 6).
+        stopped: list[str] = []
+        feed_scope = anyio.CancelScope()
+
+        def on_stop(status: str) -> None:
+            stopped.append(status)
+            feed_scope.cancel()
+
+        unwatch = (
+            self.w.gateway.watch(mach.gateway, a.envelope.id, on_stop)
+            if mach.gateway is not None and a.envelope.id
+            else None
         )
         try:
-            await self.send(out)
-        except TransportError:
+            try:
+                await conn.start(a.envelope)
+            except InvokeNotDelivered as exc:
+                return self.feed(E.InvokeFailed(str(exc)))
+            with anyio.move_on_after(a.timeout) as scope, feed_scope:
+                while mach.running:
+                    try:
+                        frame = await conn.next_frame()
+                    except RuntimeLost as exc:
+                        return self.feed(E.RuntimeLost(str(exc)))
+                    actions = self.feed(E.Frame(frame))
+                    if not mach.running:
+                        return actions  # carried outside the timeout's scope
+                    await self.carry(actions)
+            if stopped and mach.running:
+                return self.feed(E.Cancelled(stopped[0]))
+            if scope.cancelled_caught and mach.running:
+                return self.feed(E.TimedOut())
+            return []
+        finally:
+            if unwatch is not None:
+                unwatch()
+            m.child(m.runtime, q).observe(time.perf_counter() - t0)
+
+    async def _cancel_and_drain(self) -> bool:
+        """Send `cancel` and discard frames up to `end`, within the cancel grace (shielded:
+        also runs when shutdown cancelled us). False if the runtime did not answer in time;
+        the connection is then marked closed so that the worker reconnects."""
+        conn = self.conn
+        if conn is None or conn.closed:
+            return True
+        with anyio.move_on_after(self.w.cfg.cancel_grace, shield=True) as grace:
+            await conn.cancel()
+            try:
+                await conn.drain_to_end()
+            except RuntimeLost:
+                return True
+        if grace.cancelled_caught:
+            conn.closed = True
             return False
-        log.error("outputs undeliverable; message sent to sump", error=str(exc))
-        self.metrics.child(self.metrics.failed, self.queue, "routing_error").inc()
         return True
+
+    async def _send(self, out: Outgoing, *, with_ack: bool) -> None:
+        """Durably send one outgoing envelope (shielded: a half-sent output is not an option)."""
+        w, m = self.w, self.w.metrics
+        q = queue_name(w.cfg.namespace, out.actor)
+        body = routing.encode(out.envelope)
+        with anyio.CancelScope(shield=True):
+            t0 = time.perf_counter()
+            if with_ack:
+                await w.transport.send_then_ack([(q, body)], self.delivery)
+            else:
+                await w.transport.send(q, body, delay=out.delay)
+        m.child(m.send_time, q, m.transport).observe(time.perf_counter() - t0)
+        m.child(m.sent, q, out.kind).inc()
+        m.child(m.size, "sent").observe(len(body))
 
 
 async def _quietly(coro: Any) -> None:
@@ -207,51 +351,7 @@ async def _quietly(coro: Any) -> None:
         log.warning("ack/requeue failed", error=repr(exc))
 
 
-async def run_worker(sc: Sidecar) -> None:
-    """One worker: (re)connect to the runtime, then take envelopes one by one until shutdown."""
-    path = sc.cfg.socket_path
-    while not sc.stopping.is_set():
-        with anyio.CancelScope() as wait_scope:
-            sc._receiving.add(wait_scope)  # shutdown interrupts the wait for the runtime too
-            try:
-                await wait_ready(path, sc.cfg.runtime_ready_timeout)
-            finally:
-                sc._receiving.discard(wait_scope)
-        if wait_scope.cancelled_caught:
-            return
-        try:
-            async with connect(path) as conn:
-                sc.metrics.healthy = True
-                await _serve(sc, conn)
-        except RuntimeUnavailable as exc:
-            log.info("runtime not available; waiting", error=str(exc))
-
-
-async def _serve(sc: Sidecar, conn: RuntimeConnection) -> None:
-    keeper = _LeaseKeeper(sc.cfg.transport.lease_seconds)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(keeper.run)
-        while not sc.stopping.is_set() and not conn.closed:
-            delivery = await sc.receive()
-            if delivery is None:
-                continue
-            if not conn.alive():
-                # The runtime went away while we were idle: nothing has started, so the envelope
-                # goes back untouched and we take no more until the runtime is back.
-                with anyio.CancelScope(shield=True):
-                    await _quietly(delivery.requeue(0.0))
-                break
-            keeper.delivery = delivery
-            try:
-                await sc.settle(delivery, functools.partial(process, sc, conn, delivery))
-            finally:
-                keeper.delivery = None
-            if sc.fatal is not None:
-                raise sc.fatal
-        tg.cancel_scope.cancel()
-
-
-class _LeaseKeeper:
+class LeaseKeeper:
     """Extends the lease of the worker's current message every lease/3 seconds, so a long
     handler is not redelivered. One per worker (not per envelope: no task spawn on the hot
     path); an extension racing with the ack is harmless and only logged."""
@@ -259,11 +359,13 @@ class _LeaseKeeper:
     def __init__(self, lease: float) -> None:
         self.lease = lease
         self.delivery: Delivery | None = None
+        self.ticks = 0  # periods elapsed (tests wait on it instead of sleeping)
         self._lost: Delivery | None = None  # lease went to another consumer: stop extending
 
     async def run(self) -> None:
         while True:
             await anyio.sleep(max(self.lease / 3, 0.05))
+            self.ticks += 1
             d = self.delivery
             if d is None or d is self._lost:
                 continue
@@ -280,61 +382,4 @@ class _LeaseKeeper:
                 log.debug("lease extension failed", error=repr(exc))
 
 
-async def process(sc: Sidecar, conn: RuntimeConnection, delivery: Delivery) -> Outgoing | None:
-    """Every step for one message; returns once all outputs but the returned last one are
-    durably sent (the caller sends that one with the ack)."""
-    m, names = sc.metrics, sc.names
-    t0 = time.perf_counter()
-    m.child(m.received, sc.queue, m.transport).inc()
-    m.child(m.size, "received").observe(len(delivery.body))
-    m.active.inc()
-    try:
-        parsed = routing.parse_message(delivery.body, names, sc.clock())
-        if isinstance(parsed, Outgoing):
-            m.child(m.failed, sc.queue, "parse_error").inc()
-            log.warning("unparsable message sent to sump", message_id=delivery.message_id)
-            await sc.send(parsed)
-            return None
-        env = parsed
-        with structlog.contextvars.bound_contextvars(envelope_id=env.id, actor=names.actor):
-            status, final = await _process_envelope(sc, conn, delivery, env)
-            m.child(m.processed, sc.queue, status).inc()
-            return final
-    finally:
-        m.active.dec()
-        m.child(m.processing, sc.queue).observe(time.perf_counter() - t0)
-
-
-async def _process_envelope(
-    sc: Sidecar, conn: RuntimeConnection, delivery: Delivery, env: Envelope
-) -> tuple[str, Outgoing | None]:
-    names, m = sc.names, sc.metrics
-    assert env.id is not None
-    if not routing.serves(env, names.actor):
-        m.child(m.failed, sc.queue, "route_mismatch").inc()
-        await sc.send(routing.route_mismatch(env, names, sc.clock()))
-        return "error", None
-    gw = sc.gateway.resolve(env.headers)
-    if gw is not None:
-        state = await sc.gateway.preflight(gw, env.id)
-        out = routing.preflight(env, state, names, sc.clock()) if state else None
-        if out is not None:
-            await sc.send(out)
-            return f"preflight_{state}", None
-    left = routing.deadline_left(env, sc.clock())
-    if left is not None and left <= 0:
-        m.child(m.failed, sc.queue, "sla_timeout").inc()
-        await sc.send(routing.deadline_expired(env, names, sc.clock()))
-        return "sla_expired", None
-    events = sc.gateway.open(gw, env.id)
-    try:
-        events.status("received", route_data(env, names.actor))
-        inp = routing.prepare_input(env, names, sc.clock())
-        events.status("processing", route_data(env, names.actor))
-        timeout = sc.cfg.actor_timeout if left is None else min(sc.cfg.actor_timeout, left)
-        return await invoke(sc, conn, env, inp, timeout, events)
-    finally:
-        events.close()
-
-
-__all__ = ["RuntimeHung", "Sidecar", "process", "run_worker"]
+__all__ = ["LeaseKeeper", "Lifecycle", "RuntimeHung", "Worker"]

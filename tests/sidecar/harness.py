@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import uvicorn
+from anyio.streams.memory import MemoryObjectSendStream
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from asya_mesh.transports import Transport, TransportConfig, open_transport, queue_name
@@ -48,6 +51,9 @@ class RecordingGateway:
     preflight: dict[str, str] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     url: str = ""
+    feed_enabled: bool = False  # serve GET /api/v1/mesh/feed (else 404, as before the feed)
+    feed_clients: int = 0
+    _feeds: list[MemoryObjectSendStream[str]] = field(default_factory=list)
 
     async def _record(self, request: Request) -> Recorded:
         raw = await request.body()
@@ -78,9 +84,38 @@ class RecordingGateway:
             return JSONResponse({"id": task_id, "status": self.preflight[task_id]})
         return Response(status_code=404)
 
+    async def feed(self, request: Request) -> Response:
+        if not self.feed_enabled:
+            return Response(status_code=404)
+        send, recv = anyio.create_memory_object_stream[str](1000)
+        self._feeds.append(send)
+
+        async def body() -> AsyncIterator[str]:
+            self.feed_clients += 1
+            try:
+                yield ": connected\n\n"
+                async with recv:
+                    async for item in recv:
+                        yield item
+            finally:
+                self.feed_clients -= 1
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    def push_task(self, task_id: str, status: str) -> None:
+        """Tell every feed subscriber that `task_id` is now `status`."""
+        data = json.dumps({"id": task_id, "status": status})
+        for s in self._feeds:
+            s.send_nowait(f"event: task\ndata: {data}\n\n")
+
+    def close_feeds(self) -> None:
+        for s in self._feeds:
+            s.close()
+
     def app(self) -> Starlette:
         return Starlette(
             routes=[
+                Route("/api/v1/mesh/feed", self.feed, methods=["GET"]),
                 Route("/api/v1/mesh/{id}/events", self.events, methods=["POST"]),
                 Route("/api/v1/mesh/{id}", self.get_task, methods=["GET"]),
                 Route("/mesh/{id}/fly", self.legacy, methods=["POST"]),
@@ -127,7 +162,31 @@ async def serve_gateway(gw: RecordingGateway) -> AsyncIterator[RecordingGateway]
         try:
             yield gw
         finally:
+            gw.close_feeds()  # an open stream would hold uvicorn's shutdown
             server.should_exit = True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for_health(port: int, code: int, text: str, *, within: float = 15.0) -> str:
+    """Poll the sidecar's /health until it answers `code` with `text` in the body."""
+    deadline = time.monotonic() + within
+    last = ""
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            try:
+                r = await http.get(f"http://127.0.0.1:{port}/health")
+                last = f"{r.status_code} {r.text}"
+                if r.status_code == code and text in r.text:
+                    return r.text
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            await anyio.sleep(0.05)
+    raise AssertionError(f"/health never answered {code} {text!r}; last: {last}")
 
 
 async def wait_for(cond: Callable[[], Any], *, what: str, within: float = 15.0) -> Any:

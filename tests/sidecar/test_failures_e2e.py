@@ -11,7 +11,16 @@ import time
 import anyio
 import pytest
 
-from .harness import TIMEOUT, Mesh, RecordingGateway, envelope, serve_gateway, wait_for
+from .harness import (
+    TIMEOUT,
+    Mesh,
+    RecordingGateway,
+    envelope,
+    free_port,
+    serve_gateway,
+    wait_for,
+    wait_for_health,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -86,7 +95,8 @@ async def test_runtime_killed_mid_stream_goes_to_sump_and_sidecar_recovers(mesh:
     with anyio.fail_after(TIMEOUT):
         async with serve_gateway(RecordingGateway()) as gw:
             rt = mesh.runtime("tok", "examples.handlers.tokens:stream")
-            mesh.sidecar("tok", ASYA_GATEWAY_URL=gw.url)
+            port = free_port()
+            mesh.sidecar("tok", ASYA_GATEWAY_URL=gw.url, ASYA_METRICS_ADDR=f"127.0.0.1:{port}")
             await mesh.send("tok", envelope("k-1", ["tok"], {"prompt": "x", "token_delay": 0.3}))
             await wait_for(lambda: gw.flys("k-1"), what="first FLY")
             rt.kill()
@@ -94,10 +104,13 @@ async def test_runtime_killed_mid_stream_goes_to_sump_and_sidecar_recovers(mesh:
             assert out["id"] == "k-1"
             assert out["payload"]["original_payload"]["prompt"] == "x"
             assert out["status"]["phase"] == "failed"
-            # A new envelope sent while the runtime is down waits (not failed) ...
+            # A new envelope sent while the runtime is down waits (not failed): the sidecar
+            # says it is waiting for the runtime and takes nothing meanwhile ...
+            await wait_for_health(port, 503, "not ready: waiting for the runtime")
             await mesh.send("tok", envelope("k-2", ["tok"], {"prompt": "y", "token_delay": 0}))
-            await anyio.sleep(0.5)
+            await wait_for_health(port, 503, "not ready: waiting for the runtime")
             assert await mesh.depth("x-sink") == 0 and await mesh.depth("x-sump") == 0
+            assert await mesh.depth("tok") == 1
             # ... and is served once the runtime is back.
             mesh.runtime("tok", "examples.handlers.tokens:stream")
             out = await mesh.take("x-sink")
@@ -145,17 +158,19 @@ async def test_sigterm_drains_in_flight_and_loses_nothing(mesh: Mesh) -> None:
 
 async def test_sigterm_after_grace_requeues_in_flight(mesh: Mesh) -> None:
     with anyio.fail_after(TIMEOUT):
-        mesh.runtime("slow", "examples.handlers.util:sleep")
+        mesh.runtime("slow", "tests.sidecar.handlers:marked_sleep")
         sc = mesh.sidecar("slow", ASYA_SHUTDOWN_GRACE="500ms")
-        await mesh.send("slow", envelope("g-1", ["slow"], {"sleep": 30}))
-        await wait_for(lambda: '"sidecar started"' in mesh.log("sidecar-slow"), what="start")
-        await anyio.sleep(1.0)  # let it take the envelope
+        started = mesh.tmp / "started"
+        payload = {"sleep": 30, "started": str(started)}
+        await mesh.send("slow", envelope("g-1", ["slow"], payload))
+        await wait_for(started.exists, what="the handler runs")
         os.kill(sc.pid, signal.SIGTERM)
         assert await anyio.to_thread.run_sync(sc.wait) == 0
         assert await mesh.depth("slow") == 1  # given back, untouched
         assert await mesh.depth("x-sink") == 0
         back = await mesh.take("slow", within=2)
         assert back["id"] == "g-1" and "status" not in back
+        assert back["payload"] == payload
 
 
 async def test_runtime_that_never_ends_after_cancel_makes_the_sidecar_exit(mesh: Mesh) -> None:

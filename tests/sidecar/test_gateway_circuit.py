@@ -1,9 +1,8 @@
 """The gateway client under trouble, in process: the circuit breaker, the pre-flight budget and
-its own pool, and the bounded flush of an envelope's events."""
+its own pool."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import anyio
@@ -13,6 +12,7 @@ import pytest
 from asya_sidecar.circuit import Circuit
 from asya_sidecar.gateway import GatewayClient
 from asya_sidecar.metrics import Metrics
+from asya_sidecar.reports import fly
 
 pytestmark = pytest.mark.anyio
 
@@ -21,8 +21,8 @@ def counter(metrics: Metrics, name: str) -> float:
     return metrics.registry.get_sample_value(f"asya_actor_{name}_total") or 0.0
 
 
-def flys(n: int, start: int = 0) -> list[dict[str, Any]]:
-    return [{"type": "fly", "data": {"i": i}} for i in range(start, start + n)]
+def flys(n: int, start: int = 0) -> list[Any]:
+    return [fly({"i": i}, seq=i) for i in range(start, start + n)]
 
 
 def test_circuit_opens_after_threshold_and_probes_one_at_a_time() -> None:
@@ -68,9 +68,8 @@ async def test_failing_gateway_opens_the_circuit_and_drops_without_trying() -> N
                 stream = client.open("http://gw", f"id-{k}")
                 for e in flys(3):
                     stream.put(e)
-                await stream.flush(5.0)
                 stream.close()
-            await client.wait_idle()
+                await client.wait_idle()  # one envelope after the other
     # 5 consecutive failures open it (1 s cooldown): the other envelopes are not even tried.
     assert len(calls) == 5, calls
     assert counter(metrics, "fly_dropped") == 60
@@ -116,39 +115,3 @@ async def test_slow_preflight_is_cut_at_its_budget_and_then_skipped() -> None:
             for _ in range(10):  # the slow gateway is now skipped: no wait at all
                 assert await client.preflight("http://gw", "id-2") is None
     assert gets == 1
-
-
-async def test_flush_waits_for_the_envelopes_events_but_only_so_long() -> None:
-    posted: list[Any] = []
-    delay = 0.05
-
-    async def gateway(request: httpx.Request) -> httpx.Response:
-        await anyio.sleep(delay)
-        posted.append(json.loads(request.content))
-        return httpx.Response(204)
-
-    async with (
-        httpx.AsyncClient(transport=httpx.MockTransport(gateway)) as http,
-        anyio.create_task_group() as tg,
-    ):
-        client = GatewayClient(http, tg, Metrics("memory"), default_url="http://gw", buffer=100)
-        stream = client.open("http://gw", "id-1")
-        for e in flys(5):
-            stream.put(e)
-        with anyio.fail_after(5):
-            assert await stream.flush(5.0)
-        got = [e["data"]["i"] for b in posted for e in (b if isinstance(b, list) else [b])]
-        assert got == [0, 1, 2, 3, 4]  # everything queued before the flush is at the gateway
-        # A gateway slower than the flush budget: the flush gives up in time ...
-        delay = 1.0
-        stream.put(flys(1, 5)[0])
-        t0 = anyio.current_time()
-        assert not await stream.flush(0.1)
-        assert anyio.current_time() - t0 < 0.8
-        # ... and the gateway is then known slow: later flushes do not wait at all.
-        stream.put(flys(1, 6)[0])
-        t0 = anyio.current_time()
-        assert not await stream.flush(0.5)
-        assert anyio.current_time() - t0 < 0.05
-        stream.close()
-        tg.cancel_scope.cancel()

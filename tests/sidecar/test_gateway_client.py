@@ -9,8 +9,10 @@ import anyio
 import httpx
 import pytest
 
+from asya_mesh.events import Event, StatusData, StatusEvent
 from asya_sidecar.gateway import GatewayClient, safe_gateway_url
 from asya_sidecar.metrics import Metrics
+from asya_sidecar.reports import fly
 
 pytestmark = pytest.mark.anyio
 
@@ -30,7 +32,7 @@ class Fake:
         return httpx.Response(self.answer(request.url.path, body))
 
 
-async def run_client(fake: Fake, events: list[dict[str, Any]], buffer: int = 100) -> Metrics:
+async def run_client(fake: Fake, events: list[Event], buffer: int = 100) -> Metrics:
     metrics = Metrics("memory")
     async with (
         httpx.AsyncClient(transport=httpx.MockTransport(fake)) as http,
@@ -46,8 +48,8 @@ async def run_client(fake: Fake, events: list[dict[str, Any]], buffer: int = 100
     return metrics
 
 
-def flys(n: int) -> list[dict[str, Any]]:
-    return [{"type": "fly", "data": {"i": i}} for i in range(n)]
+def flys(n: int) -> list[Event]:
+    return [fly({"i": i}, seq=i) for i in range(n)]
 
 
 @pytest.mark.parametrize("code", [400, 415, 422])
@@ -61,9 +63,7 @@ async def test_batch_rejection_resends_one_by_one_in_order(code: int) -> None:
 
 async def test_404_uses_legacy_and_sticks_to_it() -> None:
     fake = Fake(lambda path, body: 404 if path.startswith("/api/") else 200)
-    await run_client(
-        fake, [{"type": "status", "status": "received", "data": {"curr": "a"}}, *flys(3)]
-    )
+    await run_client(fake, [StatusEvent(status="received", data=StatusData(curr="a")), *flys(3)])
     legacy = [(p, b) for p, b in fake.calls if not p.startswith("/api/")]
     assert legacy == [
         ("/mesh/id-1/progress", {"status": "received", "curr": "a"}),
@@ -106,9 +106,15 @@ def test_ssrf_guard(value: object, ok: bool) -> None:
     assert (safe_gateway_url(value) is not None) == ok
 
 
+async def test_events_are_typed_on_the_wire() -> None:
+    fake = Fake(lambda path, body: 204)
+    await run_client(fake, flys(1))
+    assert fake.calls == [("/api/v1/mesh/id-1/events", {"type": "fly", "data": {"i": 0}, "seq": 0})]
+
+
 async def test_lease_keeper_extends_the_current_delivery_only() -> None:
     from asya_mesh.transports import Delivery
-    from asya_sidecar.worker import _LeaseKeeper
+    from asya_sidecar.worker import LeaseKeeper
 
     class D(Delivery):
         body, message_id, attempt = b"", "m", 1
@@ -125,12 +131,14 @@ async def test_lease_keeper_extends_the_current_delivery_only() -> None:
             self.seconds = seconds
             self.extended.set()
 
-    keeper = _LeaseKeeper(0.15)
+    keeper = LeaseKeeper(0.15)
     d = D()
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(keeper.run)
-            await anyio.sleep(0.2)  # idle: nothing to extend
+            while keeper.ticks < 2:  # noqa: ASYNC110 - idle periods: nothing to extend
+                await anyio.sleep(0.01)
+            assert d.seconds == 0.0
             keeper.delivery = d
             await d.extended.wait()
             tg.cancel_scope.cancel()

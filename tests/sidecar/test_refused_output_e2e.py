@@ -14,8 +14,8 @@ import pytest
 
 from asya_mesh.transports import Delivery, Transport, open_transport
 from asya_mesh.transports.errors import MessageTooLarge
-from asya_sidecar.app import run_sidecar
 from asya_sidecar.config import SidecarConfig
+from asya_sidecar.runner import run_sidecar
 
 from .harness import TIMEOUT, Mesh, envelope
 

@@ -1,197 +1,171 @@
-"""Ack/requeue decisions of `Sidecar.settle`, in process with a fake transport."""
+"""The worker shell's ack/requeue with a real (in-memory) transport: what the machine decides
+is carried out on the queue. The paths here need no runtime (route check, deadline, pre-flight)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
-from asya_mesh.transports import Delivery, Transport
-from asya_mesh.transports.errors import TransportError
+from asya_mesh.transports import Delivery, LeaseLost
+from asya_mesh.transports.errors import MessageTooLarge, TransportError
+from asya_mesh.transports.memory import MemoryTransport
 from asya_sidecar.config import SidecarConfig
+from asya_sidecar.gateway import GatewayClient, gateway_client
 from asya_sidecar.metrics import Metrics
-from asya_sidecar.worker import Sidecar
+from asya_sidecar.worker import LeaseKeeper, Lifecycle, Worker
 
 pytestmark = pytest.mark.anyio
 
-BODY = json.dumps(
-    {"id": "p-1", "route": {"prev": [], "curr": "a", "next": ["bad"]}, "payload": 1}
-).encode()
+IN = "asya-default-a"
+LATE = {
+    "id": "p-1",
+    "route": {"prev": [], "curr": "a", "next": []},
+    "status": {"deadline_at": "2020-01-01T00:00:00Z"},  # -> x-sink at once, no runtime
+    "payload": 1,
+}
 
 
-class FakeDelivery(Delivery):
-    def __init__(self, attempt: int) -> None:
-        self.body, self.message_id, self.attempt = BODY, "m", attempt
-        self.outcome: tuple[str, float] | None = None
+class Refusing(MemoryTransport):
+    """The memory transport refusing sends to queues ending in `refuse` (as a broker rejects a
+    queue name, or a body over its limit with `too_large`)."""
 
-    async def ack(self) -> None:
-        self.outcome = ("ack", 0.0)
+    refuse = "\x00"
+    too_large = False
 
-    async def requeue(self, delay: float = 0.0) -> None:
-        self.outcome = ("requeue", delay)
-
-    async def extend(self, seconds: float) -> None: ...
-
-
-class FakeTransport(Transport):
-    max_message_bytes = 1 << 20
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes]] = []
-
-    async def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> None:
-        if queue.endswith("-bad"):
+    async def send_many(self, messages: Iterable[tuple[str, bytes]], *, delay: float = 0.0) -> None:
+        batch = list(messages)
+        if any(q.endswith(self.refuse) for q, _ in batch):
+            if self.too_large:
+                raise MessageTooLarge("message of 300000 bytes exceeds the limit of 262144 bytes")
             raise TransportError("queue name rejected")
-        self.sent.append((queue, body))
-
-    async def receive(self, queue: str, *, wait: float) -> Delivery | None:
-        return None
-
-    async def depths(self) -> dict[str, int]:
-        return {}
-
-    async def aclose(self) -> None: ...
+        await super().send_many(batch, delay=delay)
 
 
-def sidecar(t: Transport) -> Sidecar:
-    return Sidecar(SidecarConfig(actor_name="a"), t, None, Metrics("fake"))  # type: ignore[arg-type]
+@pytest.fixture
+async def gw() -> AsyncIterator[GatewayClient]:
+    async with gateway_client(Metrics("memory"), default_url=None, buffer=10) as client:
+        yield client
 
 
-async def failing_send(sc: Sidecar) -> None:
-    await sc.transport.send("asya-default-bad", b"x")
+async def deliver(t: MemoryTransport, env: dict[str, Any]) -> Delivery:
+    await t.send(IN, json.dumps(env).encode())
+    d = await t.receive(IN, wait=1)
+    assert d is not None
+    return d
 
 
-@pytest.mark.parametrize(("attempt", "expect"), [(1, "requeue"), (4, "requeue"), (5, "ack")])
-async def test_outputs_that_keep_failing_end_in_sump(attempt: int, expect: str) -> None:
-    t = FakeTransport()
-    sc = sidecar(t)
-    d = FakeDelivery(attempt)
+def worker(t: MemoryTransport, gw: GatewayClient, life: Lifecycle | None = None) -> Worker:
+    return Worker(SidecarConfig(actor_name="a"), t, gw, Metrics("memory"), life or Lifecycle())
+
+
+async def test_outputs_that_fail_are_requeued_with_a_delay(gw: GatewayClient) -> None:
+    t = Refusing()
+    t.refuse = "x-sink"
     with anyio.fail_after(5):
-        await sc.settle(d, lambda: failing_send(sc))
-    assert d.outcome is not None and d.outcome[0] == expect
-    if expect == "ack":
-        ((queue, body),) = t.sent
-        assert queue == "asya-default-x-sump"
-        out = json.loads(body)
-        assert out["id"] == "p-1" and "failed 5 times" in out["payload"]["error"]
-        assert out["payload"]["original_payload"] == 1
-    else:
-        assert d.outcome == ("requeue", 1.0) and not t.sent
+        await worker(t, gw).process(await deliver(t, LATE), None)
+        assert await t.receive(IN, wait=0.3) is None  # requeued 1 s ahead, not at once
+        again = await t.receive(IN, wait=2)
+    assert again is not None and again.attempt == 2
+    assert (await t.depths()).get("asya-default-x-sink", 0) == 0
 
 
-async def test_success_acks_and_shutdown_cancel_requeues_untouched() -> None:
-    sc = sidecar(FakeTransport())
-    d = FakeDelivery(1)
-
-    async def ok() -> None:
-        pass
-
-    await sc.settle(d, ok)
-    assert d.outcome == ("ack", 0.0)
-    d2 = FakeDelivery(1)
-    started = anyio.Event()
-
-    async def slow() -> None:
-        started.set()
-        await anyio.sleep(60)
-
+async def test_too_large_output_goes_to_sump_at_once(gw: GatewayClient) -> None:
+    t = Refusing()
+    t.refuse, t.too_large = "x-sink", True
     with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(sc.settle, d2, slow)
-            await started.wait()
-            sc.abort_inflight()
-    assert d2.outcome == ("requeue", 0.0)
-
-
-async def test_too_large_output_goes_to_sump_at_once() -> None:
-    from asya_mesh.transports.errors import MessageTooLarge
-
-    t = FakeTransport()
-    sc = sidecar(t)
-    d = FakeDelivery(1)
-
-    async def too_large() -> None:
-        raise MessageTooLarge("message of 300000 bytes exceeds the SQS limit of 262144 bytes")
-
-    with anyio.fail_after(5):
-        await sc.settle(d, too_large)
-    assert d.outcome == ("ack", 0.0)  # permanent: no redelivery, even at the first attempt
-    ((queue, body),) = t.sent
-    assert queue == "asya-default-x-sump"
-    err = json.loads(body)["payload"]["error"]
+        await worker(t, gw).process(await deliver(t, LATE), None)
+        sunk = await t.receive("asya-default-x-sump", wait=1)
+    assert sunk is not None and (await t.depths())[IN] == 0  # acked: no redelivery
+    err = json.loads(sunk.body)["payload"]["error"]
     assert "too large" in err and "limit of 262144 bytes" in err
 
 
-async def test_last_output_is_sent_with_the_ack() -> None:
-    from asya_runtime.wire import Envelope, Route
-    from asya_sidecar.routing import Outgoing
-
+async def test_last_output_is_sent_with_the_ack(gw: GatewayClient) -> None:
     acked_with: list[list[tuple[str, bytes]]] = []
 
-    class T(FakeTransport):
-        async def send_then_ack(self, messages: Any, delivery: Delivery) -> None:
+    class T(MemoryTransport):
+        async def send_then_ack(
+            self, messages: Iterable[tuple[str, bytes]], delivery: Delivery
+        ) -> None:
             acked_with.append(list(messages))
-            await delivery.ack()
+            await super().send_then_ack(acked_with[-1], delivery)
 
-    sc = sidecar(T())
-    d = FakeDelivery(1)
-    out = Outgoing(
-        actor="b",
-        envelope=Envelope(id="p-1", route=Route(prev=["a"], curr="b", next=[]), payload=2),
-        kind="emit",
-    )
-
-    async def last() -> Outgoing:
-        return out
-
-    await sc.settle(d, last)
-    assert d.outcome == ("ack", 0.0)
-    assert [q for q, _ in acked_with[0]] == ["asya-default-b"]
+    t = T()
+    with anyio.fail_after(5):
+        await worker(t, gw).process(await deliver(t, LATE), None)
+    assert [q for q, _ in acked_with[0]] == ["asya-default-x-sink"]
+    assert (await t.depths())[IN] == 0
 
 
-async def test_lost_lease_is_not_requeued_and_stops_extension() -> None:
-    from asya_mesh.transports import LeaseLost
-    from asya_sidecar.worker import _LeaseKeeper
+async def test_lost_lease_is_neither_acked_nor_requeued(gw: GatewayClient) -> None:
+    t = MemoryTransport(lease_seconds=0.05)
+    other = MemoryTransport(t.queues)
+    with anyio.fail_after(5):
+        d = await deliver(t, LATE)
+        theirs = await other.receive(IN, wait=2)  # our lease lapses; another consumer has it
+        assert theirs is not None and theirs.attempt == 2
+        await worker(t, gw).process(d, None)
+        assert (await t.depths()).get("asya-default-x-sink", 0) == 0  # sent nothing
+        await theirs.ack()  # it is still theirs to settle
 
-    sc = sidecar(FakeTransport())
-    d = FakeDelivery(1)
 
-    async def lost() -> None:
-        raise LeaseLost("lease lapsed and it was redelivered")
+async def test_shutdown_grace_over_requeues_untouched() -> None:
+    asked = anyio.Event()
 
-    await sc.settle(d, lost)
-    assert d.outcome is None  # another consumer settles it
+    async def hanging_gateway(request: httpx.Request) -> httpx.Response:
+        asked.set()
+        await anyio.sleep_forever()
+        raise AssertionError
 
-    class Lost(FakeDelivery):
+    t = MemoryTransport()
+    env = LATE | {"status": {}, "headers": {"x-asya-gateway-url": "http://gw"}}
+    body = json.dumps(env).encode()
+    life = Lifecycle()
+    metrics = Metrics("memory")
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(hanging_gateway)) as http,
+        anyio.create_task_group() as tg,
+    ):
+        gwc = GatewayClient(http, tg, metrics, default_url=None, buffer=10, preflight_timeout=60)
+        w = Worker(SidecarConfig(actor_name="a"), t, gwc, metrics, life)
+        with anyio.fail_after(5):
+            await t.send(IN, body)
+            d = await t.receive(IN, wait=1)
+            assert d is not None
+            async with anyio.create_task_group() as inner:
+                inner.start_soon(w.process, d, None)
+                await asked.wait()  # in flight: waiting on the pre-flight
+                life.abort_inflight()
+            back = await t.receive(IN, wait=1)
+        tg.cancel_scope.cancel()
+    assert back is not None and back.body == body and back.attempt == 2
+
+
+async def test_lease_keeper_stops_extending_a_lost_lease() -> None:
+    class Lost(Delivery):
+        body, message_id, attempt = b"", "m", 1
         extends = 0
+
+        async def ack(self) -> None: ...
+
+        async def requeue(self, delay: float = 0.0) -> None: ...
 
         async def extend(self, seconds: float) -> None:
             self.extends += 1
             raise LeaseLost("gone")
 
-    keeper = _LeaseKeeper(0.06)
-    ld = Lost(1)
+    keeper = LeaseKeeper(0.06)
+    ld = Lost()
     keeper.delivery = ld
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(keeper.run)
-            await anyio.sleep(0.5)  # ~20 extension periods
+            while keeper.ticks < 20:  # noqa: ASYNC110 - polling the keeper's own counter
+                await anyio.sleep(0.01)
             tg.cancel_scope.cancel()
     assert ld.extends == 1
-
-
-async def test_invoke_not_delivered_requeues_untouched() -> None:
-    from asya_sidecar.runtime_client import InvokeNotDelivered
-
-    t = FakeTransport()
-    sc = sidecar(t)
-    d = FakeDelivery(1)
-
-    async def runtime_gone() -> None:
-        raise InvokeNotDelivered("runtime closed before the invoke")
-
-    with anyio.fail_after(5):
-        await sc.settle(d, runtime_gone)
-    assert d.outcome == ("requeue", 0.0) and not t.sent  # nothing to sump, nothing acked

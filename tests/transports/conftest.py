@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from asya_mesh.transports import Transport, TransportConfig, open_transport
+from asya_mesh.transports.memory import MemoryQueues, MemoryTransport
 from tests.brokers import RABBITMQ_URL, SQS_ENDPOINT_URL, require_broker
 
 NAMESPACE = "conformance"
@@ -39,6 +40,7 @@ def config_for(kind: str, sqlite_path: Path, **overrides: Any) -> TransportConfi
 
 @pytest.fixture(
     params=[
+        "memory",
         "sqlite",
         pytest.param("rabbitmq", marks=pytest.mark.broker),
         pytest.param("sqs", marks=pytest.mark.broker),
@@ -64,9 +66,13 @@ def sqlite_path(short_tmp: Path) -> Path:
 async def open_one(kind: str, sqlite_path: Path) -> AsyncIterator[OpenTransport]:
     """`await open_one(**config_overrides)`: a transport closed at teardown."""
     opened: list[Transport] = []
+    shared = MemoryQueues()  # memory: every transport of a test is a connection to one broker
 
     async def factory(**overrides: Any) -> Transport:
-        t = await open_transport(config_for(kind, sqlite_path, **overrides), concurrency=8)
+        if kind == "memory":
+            t: Transport = MemoryTransport(shared, **overrides)
+        else:
+            t = await open_transport(config_for(kind, sqlite_path, **overrides), concurrency=8)
         opened.append(t)
         return t
 

@@ -1,0 +1,115 @@
+"""The gateway's task feed: one long-lived SSE connection per gateway to
+`GET {gw}/api/v1/mesh/feed` (`event: task`, data `{"id", "status"}`), so that a task canceled,
+failed or paused at the gateway reaches the envelope running it here within a second
+(sidecar-gateway.md "Per envelope" step 6), and pre-flights can be answered without a GET.
+
+A 404 means the gateway has no feed: the sidecar falls back to pre-flight GETs and no in-flight
+cancel. Bounded: the last `SEEN_CAP` statuses are remembered (oldest forgotten first); watchers
+are the envelopes in flight. Knows nothing about queues, the runtime or the machine.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Final
+
+import anyio
+import httpx
+import msgspec
+import structlog
+
+log = structlog.get_logger("asya.sidecar.feed")
+
+SEEN_CAP: Final = 4096
+#: Statuses that stop an envelope running here.
+STOPPING: Final = frozenset({"canceled", "failed", "paused", "succeeded"})
+_RECONNECT: Final = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class _TaskLine(msgspec.Struct):
+    id: str
+    status: str
+
+
+_decode = msgspec.json.Decoder(_TaskLine)
+
+
+class Feed:
+    """What one gateway's feed said, and who wants to hear about which task."""
+
+    def __init__(self, http: httpx.AsyncClient, gw: str) -> None:
+        self._http = http
+        self.url = f"{gw}/api/v1/mesh/feed"
+        self.connected = False
+        self.unsupported = False  # 404: this gateway has no feed
+        self._seen: OrderedDict[str, str] = OrderedDict()
+        self._watchers: dict[str, Callable[[str], None]] = {}
+
+    def status(self, task_id: str) -> str | None:
+        """What the feed said about `task_id` (the pre-flight answer while connected)."""
+        return self._seen.get(task_id)
+
+    def watch(self, task_id: str, on_stop: Callable[[str], None]) -> Callable[[], None]:
+        """Call `on_stop(status)` when the task stops at the gateway (at once if it already
+        has); returns the function that stops watching."""
+        known = self._seen.get(task_id)
+        if known in STOPPING:
+            on_stop(known)
+            return lambda: None
+        self._watchers[task_id] = on_stop
+        return lambda: self._watchers.pop(task_id, None) and None
+
+    def _saw(self, task_id: str, status: str) -> None:
+        self._seen[task_id] = status
+        self._seen.move_to_end(task_id)
+        while len(self._seen) > SEEN_CAP:  # overflow policy: forget the oldest
+            self._seen.popitem(last=False)
+        if status in STOPPING and (cb := self._watchers.pop(task_id, None)) is not None:
+            cb(status)
+
+    async def run(self) -> None:
+        """Keep the connection open (reconnecting with a back-off) until cancelled or 404."""
+        failures = 0
+        while not self.unsupported:
+            try:
+                await self._once()
+                failures = 0
+            except (httpx.HTTPError, OSError) as exc:
+                log.debug("task feed lost", url=self.url, error=repr(exc))
+            finally:
+                self.connected = False
+            if self.unsupported:
+                log.info("gateway has no task feed; using pre-flight GETs", url=self.url)
+                return
+            await anyio.sleep(_RECONNECT[min(failures, len(_RECONNECT) - 1)])
+            failures += 1
+
+    async def _once(self) -> None:
+        timeout = httpx.Timeout(5.0, read=None)  # an idle feed is not a dead one
+        async with self._http.stream("GET", self.url, timeout=timeout) as r:
+            if r.status_code == 404:
+                self.unsupported = True
+                return
+            if r.status_code >= 300:
+                raise httpx.HTTPStatusError("feed refused", request=r.request, response=r)
+            self.connected = True
+            log.info("task feed connected", url=self.url)
+            event, data = "", ""
+            async for line in r.aiter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data += line[5:].strip()
+                elif not line:  # end of one SSE event
+                    if event == "task" and data:
+                        try:
+                            t = _decode.decode(data)
+                        except msgspec.DecodeError:
+                            log.debug("bad task feed line", data=data[:200])
+                        else:
+                            self._saw(t.id, t.status)
+                    event, data = "", ""
+
+
+__all__ = ["SEEN_CAP", "STOPPING", "Feed"]

@@ -1,0 +1,45 @@
+"""Cancel reaching a running handler (sidecar-gateway.md step 6) through the gateway's task
+feed, and pre-flights answered by the feed instead of a GET."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from .harness import TIMEOUT, Mesh, RecordingGateway, envelope, serve_gateway, wait_for
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+
+async def test_cancel_at_the_gateway_stops_the_running_handler(mesh: Mesh) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with serve_gateway(RecordingGateway(feed_enabled=True)) as gw:
+            marker = mesh.tmp / "finally-ran"
+            mesh.runtime("hang", "examples.handlers.util:hang")
+            mesh.sidecar("hang", ASYA_GATEWAY_URL=gw.url)
+            await wait_for(lambda: gw.feed_clients == 1, what="the sidecar on the feed")
+            await mesh.send("hang", envelope("c-1", ["hang", "next"], {"marker": str(marker)}))
+            await wait_for(lambda: "processing" in gw.statuses("c-1"), what="running")
+            gw.push_task("c-1", "canceled")
+            await wait_for(marker.exists, what="the handler's finally", within=3)
+            await mesh.wait_depth("hang", 0, within=3)  # acked
+            for q in ("next", "x-sink", "x-sump"):
+                assert await mesh.depth(q) == 0  # nothing routed for it
+            # No pre-flight GET while the feed is connected.
+            assert not [r for r in gw.requests if r.method == "GET"]
+            # The sidecar keeps serving; a task the feed knows as canceled is not run at all.
+            gw.push_task("c-2", "canceled")
+            await mesh.send("hang", envelope("c-2", ["hang"], {}))
+            out = await mesh.take("x-sink")
+            assert out["id"] == "c-2" and out["status"]["reason"] == "PreFlightCanceled"
+
+
+async def test_no_feed_at_the_gateway_falls_back_to_preflight(mesh: Mesh) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with serve_gateway(RecordingGateway(preflight={"f-1": "canceled"})) as gw:
+            mesh.runtime("echo", "examples.handlers.util:echo")
+            mesh.sidecar("echo", ASYA_GATEWAY_URL=gw.url)
+            await mesh.send("echo", envelope("f-1", ["echo"], 1))
+            out = await mesh.take("x-sink")
+            assert out["status"]["reason"] == "PreFlightCanceled"
+            assert [r.path for r in gw.requests if r.method == "GET"] == ["/api/v1/mesh/f-1"]
