@@ -125,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
     from .worker import RuntimeHung
 
     async def main() -> None:
-        from .app import run_sidecar
+        from .runner import run_sidecar
 
         await probe_transport(cfg.transport)  # unreachable queues: one line, before anything
         t = await open_transport(cfg.transport, concurrency=cfg.concurrency)

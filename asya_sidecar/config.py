@@ -188,15 +188,6 @@ class SidecarConfig(msgspec.Struct, kw_only=True, frozen=True):
             ge=0,
         ),
     ] = 0.15
-    fly_flush_timeout: Annotated[
-        float,
-        opt(
-            "ASYA_FLY_FLUSH_TIMEOUT",
-            "how long an envelope's gateway events may delay its outputs (0 = never)",
-            duration=True,
-            ge=0,
-        ),
-    ] = 0.1
 
     @property
     def namespace(self) -> str:

@@ -17,13 +17,13 @@ def test_defaults_match_the_spec() -> None:
     assert (c.sink, c.sump, c.gateway_url, c.is_end_actor) == ("x-sink", "x-sump", None, False)
     assert c.metrics_addr == "127.0.0.1:8080"
     assert c.transport.sqs_visibility_timeout == 600  # 2 x actor timeout
-    assert (c.preflight_timeout, c.fly_flush_timeout) == (0.15, 0.1)
+    assert c.preflight_timeout == 0.15
 
 
 def test_gateway_budgets_take_durations_and_zero_flush() -> None:
     env = {"ASYA_ACTOR_NAME": "a", "ASYA_GATEWAY_PREFLIGHT_TIMEOUT": "50ms"}
-    c = SidecarConfig.from_env(env, ASYA_FLY_FLUSH_TIMEOUT="0")
-    assert c.preflight_timeout == pytest.approx(0.05) and c.fly_flush_timeout == 0
+    c = SidecarConfig.from_env(env)
+    assert c.preflight_timeout == pytest.approx(0.05)
 
 
 def test_env_and_cli_overrides() -> None:
@@ -61,7 +61,6 @@ def test_env_and_cli_overrides() -> None:
         ({"ASYA_TRANSPORT": "carrier-pigeon"}, "ASYA_TRANSPORT"),
         ({"ASYA_GATEWAY_URL": "gw:8089"}, "ASYA_GATEWAY_URL"),
         ({"ASYA_GATEWAY_PREFLIGHT_TIMEOUT": "soon"}, "ASYA_GATEWAY_PREFLIGHT_TIMEOUT"),
-        ({"ASYA_FLY_FLUSH_TIMEOUT": "-1"}, "ASYA_FLY_FLUSH_TIMEOUT"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], needle: str) -> None:
