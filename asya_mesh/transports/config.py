@@ -21,7 +21,9 @@ class TransportConfig(msgspec.Struct, kw_only=True, frozen=True):
     sqlite_path: str = "./asya-queues.db"
     rabbitmq_url: str = "amqp://guest:guest@localhost:5672/"
     rabbitmq_exchange: str = "asya"
-    rabbitmq_prefetch: int = 0  # 0 = the sidecar's concurrency
+    rabbitmq_prefetch: int = 0  # 0 = twice the sidecar's concurrency
+    #: "namespaced" (routing key = queue name: namespaces never cross) | "upstream" (actor name)
+    rabbitmq_routing_keys: str = "namespaced"
     sqs_endpoint: str | None = None  # None = the AWS default endpoint
     aws_region: str = "us-east-1"
     sqs_visibility_timeout: float = 0.0  # seconds; 0 = 2 x actor timeout (set by the sidecar)
@@ -42,6 +44,7 @@ class TransportConfig(msgspec.Struct, kw_only=True, frozen=True):
             "ASYA_RABBITMQ_URL": "rabbitmq_url",
             "ASYA_RABBITMQ_EXCHANGE": "rabbitmq_exchange",
             "ASYA_RABBITMQ_PREFETCH": "rabbitmq_prefetch",
+            "ASYA_RABBITMQ_ROUTING_KEYS": "rabbitmq_routing_keys",
             "ASYA_SQS_ENDPOINT": "sqs_endpoint",
             "ASYA_AWS_REGION": "aws_region",
             "ASYA_SQS_WAIT_TIME_SECONDS": "sqs_wait_time_seconds",

@@ -24,7 +24,7 @@ import anyio.lowlevel
 
 from .base import DEFAULT_LEASE_SECONDS, Delivery, Transport
 from .doorbell import Bell, Ringer, bell_directory
-from .errors import LeaseLost, TransportError
+from .errors import LeaseLost, QueueMissing, TransportError
 
 #: Largest body accepted (SQLite itself allows ~1 GB; bigger envelopes belong in object storage).
 MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS messages (
     lease INTEGER
 );
 CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, visible_at, id);
+-- Every queue a consumer declared (or a plain send created): what `must_exist` checks.
 CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 
@@ -55,7 +56,7 @@ _LOOP_BODY_BYTES: Final = 256 * 1024
 #: after this many loop writes, or inline after the second number if nobody ever idles.
 _CHECKPOINT_EVERY: Final = 200
 _CHECKPOINT_AT_THE_LATEST: Final = 2000
-_WRITES: Final = frozenset({"send", "send_and_ack", "ack", "requeue", "extend", "register"})
+_WRITES: Final = frozenset({"send", "send_and_ack", "ack", "requeue", "extend", "declare"})
 
 
 class _WantThread(Exception):
@@ -126,23 +127,43 @@ class _Store:
         self._db.execute("COMMIT")
 
     def _register(self, queues: Iterable[str]) -> None:
-        new = [q for q in queues if q not in self._known]
+        """Inside a transaction: `queues` exist from now on (listed, and `must_exist` passes)."""
+        new = [(q,) for q in queues if q not in self._known]
         if new:
-            self._db.executemany(
-                "INSERT OR IGNORE INTO queues (name) VALUES (?)", [(q,) for q in new]
-            )
+            self._db.executemany("INSERT OR IGNORE INTO queues (name) VALUES (?)", new)
 
-    def register(self, queue: str) -> None:
+    def declare(self, queue: str) -> None:
+        """A consumer's declaration: the queue exists for `must_exist` senders from now on."""
         if queue not in self._known:
-            self._register([queue])
+            with self._transaction():
+                self._register([queue])
             self._known.add(queue)
 
-    def send(self, messages: Sequence[tuple[str, bytes]], delay: float) -> None:
+    def exists(self, queue: str) -> bool:
+        if queue in self._known:
+            return True
+        row = self._db.execute("SELECT 1 FROM queues WHERE name = ?", (queue,)).fetchone()
+        if row is not None:
+            self._known.add(queue)  # declarations are never taken back
+        return row is not None
+
+    def _require(self, queues: Iterable[str]) -> None:
+        """Inside the send's transaction: raise `QueueMissing` (rolling back) for an undeclared
+        queue, so a refused send writes nothing."""
+        for queue in sorted(queues):
+            if not self.exists(queue):
+                raise QueueMissing(f"queue {queue!r} does not exist (no consumer has declared it)")
+
+    def send(
+        self, messages: Sequence[tuple[str, bytes]], delay: float, must_exist: bool = False
+    ) -> None:
         if self._on_loop and sum(len(b) for _, b in messages) > _LOOP_BODY_BYTES:
             raise _WantThread
         visible_at = time.time() + max(delay, 0.0)
         queues = {q for q, _ in messages}
         with self._transaction():
+            if must_exist:
+                self._require(queues)
             self._register(queues)
             self._db.executemany(
                 "INSERT INTO messages (queue, body, visible_at) VALUES (?, ?, ?)",
@@ -153,12 +174,18 @@ class _Store:
             self._ringer.ring(queue)
 
     def send_and_ack(
-        self, messages: Sequence[tuple[str, bytes]], message_id: int, token: int
+        self,
+        messages: Sequence[tuple[str, bytes]],
+        message_id: int,
+        token: int,
+        must_exist: bool = False,
     ) -> None:
         if self._on_loop and sum(len(b) for _, b in messages) > _LOOP_BODY_BYTES:
             raise _WantThread
         queues = {q for q, _ in messages}
         with self._transaction():
+            if must_exist:
+                self._require(queues)
             self._register(queues)
             now = time.time()
             self._db.executemany(
@@ -330,28 +357,46 @@ class SqliteTransport(Transport):
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self._slow.call, "checkpoint", limiter=self._limiter)
 
-    async def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> None:
-        self.check_size(body)
-        await self._run("send", [(queue, body)], delay)
+    async def declare(self, queue: str) -> None:
+        await self._run("declare", queue)
 
-    async def send_many(self, messages: Iterable[tuple[str, bytes]], *, delay: float = 0.0) -> None:
+    async def exists(self, queue: str) -> bool:
+        return bool(await self._run("exists", queue))
+
+    async def send(
+        self, queue: str, body: bytes, *, delay: float = 0.0, must_exist: bool = False
+    ) -> None:
+        self.check_size(body)
+        await self._run("send", [(queue, body)], delay, must_exist)
+
+    async def send_many(
+        self,
+        messages: Iterable[tuple[str, bytes]],
+        *,
+        delay: float = 0.0,
+        must_exist: bool = False,
+    ) -> None:
         batch = list(messages)
         for _, body in batch:
             self.check_size(body)
         if batch:
-            await self._run("send", batch, delay)
+            await self._run("send", batch, delay, must_exist)
 
     async def send_then_ack(
-        self, messages: Iterable[tuple[str, bytes]], delivery: Delivery
+        self,
+        messages: Iterable[tuple[str, bytes]],
+        delivery: Delivery,
+        *,
+        must_exist: bool = False,
     ) -> None:
         """Outputs and ack in one transaction: exactly once between SQLite queues."""
         if not isinstance(delivery, SqliteDelivery) or delivery._transport is not self:
-            await super().send_then_ack(messages, delivery)
+            await super().send_then_ack(messages, delivery, must_exist=must_exist)
             return
         batch = list(messages)
         for _, body in batch:
             self.check_size(body)
-        await self._run("send_and_ack", batch, delivery._rowid, delivery._token)
+        await self._run("send_and_ack", batch, delivery._rowid, delivery._token, must_exist)
 
     def _bell(self, queue: str) -> Bell:
         bell = self._bells.get(queue)
@@ -364,7 +409,7 @@ class SqliteTransport(Transport):
         first = queue not in self._bells
         bell = self._bell(queue)  # bound before the first look, so no ring is missed
         if first:
-            await self._run("register", queue)
+            await self._run("declare", queue)
         while True:
             leased, next_due = await self._run("lease", queue, self._lease_seconds)
             if leased is not None:

@@ -29,7 +29,7 @@ from .delays import (
     sqs_is_due,
     sqs_needs_chaining,
 )
-from .errors import MessageTooLarge, TransportError
+from .errors import MessageTooLarge, QueueMissing, TransportError
 
 #: SQS's limit for one message (body plus attributes).
 MAX_MESSAGE_BYTES: Final = 256 * 1024
@@ -143,7 +143,9 @@ class SqsTransport(Transport):
             raise TransportError(f"cannot create SQS client: {exc}") from exc
         return cls(client, stack, config)
 
-    async def _url(self, queue: str) -> str:
+    async def _url(self, queue: str, *, create: bool = True) -> str:
+        """The queue's URL (cached); a missing queue is created, or with `create=False` raises
+        `QueueMissing`."""
         url = self._urls.get(queue)
         if url is not None:
             return url
@@ -155,20 +157,45 @@ class SqsTransport(Transport):
                     code = exc.response.get("Error", {}).get("Code", "")
                     if "NonExistentQueue" not in code and "QueueDoesNotExist" not in code:
                         raise
+                    if not create:
+                        raise self.missing(queue) from None
                     # Created on first use, as upstream's dev tooling does.
                     resp = await self._client.create_queue(QueueName=queue)
                 self._urls[queue] = resp["QueueUrl"]
         return self._urls[queue]
 
-    async def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> None:
+    async def declare(self, queue: str) -> None:
+        await self._url(queue)
+
+    async def exists(self, queue: str) -> bool:
+        try:
+            await self._url(queue, create=False)
+        except QueueMissing:
+            return False
+        return True
+
+    async def send(
+        self, queue: str, body: bytes, *, delay: float = 0.0, must_exist: bool = False
+    ) -> None:
+        if must_exist:
+            await self._url(queue, create=False)
         await self._send(queue, body, time.time() + max(delay, 0.0), attempt_base=0)
 
-    async def send_many(self, messages: Iterable[tuple[str, bytes]], *, delay: float = 0.0) -> None:
+    async def send_many(
+        self,
+        messages: Iterable[tuple[str, bytes]],
+        *,
+        delay: float = 0.0,
+        must_exist: bool = False,
+    ) -> None:
         """`SendMessageBatch` per queue: up to 10 entries and 256 KiB per call."""
         due_at = time.time() + max(delay, 0.0)
         by_queue: dict[str, list[dict[str, Any]]] = {}
         for queue, body in messages:
             by_queue.setdefault(queue, []).append(self._entry(body, due_at, attempt_base=0))
+        if must_exist:  # before any batch: a missing queue sends nothing
+            for queue in by_queue:
+                await self._url(queue, create=False)
         for queue, entries in by_queue.items():
             url = await self._url(queue)
             chunk: list[dict[str, Any]] = []

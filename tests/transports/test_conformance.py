@@ -21,7 +21,7 @@ import msgspec
 import pytest
 
 from asya_mesh.transports import Delivery, Transport, open_transport
-from asya_mesh.transports.errors import MessageTooLarge, TransportError
+from asya_mesh.transports.errors import MessageTooLarge, QueueMissing, TransportError
 
 from .conftest import ROOT_DIR, OpenTransport, config_for, require_broker
 
@@ -280,6 +280,69 @@ async def test_depths_counts_waiting_messages(kind: str, transport: Transport, q
         for _ in range(2):
             await (await receive_one(transport, queue)).ack()
         assert (await transport.depths())[queue] == 0
+
+
+async def test_a_must_exist_send_refuses_an_undeclared_queue_naming_it(
+    transport: Transport, queue: str
+) -> None:
+    with anyio.fail_after(30):
+        assert not await transport.exists(queue)
+        with pytest.raises(QueueMissing, match=queue):
+            await transport.send(queue, b"lost?", must_exist=True)
+        with pytest.raises(QueueMissing, match=queue):
+            await transport.send(queue, b"lost?", delay=1.0, must_exist=True)
+        assert not await transport.exists(queue), "a refused send must not create the queue"
+        await transport.declare(queue)
+        await transport.declare(queue)  # idempotent
+        assert await transport.exists(queue)
+        await transport.send(queue, b"declared", must_exist=True)
+        d = await receive_one(transport, queue)
+        assert d.body == b"declared"
+        await d.ack()
+        assert await transport.receive(queue, wait=0.3) is None, "a refused send sent something"
+
+
+async def test_a_plain_send_still_creates_its_queue(transport: Transport, queue: str) -> None:
+    with anyio.fail_after(30):
+        await transport.send(queue, b"before any consumer")
+        assert await transport.exists(queue)
+        d = await receive_one(transport, queue)
+        assert d.body == b"before any consumer"
+        await d.ack()
+
+
+async def test_a_receive_declares_its_queue_for_every_sender(
+    open_one: OpenTransport, queue: str
+) -> None:
+    consumer = await open_one()
+    sender = await open_one()  # another connection, as a sidecar upstream would be
+    with anyio.fail_after(30):
+        assert await consumer.receive(queue, wait=0) is None
+        assert await sender.exists(queue)
+        await sender.send(queue, b"to a consumer", must_exist=True)
+        d = await receive_one(consumer, queue)
+        assert d.body == b"to a consumer"
+        await d.ack()
+
+
+async def test_must_exist_send_many_and_send_then_ack_send_nothing_when_one_is_missing(
+    transport: Transport, queue: str
+) -> None:
+    present, absent = queue + "-here", queue + "-nowhere"
+    with anyio.fail_after(30):
+        await transport.declare(present)
+        with pytest.raises(QueueMissing, match=absent):
+            await transport.send_many([(present, b"a"), (absent, b"b")], must_exist=True)
+        await transport.send(queue, b"input")
+        d = await receive_one(transport, queue)
+        with pytest.raises(QueueMissing, match=absent):
+            await transport.send_then_ack([(present, b"a"), (absent, b"b")], d, must_exist=True)
+        assert await transport.receive(present, wait=0.5) is None, "part of a refused batch sent"
+        await d.requeue()  # still ours: the refused send_then_ack did not ack it
+        again = await receive_one(transport, queue)
+        await transport.send_then_ack([(present, b"out")], again, must_exist=True)
+        assert (await receive_one(transport, present)).body == b"out"
+        assert await transport.receive(queue, wait=0.3) is None
 
 
 def _fields(config: Any) -> dict[str, Any]:
