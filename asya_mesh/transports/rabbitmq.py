@@ -289,8 +289,8 @@ class RabbitMQTransport(Transport):
     ) -> None:
         """Publish and wait for the broker's confirm, retrying while the connection recovers.
 
-        `must_exist`: never declare `queue`, and publish mandatory, so a queue deleted since
-        `exists` looked comes back as a basic.return, raised as `QueueMissing`.
+        `must_exist`: never declare `queue`; a queue deleted since `exists` looked comes back
+        as a basic.return (every publish is mandatory), raised as `QueueMissing`.
         """
         give_up = time.monotonic() + SEND_RETRY_SECONDS
         backoff = 0.1
@@ -310,16 +310,20 @@ class RabbitMQTransport(Transport):
                     content_type="application/json",
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 )
-                mandatory = must_exist and delay <= 0
                 try:
                     async with _mapped(f"publishing to {queue!r}"):
-                        await exchange.publish(message, self._key(queue), mandatory=mandatory)
+                        # Mandatory: an unroutable message comes back (basic.return), never
+                        # silently dropped.
+                        await exchange.publish(message, self._key(queue), mandatory=True)
                 except TransportError as exc:
-                    if isinstance(exc.__cause__, aiormq.exceptions.PublishError):
-                        self._seen.discard(queue)
+                    if not isinstance(exc.__cause__, aiormq.exceptions.PublishError):
+                        raise
+                    self._seen.discard(queue)
+                    if must_exist:
                         raise QueueMissing(
                             f"queue {queue!r} does not exist (the broker returned the message)"
                         ) from exc
+                    self._declared.pop(queue, None)  # deleted behind our back: declare again
                     raise
                 return
             except QueueMissing:
