@@ -318,12 +318,13 @@ class RabbitMQTransport(Transport):
                 except TransportError as exc:
                     if not isinstance(exc.__cause__, aiormq.exceptions.PublishError):
                         raise
+                    # Deleted behind our back: forget it (a plain send declares it again).
                     self._seen.discard(queue)
+                    self._declared.pop(queue, None)
                     if must_exist:
                         raise QueueMissing(
                             f"queue {queue!r} does not exist (the broker returned the message)"
                         ) from exc
-                    self._declared.pop(queue, None)  # deleted behind our back: declare again
                     raise
                 return
             except QueueMissing:

@@ -1,4 +1,5 @@
-"""Two namespaces on one RabbitMQ broker and one exchange: no envelope crosses (issue 14)."""
+"""RabbitMQ specifics: two namespaces on one broker and exchange never cross (issue 14); a queue
+deleted behind the transport's back is missing for a `must_exist` send."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from asya_mesh.transports import Transport, open_transport
+from asya_mesh.transports import QueueMissing, Transport, open_transport
 
-from .conftest import config_for, require_broker
+from .conftest import RABBITMQ_URL, config_for, require_broker
 
 pytestmark = [pytest.mark.anyio, pytest.mark.broker]
 
@@ -76,3 +77,26 @@ async def test_the_upstream_layout_shares_routing_keys_across_namespaces(
             d = await t.receive(q, wait=10)
             assert d is not None and d.body == b"for a"
             await d.ack()
+
+
+async def test_a_queue_deleted_behind_our_back_is_missing_for_a_must_exist_send(
+    pair: tuple[str, str, Transport, Transport],
+) -> None:
+    """`exists` caches a hit; the mandatory publish still sees the queue gone (basic.return)."""
+    import aio_pika
+
+    qa, _, a, _ = pair
+    with anyio.fail_after(30):
+        await a.declare(qa)
+        assert await a.exists(qa)
+        connection = await aio_pika.connect(RABBITMQ_URL)
+        async with connection:
+            channel = await connection.channel()
+            await channel.queue_delete(qa)
+        with pytest.raises(QueueMissing, match=qa):
+            await a.send(qa, b"nobody home", must_exist=True)
+        assert not await a.exists(qa)
+        await a.send(qa, b"a plain send declares it again")
+        d = await a.receive(qa, wait=10)
+        assert d is not None and d.body == b"a plain send declares it again"
+        await d.ack()
