@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -27,6 +24,7 @@ import msgspec
 import pytest
 
 from asya_mesh.transports import TransportError, open_transport, queue_name
+from tests.transports.own_broker import OwnRabbit, can_run_own_rabbit
 
 from .conftest import TransportEnv, transport_env
 from .procs import Mesh, free_port, wait_for
@@ -34,7 +32,6 @@ from .results import Recorder
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
-SERVICES_SH = "/work/shared/tools/services.sh"
 #: tasks created per outage (the size knob; CI default below).
 ENVELOPES = int(os.environ.get("ASYA_OUTAGE_ENVELOPES", "") or 300)
 SQS_REFUSE_SECONDS = 10.0
@@ -44,63 +41,9 @@ _CREATE_PAUSE = 0.02  # between creates: a steady flow that spans the outage
 # -- a RabbitMQ of our own -----------------------------------------------------------------
 
 
-class OwnRabbit:
-    """A RabbitMQ on its own ports, node name and state directory (services.sh)."""
-
-    def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="rbo-", dir="/tmp")
-        port = free_port()
-        self.env = {
-            **os.environ,
-            "SERVICES_DIR": self.dir,
-            "SERVICES_RABBITMQ_PORT": str(port),
-            "SERVICES_RABBITMQ_DIST_PORT": str(free_port()),
-            "SERVICES_RABBITMQ_NODENAME": f"rbo{port}@localhost",
-            "SERVICES_NO_INSTALL": "1",
-        }
-        self.url = f"amqp://guest:guest@127.0.0.1:{port}/"
-
-    def _run(self, *args: str) -> None:
-        done = subprocess.run(
-            ["bash", SERVICES_SH, *args, "rabbitmq"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert done.returncode == 0, f"services.sh {' '.join(args)}: {done.stderr[-2000:]}"
-
-    async def start(self) -> None:
-        await anyio.to_thread.run_sync(self._run, "start")
-
-    async def stop(self) -> None:
-        await anyio.to_thread.run_sync(self._run, "stop")
-
-    def pid(self) -> int:
-        return int(Path(self.dir, "rabbitmq", "rabbitmq.pid").read_text().split()[0])
-
-    async def kill9(self) -> None:
-        pid = self.pid()
-        os.kill(pid, 9)
-        await wait_for(lambda: not _alive(pid), 30, "the killed broker gone")
-
-    def clean(self) -> None:
-        with contextlib.suppress(Exception):
-            self._run("clean")
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def own_rabbit() -> Iterator[OwnRabbit]:
-    if not (Path(SERVICES_SH).exists() and shutil.which("rabbitmq-server", path=_SBIN)):
+    if not can_run_own_rabbit():
         pytest.skip("needs services.sh and rabbitmq-server to run a broker of the test's own")
     rabbit = OwnRabbit()
     try:
@@ -108,9 +51,6 @@ def own_rabbit() -> Iterator[OwnRabbit]:
         yield rabbit
     finally:
         rabbit.clean()
-
-
-_SBIN = "/usr/lib/rabbitmq/bin:/usr/sbin:/usr/bin"
 
 
 # -- an SQS endpoint that can refuse connections -------------------------------------------

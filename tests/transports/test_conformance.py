@@ -23,10 +23,8 @@ import pytest
 from asya_mesh.transports import Delivery, Transport, open_transport
 from asya_mesh.transports.errors import MessageTooLarge, QueueMissing, TransportError
 
-from .conftest import ROOT_DIR, OpenTransport, config_for, require_broker
-
-SERVICES_SH = "/work/shared/tools/services.sh"
-HAVE_SERVICES_SH = Path(SERVICES_SH).exists()
+from .conftest import ROOT_DIR, OpenTransport, config_for
+from .own_broker import OwnRabbit, can_run_own_rabbit
 
 pytestmark = pytest.mark.anyio
 
@@ -380,19 +378,28 @@ async def test_many_processes_share_one_sqlite_file(sqlite_path: Path, queue: st
     assert sorted(consumed) == expected, "lost or duplicated messages"
 
 
-def _services(*args: str) -> None:
-    subprocess.run(["bash", SERVICES_SH, *args], check=True, capture_output=True, timeout=120)
+@pytest.fixture
+def own_rabbit() -> Iterator[OwnRabbit]:
+    """A broker of this test's own: the shared one is never stopped."""
+    if not can_run_own_rabbit():
+        pytest.skip("needs services.sh and rabbitmq-server to run a broker of the test's own")
+    rabbit = OwnRabbit()
+    try:
+        anyio.run(rabbit.start)
+        yield rabbit
+    finally:
+        rabbit.clean()
 
 
 @pytest.mark.slow
 @pytest.mark.broker
-async def test_rabbitmq_broker_restart_while_consuming(sqlite_path: Path, queue: str) -> None:
+async def test_rabbitmq_broker_restart_while_consuming(
+    sqlite_path: Path, queue: str, own_rabbit: OwnRabbit
+) -> None:
     """Stop and start the broker under a consumer: nothing queued is lost, the unacked message
     comes back (attempt 2), sends and receives resume on the robust connection by themselves."""
-    require_broker("rabbitmq")
-    if not HAVE_SERVICES_SH:
-        pytest.skip(f"{SERVICES_SH} not found: cannot restart the broker")
-    transport = await open_transport(config_for("rabbitmq", sqlite_path), concurrency=4)
+    config = config_for("rabbitmq", sqlite_path, rabbitmq_url=own_rabbit.url)
+    transport = await open_transport(config, concurrency=4)
     idle_queue = queue + "-idle"
     waited: list[bytes] = []
     try:
@@ -408,9 +415,9 @@ async def test_rabbitmq_broker_restart_while_consuming(sqlite_path: Path, queue:
 
                 tg.start_soon(wait_across_the_restart)  # a receive in flight during the outage
                 try:
-                    await anyio.to_thread.run_sync(_services, "stop", "rabbitmq")
+                    await own_rabbit.stop()
                 finally:
-                    await anyio.to_thread.run_sync(_services, "start", "rabbitmq")
+                    await own_rabbit.start()
                 with pytest.raises(TransportError):
                     await held.ack()  # its channel died with the broker
                 await transport.send(queue, b"after restart")  # retried until reconnected
