@@ -2,8 +2,11 @@
 
     .venv/bin/python bench/transports_bench.py [--quick] [--transports sqlite,rabbitmq,sqs]
 
-Baselines measured in the same run: an in-process anyio memory-stream hop, and a raw SQLite
-insert+delete loop (same pragmas as the transport, no leases, no threads, no wake-ups).
+Baselines measured in the same run: an in-process anyio memory-stream hop, a raw SQLite
+insert+delete loop (same pragmas as the transport, no leases, no threads, no wake-ups), and
+raw aio-pika on the same broker: persistent publishes awaiting each confirm, the same with
+confirms pipelined (many in flight on one channel) while a consumer acks, the floor the
+RabbitMQ transport's send+receive+ack is compared with.
 Hop latency = a consumer already waiting in `receive` until it holds the message (send
 included), one message at a time; "hop between 2 processes" is a ping-pong between two
 processes (half the round trip; the far side forwards with `send_then_ack`, as a sidecar
@@ -121,22 +124,81 @@ async def hop_latency(producer: Transport, consumer: Transport, queue: str, n: i
     return lat
 
 
-async def throughput(producer: Transport, consumer: Transport, queue: str, n: int) -> float:
+async def throughput(
+    producer: Transport, consumer: Transport, queue: str, n: int, *, tasks: int = 8
+) -> float:
+    """`tasks` senders and `tasks` consumers at once: a sidecar with ASYA_CONCURRENCY=`tasks`
+    consuming what another `tasks`-wide one forwards (each send awaits its own confirm)."""
     body = b"x" * 200
+    per = n // tasks
     start = time.perf_counter()
     async with anyio.create_task_group() as tg:
 
         async def consume() -> None:
-            for _ in range(n // 4):
+            for _ in range(per):
                 d = await consumer.receive(queue, wait=30)
                 assert d is not None
                 await d.ack()
 
-        for _ in range(4):  # a sidecar with ASYA_CONCURRENCY=4
+        async def produce() -> None:
+            for _ in range(per):
+                await producer.send(queue, body)
+
+        for _ in range(tasks):
             tg.start_soon(consume)
-        for _ in range(n // 4 * 4):
-            await producer.send(queue, body)
-    return n // 4 * 4 / (time.perf_counter() - start)
+            tg.start_soon(produce)
+    return per * tasks / (time.perf_counter() - start)
+
+
+async def raw_rabbitmq(url: str, n: int, *, window: int) -> float:
+    """Raw aio-pika floor: persistent publishes with `window` confirms in flight on one channel
+    (1 = await each), while a consumer on its own connection acks each (prefetch `window`)."""
+    import aio_pika
+
+    queue = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    pub = await aio_pika.connect(url)
+    sub = await aio_pika.connect(url)
+    try:
+        pch = await pub.channel(publisher_confirms=True)
+        sch = await sub.channel()
+        await sch.set_qos(prefetch_count=max(window, 8))
+        q = await sch.declare_queue(queue, durable=True)
+        got = anyio.Event()
+        count = 0
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal count
+            await message.ack()
+            count += 1
+            if count == n:
+                got.set()
+
+        start = time.perf_counter()
+        tag = await q.consume(on_message)
+        exchange = pch.default_exchange
+        limit = anyio.Semaphore(window)
+
+        async def publish() -> None:
+            try:
+                message = aio_pika.Message(
+                    b"x" * 200, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+                )
+                await exchange.publish(message, queue)
+            finally:
+                limit.release()
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(n):
+                await limit.acquire()
+                tg.start_soon(publish)
+        await got.wait()
+        rate = n / (time.perf_counter() - start)
+        await q.cancel(tag)
+        await q.delete()
+    finally:
+        await pub.close()
+        await sub.close()
+    return rate
 
 
 async def throughput_batched(transport: Transport, queue: str, n: int) -> float:
@@ -207,7 +269,7 @@ async def main(args: argparse.Namespace) -> None:
     raw_rate = baseline_sqlite(n_rate, f"{tmp}/raw.db")
     report("baseline raw sqlite insert+delete", rate=raw_rate)
     for kind in args.transports.split(","):
-        n_k_rate = n_rate if kind == "sqlite" else n_rate // (2 if kind == "rabbitmq" else 8)
+        n_k_rate = n_rate if kind != "sqs" else n_rate // 8
         n_k_hop = n_hop if kind != "sqs" else max(n_hop // 5, 20)
         try:
             producer = await open_transport(config(kind, f"{tmp}/q.db"), concurrency=8)
@@ -222,8 +284,17 @@ async def main(args: argparse.Namespace) -> None:
             assert d is not None
             await d.ack()
             lat = await hop_latency(producer, consumer, queue, n_k_hop)
+            if kind == "rabbitmq":
+                url = config(kind, "").rabbitmq_url
+                each = await raw_rabbitmq(url, n_k_rate // 4, window=1)
+                report("floor raw aio-pika, confirm each", rate=each)
+                floor = await raw_rabbitmq(url, n_k_rate, window=64)
+                report("floor raw aio-pika, pipelined", rate=floor)
             rate = await throughput(producer, consumer, queue, n_k_rate)
-            report(f"{kind} send+receive+ack", lat, rate)
+            report(f"{kind} send+receive+ack (8 tasks)", lat, rate)
+            if kind == "rabbitmq":
+                print(f"  ratio rabbitmq/raw pipelined: {rate / floor:.2f}", flush=True)
+                print(f"  ratio rabbitmq/raw confirm each: {rate / each:.2f}", flush=True)
             if kind == "sqlite":
                 report(
                     "sqlite send_many(50)+receive+ack",

@@ -8,12 +8,18 @@ from .config import KINDS, TransportConfig
 from .errors import LeaseLost, MessageTooLarge, QueueMissing, TransportError
 
 
+def prefetch_for(concurrency: int) -> int:
+    """RabbitMQ prefetch for a consumer holding `concurrency` deliveries at once."""
+    return 2 * max(concurrency, 1)
+
+
 async def open_transport(config: TransportConfig, *, concurrency: int = 1) -> Transport:
     """Connect the transport `config.kind` names; raises `ValueError` for an unknown kind.
 
-    `concurrency` is how many deliveries the caller holds at once: RabbitMQ's prefetch when
-    `rabbitmq_prefetch` is 0. Broker modules are imported only when chosen, so the embedded
-    transport needs neither aio-pika nor aiobotocore.
+    `concurrency` is how many deliveries the caller holds at once. RabbitMQ's prefetch, when
+    `rabbitmq_prefetch` is 0, is twice that: the next delivery is already on its way while
+    one is acked, instead of a broker round trip later. Broker modules are imported only when
+    chosen, so the embedded transport needs neither aio-pika nor aiobotocore.
     """
     if config.kind == "sqlite":
         from .sqlite import SqliteTransport
@@ -22,7 +28,7 @@ async def open_transport(config: TransportConfig, *, concurrency: int = 1) -> Tr
     if config.kind == "rabbitmq":
         from .rabbitmq import RabbitMQTransport
 
-        prefetch = config.rabbitmq_prefetch or max(concurrency, 1)
+        prefetch = config.rabbitmq_prefetch or prefetch_for(concurrency)
         return await RabbitMQTransport.open(config, prefetch=prefetch)
     if config.kind == "sqs":
         from .sqs import SqsTransport
@@ -42,5 +48,6 @@ __all__ = [
     "TransportConfig",
     "TransportError",
     "open_transport",
+    "prefetch_for",
     "queue_name",
 ]

@@ -1,5 +1,10 @@
 """The transport contract: the smallest interface every queue backend implements.
 
+A queue exists once a consumer of it has declared it (`declare`, or implicitly its first
+`receive`). A plain `send` still creates what it sends to (tools and tests enqueue before any
+consumer runs); `must_exist=True` refuses a queue nobody declared with `QueueMissing`, which is
+how the sidecar and the gateway tell an unknown actor from a slow one.
+
 Routing, retry policy and "ack only once the outputs are durable" live in the sidecar core,
 never in a transport (as redirects live in httpx's client, not its transports).
 """
@@ -10,7 +15,7 @@ import abc
 from collections.abc import Iterable
 from typing import Final
 
-from .errors import MessageTooLarge
+from .errors import MessageTooLarge, QueueMissing
 
 DEFAULT_LEASE_SECONDS: Final = 30.0
 
@@ -51,33 +56,72 @@ class Transport(abc.ABC):
                 f"{self.max_message_bytes} bytes"
             )
 
+    def missing(self, queue: str) -> QueueMissing:
+        """The error `must_exist` sends raise for `queue`."""
+        return QueueMissing(f"queue {queue!r} does not exist (no consumer has declared it)")
+
+    async def declare(self, queue: str) -> None:
+        """Create `queue` if it does not exist: what a consumer does before receiving.
+
+        Idempotent. `receive` declares its queue implicitly too. Every backend here overrides
+        this and `exists`; the defaults (a no-op, every queue exists) only keep test doubles
+        and third-party transports working as before: `must_exist` then never refuses.
+        """
+        return None
+
+    async def exists(self, queue: str) -> bool:
+        """Whether `queue` exists (declared by a consumer, or created by a plain `send`)."""
+        return True
+
     @abc.abstractmethod
-    async def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> None:
+    async def send(
+        self, queue: str, body: bytes, *, delay: float = 0.0, must_exist: bool = False
+    ) -> None:
         """Durably enqueue `body`; visible to consumers after `delay` seconds.
 
         Returns only once the transport has accepted the message durably (committed,
-        publisher-confirmed, ...). Raises `TransportError` otherwise.
+        publisher-confirmed, ...). Raises `TransportError` otherwise. `must_exist=True`:
+        raise `QueueMissing` naming `queue`, sending nothing, if it does not exist (without
+        it `send` creates the queue, as it always has).
         """
 
-    async def send_many(self, messages: Iterable[tuple[str, bytes]], *, delay: float = 0.0) -> None:
+    async def send_many(
+        self,
+        messages: Iterable[tuple[str, bytes]],
+        *,
+        delay: float = 0.0,
+        must_exist: bool = False,
+    ) -> None:
         """Durably enqueue several `(queue, body)` pairs; all are accepted when this returns.
 
         Transports that can do so commit them together (one transaction); the default sends
         them one by one. On error some may have been sent (at-least-once, never silent loss).
+        `must_exist=True`: every queue is checked before anything is sent; a missing one
+        raises `QueueMissing` naming it.
         """
-        for queue, body in messages:
+        batch = list(messages)
+        if must_exist:
+            for queue in dict.fromkeys(q for q, _ in batch):
+                if not await self.exists(queue):
+                    raise self.missing(queue)
+        for queue, body in batch:
             await self.send(queue, body, delay=delay)
 
     async def send_then_ack(
-        self, messages: Iterable[tuple[str, bytes]], delivery: Delivery
+        self,
+        messages: Iterable[tuple[str, bytes]],
+        delivery: Delivery,
+        *,
+        must_exist: bool = False,
     ) -> None:
         """Durably enqueue `(queue, body)` pairs, then ack `delivery` (what produced them).
 
         The sidecar's "ack only once the outputs are durable" in one call. The default is
         `send_many` then `ack`; transports that can do both in one transaction override it
         (SQLite: all or nothing, and `LeaseLost` sends nothing if the lease went elsewhere).
+        `must_exist=True`: a missing queue raises `QueueMissing` and `delivery` stays unacked.
         """
-        await self.send_many(messages)
+        await self.send_many(messages, must_exist=must_exist)
         await delivery.ack()
 
     @abc.abstractmethod

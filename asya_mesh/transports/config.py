@@ -78,11 +78,20 @@ class TransportConfig(msgspec.Struct, kw_only=True, frozen=True):
         int,
         opt(
             "ASYA_RABBITMQ_PREFETCH",
-            "RabbitMQ prefetch (0 = the sidecar's concurrency)",
+            "RabbitMQ prefetch (0 = the sidecar's concurrency, as the spec says)",
             default_text="concurrency",
             ge=0,
         ),
     ] = 0
+    rabbitmq_routing_keys: Annotated[
+        str,
+        opt(
+            "ASYA_RABBITMQ_ROUTING_KEYS",
+            "namespaced (routing key = queue name: namespaces never cross) or upstream (actor)",
+            metavar="LAYOUT",
+            check=one_of("namespaced", "upstream"),
+        ),
+    ] = "namespaced"
     sqs_endpoint: Annotated[
         str | None,
         opt(

@@ -1,7 +1,9 @@
 """RabbitMQ transport (aio-pika): upstream Asya's topology plus delays that really wait.
 
 Topology: a durable topic exchange (`asya`), one durable queue per actor bound with routing key
-= queue name minus `asya-{namespace}-`, persistent messages, publisher confirms. Delays go
+= the queue name (`asya-{namespace}-{actor}`: no envelope crosses a namespace), or with
+upstream's layout (`rabbitmq_routing_keys="upstream"`) the queue name minus
+`asya-{namespace}-`. Persistent messages, publisher confirms pipelined on one channel. Delays go
 through a headers exchange `{exchange}.delay` into per-bucket TTL queues
 `asya-{ns}-delay-{ms}` that dead-letter back into the topic exchange with the original
 routing key. Knows nothing about envelopes.
@@ -29,7 +31,7 @@ from aio_pika.abc import (
 
 from .base import Delivery, Transport
 from .delays import delay_bucket_ms
-from .errors import TransportError
+from .errors import QueueMissing, TransportError
 
 #: Below the broker's default `max_message_size` (128 MiB), leaving room for headers.
 MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
@@ -58,8 +60,19 @@ async def _mapped(what: str) -> AsyncIterator[None]:
         raise TransportError(f"RabbitMQ {what} failed: {exc!r}") from exc
 
 
-def routing_key(namespace: str, queue: str) -> str:
-    """Upstream's routing key: the queue name without its `asya-{namespace}-` prefix."""
+#: `rabbitmq_routing_keys` values: the queue name itself (the default), or upstream's.
+ROUTING_KEY_LAYOUTS: Final = ("namespaced", "upstream")
+
+
+def routing_key(namespace: str, queue: str, layout: str = "upstream") -> str:
+    """The routing key a queue is bound and published with.
+
+    "namespaced": the queue name, so two namespaces on one exchange never share a key.
+    "upstream": upstream Asya's, the queue name without its `asya-{namespace}-` prefix; two
+    namespaces on one exchange then deliver each other's envelopes (give each its own exchange).
+    """
+    if layout == "namespaced":
+        return queue
     prefix = f"asya-{namespace}-"
     return queue[len(prefix) :] if queue.startswith(prefix) else queue
 
@@ -113,15 +126,23 @@ class RabbitMQTransport(Transport):
     max_message_bytes = MAX_MESSAGE_BYTES
     label = "RabbitMQ"
 
-    def __init__(self, connection: AbstractRobustConnection, namespace: str, exchange: str):
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        namespace: str,
+        exchange: str,
+        layout: str = "namespaced",
+    ):
         self._connection = connection
         self._namespace = namespace
+        self._layout = layout
         self._exchange_name = exchange
         self._publish_channel: AbstractChannel
         self._consume_channel: AbstractChannel
         self._exchange: AbstractExchange
         self._delay_exchange: AbstractExchange
         self._declared: dict[str, AbstractQueue] = {}
+        self._seen: set[str] = set()  # queues a passive declare found (they rarely vanish)
         self._declare_lock = anyio.Lock()
         self._consume_lock = anyio.Lock()
         # Per queue, deliveries pushed by the broker and not yet taken by `receive`. Bounded by
@@ -131,13 +152,19 @@ class RabbitMQTransport(Transport):
 
     @classmethod
     async def open(cls, config: Any, *, prefetch: int) -> RabbitMQTransport:
+        layout = getattr(config, "rabbitmq_routing_keys", "namespaced")
+        if layout not in ROUTING_KEY_LAYOUTS:
+            raise ValueError(
+                f"ASYA_RABBITMQ_ROUTING_KEYS: unknown layout {layout!r} "
+                f"(one of {', '.join(ROUTING_KEY_LAYOUTS)})"
+            )
         try:
             connection = await aio_pika.connect_robust(
                 config.rabbitmq_url, reconnect_interval=RECONNECT_INTERVAL_SECONDS
             )
         except (*_BROKER_ERRORS, OSError) as exc:
             raise TransportError(f"cannot connect to RabbitMQ: {exc!r}") from exc
-        self = cls(connection, config.namespace, config.rabbitmq_exchange)
+        self = cls(connection, config.namespace, config.rabbitmq_exchange, layout)
         async with _mapped("setup"):
             self._publish_channel = await connection.channel(
                 publisher_confirms=True, on_return_raises=True
@@ -159,9 +186,36 @@ class RabbitMQTransport(Transport):
         async with self._declare_lock, _mapped(f"declaring {queue!r}"):
             if queue not in self._declared:
                 q = await self._publish_channel.declare_queue(queue, durable=True)
-                await q.bind(self._exchange, routing_key(self._namespace, queue))
+                await q.bind(self._exchange, self._key(queue))
                 self._declared[queue] = q
         return self._declared[queue]
+
+    def _key(self, queue: str) -> str:
+        return routing_key(self._namespace, queue, self._layout)
+
+    async def declare(self, queue: str) -> None:
+        await self._declare(queue)
+
+    async def exists(self, queue: str) -> bool:
+        """A passive declare on a channel of its own (a miss closes the channel it ran on)."""
+        if queue in self._declared or queue in self._seen:
+            return True
+        async with _mapped(f"checking {queue!r}"):
+            channel = await self._connection.channel()
+            try:
+                await channel.declare_queue(queue, passive=True)
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                return False
+            finally:
+                with contextlib.suppress(*_BROKER_ERRORS):
+                    await channel.close()
+        self._seen.add(queue)
+        return True
+
+    async def _require(self, queues: Iterable[str]) -> None:
+        for queue in dict.fromkeys(queues):
+            if not await self.exists(queue):
+                raise self.missing(queue)
 
     async def _declare_delay_queue(self, bucket_ms: int) -> str:
         name = f"asya-{self._namespace}-delay-{bucket_ms}"
@@ -185,20 +239,32 @@ class RabbitMQTransport(Transport):
                 self._declared[name] = q
         return name
 
-    async def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> None:
+    async def send(
+        self, queue: str, body: bytes, *, delay: float = 0.0, must_exist: bool = False
+    ) -> None:
         self.check_size(body)
-        await self._publish(queue, body, delay, {}, uuid.uuid4().hex)
+        if must_exist:
+            await self._require([queue])
+        await self._publish(queue, body, delay, {}, uuid.uuid4().hex, must_exist=must_exist)
 
-    async def send_many(self, messages: Iterable[tuple[str, bytes]], *, delay: float = 0.0) -> None:
+    async def send_many(
+        self,
+        messages: Iterable[tuple[str, bytes]],
+        *,
+        delay: float = 0.0,
+        must_exist: bool = False,
+    ) -> None:
         """Publish all at once and wait for every confirm (pipelined, not one round trip each)."""
         batch = list(messages)
         for _, body in batch:
             self.check_size(body)
+        if must_exist:  # before any publish: a missing queue sends nothing
+            await self._require(q for q, _ in batch)
         failures: list[TransportError] = []
 
         async def publish(queue: str, body: bytes) -> None:
             try:
-                await self._publish(queue, body, delay, {}, uuid.uuid4().hex)
+                await self._publish(queue, body, delay, {}, uuid.uuid4().hex, must_exist=must_exist)
             except TransportError as exc:
                 failures.append(exc)
 
@@ -208,17 +274,30 @@ class RabbitMQTransport(Transport):
             for queue, body in batch:
                 tg.start_soon(publish, queue, body)
         if failures:
-            raise failures[0]
+            missing = [f for f in failures if isinstance(f, QueueMissing)]
+            raise (missing or failures)[0]
 
     async def _publish(
-        self, queue: str, body: bytes, delay: float, headers: dict[str, Any], message_id: str
+        self,
+        queue: str,
+        body: bytes,
+        delay: float,
+        headers: dict[str, Any],
+        message_id: str,
+        *,
+        must_exist: bool = False,
     ) -> None:
-        """Publish and wait for the broker's confirm, retrying while the connection recovers."""
+        """Publish and wait for the broker's confirm, retrying while the connection recovers.
+
+        `must_exist`: never declare `queue`; a queue deleted since `exists` looked comes back
+        as a basic.return (every publish is mandatory), raised as `QueueMissing`.
+        """
         give_up = time.monotonic() + SEND_RETRY_SECONDS
         backoff = 0.1
         while True:
             try:
-                await self._declare(queue)
+                if not must_exist:
+                    await self._declare(queue)
                 exchange = self._exchange
                 if delay > 0:
                     delay_queue = await self._declare_delay_queue(delay_bucket_ms(delay))
@@ -231,9 +310,25 @@ class RabbitMQTransport(Transport):
                     content_type="application/json",
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 )
-                async with _mapped(f"publishing to {queue!r}"):
-                    await exchange.publish(message, routing_key(self._namespace, queue))
+                try:
+                    async with _mapped(f"publishing to {queue!r}"):
+                        # Mandatory: an unroutable message comes back (basic.return), never
+                        # silently dropped.
+                        await exchange.publish(message, self._key(queue), mandatory=True)
+                except TransportError as exc:
+                    if not isinstance(exc.__cause__, aiormq.exceptions.PublishError):
+                        raise
+                    # Deleted behind our back: forget it (a plain send declares it again).
+                    self._seen.discard(queue)
+                    self._declared.pop(queue, None)
+                    if must_exist:
+                        raise QueueMissing(
+                            f"queue {queue!r} does not exist (the broker returned the message)"
+                        ) from exc
+                    raise
                 return
+            except QueueMissing:
+                raise
             except TransportError:
                 # Unconfirmed: maybe published, maybe not. Retrying may duplicate, never lose.
                 if time.monotonic() + backoff > give_up:

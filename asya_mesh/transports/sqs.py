@@ -19,7 +19,8 @@ from typing import Any, Final
 import anyio
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from .base import Delivery, Transport
 from .delays import (
@@ -29,7 +30,7 @@ from .delays import (
     sqs_is_due,
     sqs_needs_chaining,
 )
-from .errors import MessageTooLarge, TransportError
+from .errors import MessageTooLarge, QueueMissing, TransportError
 
 #: SQS's limit for one message (body plus attributes).
 MAX_MESSAGE_BYTES: Final = 256 * 1024
@@ -39,6 +40,10 @@ ENCODING: Final = "asya-encoding"  # "base64" when the body is not SQS-safe text
 #: Characters SQS accepts in a message body; anything else travels base64-encoded.
 _SQS_UNSAFE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _SHORT_POLL_PAUSE: Final = 0.05  # between short polls when less than 1 s of `wait` is left
+#: How long a send, ack or lease change keeps retrying while the endpoint is unreachable
+#: (past botocore's own few retries) before raising; a receive just waits out its `wait`.
+OUTAGE_RETRY_SECONDS: Final = 30.0
+_UNREACHABLE = (BotoConnectionError, HTTPClientError)
 
 
 @contextlib.asynccontextmanager
@@ -66,6 +71,10 @@ def encode_body(body: bytes) -> tuple[str, dict[str, Any]]:
 def _attr(message: dict[str, Any], name: str) -> str | None:
     value = message.get("MessageAttributes", {}).get(name)
     return None if value is None else str(value["StringValue"])
+
+
+def _unreachable(exc: TransportError) -> bool:
+    return isinstance(exc.__cause__, _UNREACHABLE)
 
 
 class SqsDelivery(Delivery):
@@ -143,32 +152,77 @@ class SqsTransport(Transport):
             raise TransportError(f"cannot create SQS client: {exc}") from exc
         return cls(client, stack, config)
 
-    async def _url(self, queue: str) -> str:
+    async def _call(self, what: str, method: str, **kw: Any) -> Any:
+        """`client.method(**kw)`, retried while the endpoint is unreachable (refused, reset,
+        timed out) for up to `OUTAGE_RETRY_SECONDS`; other errors raise at once."""
+        give_up = time.monotonic() + OUTAGE_RETRY_SECONDS
+        backoff = 0.1
+        while True:
+            try:
+                async with _mapped(what):
+                    return await getattr(self._client, method)(**kw)
+            except TransportError as exc:
+                if not _unreachable(exc) or time.monotonic() + backoff > give_up:
+                    raise
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _url(self, queue: str, *, create: bool = True) -> str:
+        """The queue's URL (cached); a missing queue is created, or with `create=False` raises
+        `QueueMissing`."""
         url = self._urls.get(queue)
         if url is not None:
             return url
-        async with self._url_lock, _mapped(f"resolving queue {queue!r}"):
+        what = f"resolving queue {queue!r}"
+        async with self._url_lock:
             if queue not in self._urls:
                 try:
-                    resp = await self._client.get_queue_url(QueueName=queue)
-                except ClientError as exc:
-                    code = exc.response.get("Error", {}).get("Code", "")
+                    resp = await self._call(what, "get_queue_url", QueueName=queue)
+                except TransportError as exc:
+                    if not isinstance(exc.__cause__, ClientError):
+                        raise
+                    code = exc.__cause__.response.get("Error", {}).get("Code", "")
                     if "NonExistentQueue" not in code and "QueueDoesNotExist" not in code:
                         raise
+                    if not create:
+                        raise self.missing(queue) from None
                     # Created on first use, as upstream's dev tooling does.
-                    resp = await self._client.create_queue(QueueName=queue)
+                    resp = await self._call(what, "create_queue", QueueName=queue)
                 self._urls[queue] = resp["QueueUrl"]
         return self._urls[queue]
 
-    async def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> None:
+    async def declare(self, queue: str) -> None:
+        await self._url(queue)
+
+    async def exists(self, queue: str) -> bool:
+        try:
+            await self._url(queue, create=False)
+        except QueueMissing:
+            return False
+        return True
+
+    async def send(
+        self, queue: str, body: bytes, *, delay: float = 0.0, must_exist: bool = False
+    ) -> None:
+        if must_exist:
+            await self._url(queue, create=False)
         await self._send(queue, body, time.time() + max(delay, 0.0), attempt_base=0)
 
-    async def send_many(self, messages: Iterable[tuple[str, bytes]], *, delay: float = 0.0) -> None:
+    async def send_many(
+        self,
+        messages: Iterable[tuple[str, bytes]],
+        *,
+        delay: float = 0.0,
+        must_exist: bool = False,
+    ) -> None:
         """`SendMessageBatch` per queue: up to 10 entries and 256 KiB per call."""
         due_at = time.time() + max(delay, 0.0)
         by_queue: dict[str, list[dict[str, Any]]] = {}
         for queue, body in messages:
             by_queue.setdefault(queue, []).append(self._entry(body, due_at, attempt_base=0))
+        if must_exist:  # before any batch: a missing queue sends nothing
+            for queue in by_queue:
+                await self._url(queue, create=False)
         for queue, entries in by_queue.items():
             url = await self._url(queue)
             chunk: list[dict[str, Any]] = []
@@ -192,8 +246,9 @@ class SqsTransport(Transport):
             {k: v for k, v in e.items() if k != "_size"} | {"Id": str(i)}
             for i, e in enumerate(chunk)
         ]
-        async with _mapped(f"sending a batch to {queue!r}"):
-            resp = await self._client.send_message_batch(QueueUrl=url, Entries=entries)
+        resp = await self._call(
+            f"sending a batch to {queue!r}", "send_message_batch", QueueUrl=url, Entries=entries
+        )
         if failed := resp.get("Failed"):
             raise TransportError(f"SQS refused {len(failed)} of a batch to {queue!r}: {failed[0]}")
 
@@ -224,24 +279,34 @@ class SqsTransport(Transport):
         entry = self._entry(body, due_at, attempt_base=attempt_base)
         del entry["_size"]
         url = await self._url(queue)
-        async with _mapped(f"sending to {queue!r}"):
-            await self._client.send_message(QueueUrl=url, **entry)
+        await self._call(f"sending to {queue!r}", "send_message", QueueUrl=url, **entry)
 
     async def receive(self, queue: str, *, wait: float) -> Delivery | None:
-        url = await self._url(queue)
+        """While the endpoint is unreachable a receive keeps trying until `wait` is over and
+        returns None, as RabbitMQ's does while its connection recovers."""
         deadline = anyio.current_time() + max(wait, 0.0)
         while True:
-            remaining = deadline - anyio.current_time()
-            async with _mapped(f"receiving from {queue!r}"):
-                resp = await self._client.receive_message(
-                    QueueUrl=url,
-                    MaxNumberOfMessages=1,
-                    # Never longer than the caller's `wait` (whole seconds only, so round down).
-                    WaitTimeSeconds=max(0, min(self._wait_cap, int(remaining))),
-                    VisibilityTimeout=self._visibility,
-                    AttributeNames=["ApproximateReceiveCount"],
-                    MessageAttributeNames=["All"],
-                )
+            try:
+                url = await self._url(queue)
+                remaining = deadline - anyio.current_time()
+                async with _mapped(f"receiving from {queue!r}"):
+                    resp = await self._client.receive_message(
+                        QueueUrl=url,
+                        MaxNumberOfMessages=1,
+                        # Never longer than the caller's `wait` (whole seconds, so round down).
+                        WaitTimeSeconds=max(0, min(self._wait_cap, int(remaining))),
+                        VisibilityTimeout=self._visibility,
+                        AttributeNames=["ApproximateReceiveCount"],
+                        MessageAttributeNames=["All"],
+                    )
+            except TransportError as exc:
+                remaining = deadline - anyio.current_time()
+                if not _unreachable(exc):
+                    raise
+                if remaining <= 0:
+                    return None
+                await anyio.sleep(min(remaining, 0.5))
+                continue
             for message in resp.get("Messages", []):
                 if await self._forward_if_early(queue, message):
                     continue
@@ -265,16 +330,23 @@ class SqsTransport(Transport):
 
     async def _delete(self, queue: str, message: dict[str, Any]) -> None:
         url = await self._url(queue)
-        async with _mapped(f"deleting from {queue!r}"):
-            await self._client.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        await self._call(
+            f"deleting from {queue!r}",
+            "delete_message",
+            QueueUrl=url,
+            ReceiptHandle=message["ReceiptHandle"],
+        )
 
     async def _set_visibility(self, queue: str, message: dict[str, Any], seconds: float) -> None:
         url = await self._url(queue)
         timeout = min(max(math.ceil(seconds), 0), SQS_MAX_VISIBILITY_SECONDS)
-        async with _mapped(f"changing visibility in {queue!r}"):
-            await self._client.change_message_visibility(
-                QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=timeout
-            )
+        await self._call(
+            f"changing visibility in {queue!r}",
+            "change_message_visibility",
+            QueueUrl=url,
+            ReceiptHandle=message["ReceiptHandle"],
+            VisibilityTimeout=timeout,
+        )
 
     async def depths(self) -> dict[str, int]:
         """Visible + in flight + delayed, for this namespace's queues and any this one used."""

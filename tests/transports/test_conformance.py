@@ -22,12 +22,10 @@ import msgspec
 import pytest
 
 from asya_mesh.transports import Delivery, Transport, open_transport
-from asya_mesh.transports.errors import MessageTooLarge, TransportError
+from asya_mesh.transports.errors import MessageTooLarge, QueueMissing, TransportError
 
-from .conftest import ROOT_DIR, OpenTransport, config_for, require_broker
-
-SERVICES_SH = "/work/shared/tools/services.sh"
-HAVE_SERVICES_SH = Path(SERVICES_SH).exists()
+from .conftest import ROOT_DIR, OpenTransport, config_for
+from .own_broker import OwnRabbit, can_run_own_rabbit
 
 pytestmark = pytest.mark.anyio
 
@@ -285,6 +283,69 @@ async def test_depths_counts_waiting_messages(kind: str, transport: Transport, q
         assert (await transport.depths())[queue] == 0
 
 
+async def test_a_must_exist_send_refuses_an_undeclared_queue_naming_it(
+    transport: Transport, queue: str
+) -> None:
+    with anyio.fail_after(30):
+        assert not await transport.exists(queue)
+        with pytest.raises(QueueMissing, match=queue):
+            await transport.send(queue, b"lost?", must_exist=True)
+        with pytest.raises(QueueMissing, match=queue):
+            await transport.send(queue, b"lost?", delay=1.0, must_exist=True)
+        assert not await transport.exists(queue), "a refused send must not create the queue"
+        await transport.declare(queue)
+        await transport.declare(queue)  # idempotent
+        assert await transport.exists(queue)
+        await transport.send(queue, b"declared", must_exist=True)
+        d = await receive_one(transport, queue)
+        assert d.body == b"declared"
+        await d.ack()
+        assert await transport.receive(queue, wait=0.3) is None, "a refused send sent something"
+
+
+async def test_a_plain_send_still_creates_its_queue(transport: Transport, queue: str) -> None:
+    with anyio.fail_after(30):
+        await transport.send(queue, b"before any consumer")
+        assert await transport.exists(queue)
+        d = await receive_one(transport, queue)
+        assert d.body == b"before any consumer"
+        await d.ack()
+
+
+async def test_a_receive_declares_its_queue_for_every_sender(
+    open_one: OpenTransport, queue: str
+) -> None:
+    consumer = await open_one()
+    sender = await open_one()  # another connection, as a sidecar upstream would be
+    with anyio.fail_after(30):
+        assert await consumer.receive(queue, wait=0) is None
+        assert await sender.exists(queue)
+        await sender.send(queue, b"to a consumer", must_exist=True)
+        d = await receive_one(consumer, queue)
+        assert d.body == b"to a consumer"
+        await d.ack()
+
+
+async def test_must_exist_send_many_and_send_then_ack_send_nothing_when_one_is_missing(
+    transport: Transport, queue: str
+) -> None:
+    present, absent = queue + "-here", queue + "-nowhere"
+    with anyio.fail_after(30):
+        await transport.declare(present)
+        with pytest.raises(QueueMissing, match=absent):
+            await transport.send_many([(present, b"a"), (absent, b"b")], must_exist=True)
+        await transport.send(queue, b"input")
+        d = await receive_one(transport, queue)
+        with pytest.raises(QueueMissing, match=absent):
+            await transport.send_then_ack([(present, b"a"), (absent, b"b")], d, must_exist=True)
+        assert await transport.receive(present, wait=0.5) is None, "part of a refused batch sent"
+        await d.requeue()  # still ours: the refused send_then_ack did not ack it
+        again = await receive_one(transport, queue)
+        await transport.send_then_ack([(present, b"out")], again, must_exist=True)
+        assert (await receive_one(transport, present)).body == b"out"
+        assert await transport.receive(queue, wait=0.3) is None
+
+
 def _fields(config: Any) -> dict[str, Any]:
     return msgspec.structs.asdict(config)
 
@@ -320,19 +381,28 @@ async def test_many_processes_share_one_sqlite_file(sqlite_path: Path, queue: st
     assert sorted(consumed) == expected, "lost or duplicated messages"
 
 
-def _services(*args: str) -> None:
-    subprocess.run(["bash", SERVICES_SH, *args], check=True, capture_output=True, timeout=120)
+@pytest.fixture
+def own_rabbit() -> Iterator[OwnRabbit]:
+    """A broker of this test's own: the shared one is never stopped."""
+    if not can_run_own_rabbit():
+        pytest.skip("needs services.sh and rabbitmq-server to run a broker of the test's own")
+    rabbit = OwnRabbit()
+    try:
+        anyio.run(rabbit.start)
+        yield rabbit
+    finally:
+        rabbit.clean()
 
 
 @pytest.mark.slow
 @pytest.mark.broker
-async def test_rabbitmq_broker_restart_while_consuming(sqlite_path: Path, queue: str) -> None:
+async def test_rabbitmq_broker_restart_while_consuming(
+    sqlite_path: Path, queue: str, own_rabbit: OwnRabbit
+) -> None:
     """Stop and start the broker under a consumer: nothing queued is lost, the unacked message
     comes back (attempt 2), sends and receives resume on the robust connection by themselves."""
-    require_broker("rabbitmq")
-    if not HAVE_SERVICES_SH:
-        pytest.skip(f"{SERVICES_SH} not found: cannot restart the broker")
-    transport = await open_transport(config_for("rabbitmq", sqlite_path), concurrency=4)
+    config = config_for("rabbitmq", sqlite_path, rabbitmq_url=own_rabbit.url)
+    transport = await open_transport(config, concurrency=4)
     idle_queue = queue + "-idle"
     waited: list[bytes] = []
     try:
@@ -348,9 +418,9 @@ async def test_rabbitmq_broker_restart_while_consuming(sqlite_path: Path, queue:
 
                 tg.start_soon(wait_across_the_restart)  # a receive in flight during the outage
                 try:
-                    await anyio.to_thread.run_sync(_services, "stop", "rabbitmq")
+                    await own_rabbit.stop()
                 finally:
-                    await anyio.to_thread.run_sync(_services, "start", "rabbitmq")
+                    await own_rabbit.start()
                 with pytest.raises(TransportError):
                     await held.ack()  # its channel died with the broker
                 await transport.send(queue, b"after restart")  # retried until reconnected

@@ -234,3 +234,22 @@ async def test_sqlite_busy_consumer_does_not_starve_other_tasks(short_tmp: Path)
         assert ticks >= 200
     finally:
         await t.aclose()
+
+
+def test_namespaced_routing_keys_are_the_queue_name() -> None:
+    assert routing_key("default", "asya-default-tokens", "namespaced") == "asya-default-tokens"
+    keys = {routing_key(ns, f"asya-{ns}-echo", "namespaced") for ns in ("a", "b")}
+    assert len(keys) == 2
+
+
+def test_config_from_env_reads_the_routing_key_layout() -> None:
+    assert TransportConfig().rabbitmq_routing_keys == "namespaced"
+    cfg = TransportConfig.from_env({"ASYA_RABBITMQ_ROUTING_KEYS": "upstream"})
+    assert cfg.rabbitmq_routing_keys == "upstream"
+
+
+@pytest.mark.anyio
+async def test_an_unknown_routing_key_layout_is_refused_naming_the_variable() -> None:
+    cfg = TransportConfig(kind="rabbitmq", rabbitmq_routing_keys="flat")
+    with pytest.raises(ValueError, match=r"ASYA_RABBITMQ_ROUTING_KEYS.*'flat'"):
+        await open_transport(cfg)
