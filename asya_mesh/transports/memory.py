@@ -99,25 +99,46 @@ class MemoryTransport(Transport):
         if self._closed:
             raise TransportError("memory transport is closed")
 
-    async def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> None:
-        await self.send_many([(queue, body)], delay=delay)
+    async def declare(self, queue: str) -> None:
+        self._check_open()
+        self.queues.queues.setdefault(queue, [])
 
-    async def send_many(self, messages: Iterable[tuple[str, bytes]], *, delay: float = 0.0) -> None:
+    async def exists(self, queue: str) -> bool:
+        return queue in self.queues.queues
+
+    async def send(
+        self, queue: str, body: bytes, *, delay: float = 0.0, must_exist: bool = False
+    ) -> None:
+        await self.send_many([(queue, body)], delay=delay, must_exist=must_exist)
+
+    async def send_many(
+        self,
+        messages: Iterable[tuple[str, bytes]],
+        *,
+        delay: float = 0.0,
+        must_exist: bool = False,
+    ) -> None:
         batch = list(messages)
         self._check_open()
-        for _, body in batch:  # all or nothing, like one transaction
+        for queue, body in batch:  # all or nothing, like one transaction
             self.check_size(body)
+            if must_exist and queue not in self.queues.queues:
+                raise self.missing(queue)
         for queue, body in batch:
             self.queues.put(queue, body, max(delay, 0.0))
         await anyio.lowlevel.checkpoint()
 
     async def send_then_ack(
-        self, messages: Iterable[tuple[str, bytes]], delivery: Delivery
+        self,
+        messages: Iterable[tuple[str, bytes]],
+        delivery: Delivery,
+        *,
+        must_exist: bool = False,
     ) -> None:
         batch = list(messages)
         if isinstance(delivery, MemoryDelivery):  # LeaseLost sends nothing, as on SQLite
             delivery._q.find(delivery._queue, delivery._m, delivery._token)
-        await self.send_many(batch)
+        await self.send_many(batch, must_exist=must_exist)
         await delivery.ack()
 
     async def receive(self, queue: str, *, wait: float) -> Delivery | None:
