@@ -53,6 +53,7 @@ class MemService:
         self.created: list[dict[str, Any]] = []
         self.resumed: list[dict[str, Any]] = []
         self.task_created = anyio.Event()
+        self.was_resumed = anyio.Event()
 
     # -- the mesh side ----------------------------------------------------------------------
 
@@ -122,6 +123,7 @@ class MemService:
         if view.status != "paused":
             raise NotPaused(f"task {task_id!r} is not paused (it is {view.status})")
         self.resumed.append({"id": task_id, "patch": patch, "message": message})
+        self.was_resumed.set()
         self.report(task_id, "running", pause=None)
         return self.tasks[task_id].view
 
@@ -141,14 +143,16 @@ class MemService:
                 seen = last_event_id
             while True:
                 pending = [u for u in t.events if u.event_id > seen]
+                if not pending:
+                    if t.view.terminal:
+                        return
+                    await t.changed.wait()  # no await between the check and here: no lost wakeup
+                    continue
                 for u in pending:
                     seen = u.event_id
                     yield u
                     if isinstance(u, StatusUpdate) and u.task.terminal:
                         return
-                if t.view.terminal and seen >= t.last:
-                    return
-                await t.changed.wait()
 
         yield updates()
 
