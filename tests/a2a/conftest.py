@@ -102,7 +102,8 @@ def threaded_door() -> Iterator[str]:
     """The door on its own thread and loop (for sync clients such as the hypothesis fuzzer)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    app = build_app(MemService(), FLOWS, url, DoorConfig(keepalive_seconds=0.5))
+    config = DoorConfig(keepalive_seconds=0.5, blocking_wait_seconds=0.05)
+    app = build_app(MemService(), FLOWS, url, config)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
