@@ -71,7 +71,12 @@ class A2ADoor:
         self.public_url = public_url.rstrip("/")
         self.config = config or DoorConfig()
         self._known: OrderedDict[str, None] = OrderedDict()
-        self._create_takes_id = "task_id" in inspect.signature(service.create).parameters
+        # The payload names the mesh task id (`payload.a2a.task.id`), which the service picks.
+        # A service whose `create` takes `task_id` gets ours; one with an `on_stored` hook
+        # (called between storing the task and enqueueing it) has the id filled in there.
+        params = inspect.signature(service.create).parameters
+        self._create_takes_id = "task_id" in params
+        self._create_has_hook = "on_stored" in params
 
     def routes(self) -> list[Route]:
         return [
@@ -265,13 +270,20 @@ class A2ADoor:
         task_id = str(uuid.uuid4())
         context_id = message.get("contextId") or str(uuid.uuid4())
         message = {**message, "contextId": context_id}
+        payload = message_payload(message, task_id=task_id, context_id=context_id)
         kwargs: dict[str, Any] = {}
         if self._create_takes_id:
             kwargs["task_id"] = task_id
+        elif self._create_has_hook:
+
+            def on_stored(rec: Any) -> None:
+                payload["a2a"]["task"]["id"] = rec.id  # before the envelope is built
+
+            kwargs["on_stored"] = on_stored
         try:
             view = await self.service.create(
                 route=list(flow.route),
-                payload=message_payload(message, task_id=task_id, context_id=context_id),
+                payload=payload,
                 headers={"x-asya-a2a-context-id": context_id},
                 deadline_seconds=flow.timeout,
                 flow=flow.name,
