@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import anyio
 import msgspec
+import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -40,6 +41,7 @@ from .translate import message_patch, message_payload
 from .view import DEFAULT_MAX_BYTES, TaskA2A
 
 _JSON: Final = "application/json"
+_log = structlog.get_logger("asya.gateway.a2a")
 
 
 class DoorConfig(msgspec.Struct, kw_only=True, frozen=True):
@@ -215,7 +217,7 @@ class A2ADoor:
         except UnknownTask:
             raise RpcError(rpc.TASK_NOT_FOUND, f"task {task_id!r} not found", call.id) from None
         task = await self._fold(call, task_id)
-        task.apply(StatusUpdate(event_id=1 << 62, task=view))  # the cancel itself, if not folded
+        task.apply(StatusUpdate(event_id=0, task=view))  # the cancel itself, if not folded
         return _answer(self._result(call, task))
 
     async def _list(self, call: Call) -> Response:
@@ -358,7 +360,7 @@ class A2ADoor:
             return self._stream(call, task, replay=True, resumed=resumed, message=message)
         task = await self._fold(call, task_id)
         self._add_history(task, message)
-        task.apply(StatusUpdate(event_id=1 << 62, task=resumed))
+        task.apply(StatusUpdate(event_id=0, task=resumed))
         with anyio.move_on_after(self.config.blocking_wait_seconds):
             if not rpc.returns_immediately(call):
                 async with self.service.watch(task_id) as updates:
@@ -397,7 +399,7 @@ class A2ADoor:
                     if message is not None:
                         self._add_history(task, message)
                     if resumed is not None:
-                        task.apply(StatusUpdate(event_id=until, task=resumed))
+                        task.apply(StatusUpdate(event_id=0, task=resumed))
                     await emit(encode(task.snapshot()))
                     if task.final:
                         return
@@ -412,6 +414,10 @@ class A2ADoor:
                 await emit(sse_data(rpc.error_bytes(err, call.version)))
             except ServiceError as exc:
                 err = RpcError(rpc.INTERNAL_ERROR, str(exc), call.id)
+                await emit(sse_data(rpc.error_bytes(err, call.version)))
+            except Exception as exc:  # a bug here must still end the client's stream with words
+                _log.exception("a2a stream failed", task_id=task.task_id)
+                err = RpcError(rpc.INTERNAL_ERROR, f"internal error: {exc!r}", call.id)
                 await emit(sse_data(rpc.error_bytes(err, call.version)))
 
         return A2AStream(  # type: ignore[return-value]  # an ASGI app, as Starlette allows

@@ -53,13 +53,23 @@ def _size(part: dict[str, Any]) -> int:
 
 
 class _Acc:
-    """An artifact as the view holds it (its parts so far) and as the stream has shown it."""
+    """An artifact as the view holds it (its parts so far) and as the stream has shown it.
 
-    __slots__ = ("artifact", "sealed")
+    Consecutive plain text chunks are kept as one run of pieces (`run`, joined when a Task is
+    shown), so a long stream costs linear time, not a string copy per token."""
+
+    __slots__ = ("artifact", "run", "sealed")
 
     def __init__(self, artifact_id: str, name: str) -> None:
         self.artifact = Artifact(artifact_id=artifact_id, parts=[], name=name)
+        self.run: list[str] | None = None  # the trailing text part's pieces, when it is text
         self.sealed = False
+
+    def parts(self) -> list[dict[str, Any]]:
+        parts = list(self.artifact.parts)
+        if self.run is not None:
+            parts[-1] = {"text": "".join(self.run)}
+        return parts
 
 
 class TaskA2A:
@@ -84,6 +94,7 @@ class TaskA2A:
         self.max_bytes = max_bytes
         self.size = 0
         self.truncated = False
+        self.last_event_id = 0
 
     @classmethod
     def for_view(cls, view: TaskView, *, max_bytes: int = DEFAULT_MAX_BYTES) -> TaskA2A:
@@ -112,6 +123,11 @@ class TaskA2A:
         """The A2A events `update` means (possibly none), folded into the view."""
         if self.terminal:
             return []  # nothing follows a terminal state
+        eid = update.event_id
+        if eid:  # 0: a state the door learned directly (a cancel's or resume's answer)
+            if self.last_event_id and eid > self.last_event_id + 1:
+                self.truncated = True  # event ids are dense: some events never reached us
+            self.last_event_id = max(self.last_event_id, eid)
         if isinstance(update, FlyUpdate):
             return self._fly(update)
         return self._status(update)
@@ -232,8 +248,9 @@ class TaskA2A:
         )
 
     def _replace(self, acc: _Acc) -> None:
-        self.size -= sum(_size(p) for p in acc.artifact.parts)
+        self.size -= sum(_size(p) for p in acc.parts())
         acc.artifact.parts = []
+        acc.run = None
 
     def _store(self, acc: _Acc, parts: list[dict[str, Any]]) -> None:
         stored = acc.artifact.parts
@@ -242,10 +259,18 @@ class TaskA2A:
             if self.size + n > self.max_bytes:
                 self.truncated = True  # streamed live, not kept: GetTask says so
                 continue
-            self.size += n
-            if "text" in p and len(p) == 1 and stored and set(stored[-1]) == {"text"}:
-                stored[-1] = {"text": stored[-1]["text"] + p["text"]}  # one text, not N parts
+            if "text" in p and len(p) == 1:
+                self.size += n - (_PART_OVERHEAD if acc.run is not None else 0)
+                if acc.run is not None:
+                    acc.run.append(p["text"])  # one text part, not N
+                else:
+                    acc.run = [p["text"]]
+                    stored.append(p)
             else:
+                self.size += n
+                if acc.run is not None:  # the text run ends here: keep it as one part
+                    stored[-1] = {"text": "".join(acc.run)}
+                    acc.run = None
                 stored.append(p)
 
     def _seal_all(self) -> list[Event]:
@@ -260,11 +285,7 @@ class TaskA2A:
     def snapshot(self) -> TaskSnapshot:
         """The Task as GetTask and the first event of a subscription show it."""
         arts = [
-            Artifact(
-                artifact_id=a.artifact.artifact_id,
-                parts=list(a.artifact.parts),
-                name=a.artifact.name,
-            )
+            Artifact(artifact_id=a.artifact.artifact_id, parts=a.parts(), name=a.artifact.name)
             for a in self.artifacts.values()
         ]
         return TaskSnapshot(

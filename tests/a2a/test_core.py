@@ -389,3 +389,21 @@ def test_snapshot_event_renders_history() -> None:
     assert v1["task"]["history"][0]["role"] == "ROLE_USER"
     v0 = render_v03(snap)
     assert v0["kind"] == "task" and v0["history"][0]["parts"] == [{"kind": "text", "text": "hi"}]
+
+
+def test_a_gap_in_event_ids_says_truncated() -> None:
+    s = Script()
+    s.status("running")
+    s.fly({"text": "a"})
+    s.n += 3  # three events never reached this fold (a slow subscriber's buffer dropped them)
+    s.fly({"text": "b"})
+    assert s.task.snapshot().metadata == {"truncated": True}
+
+
+def test_no_gap_no_truncation() -> None:
+    s = Script()
+    s.status("running")
+    for t in "abc":
+        s.fly({"text": t})
+    s.task.apply(StatusUpdate(event_id=0, task=_view("canceled")))  # learned directly: no id
+    assert s.task.snapshot().metadata is None and s.task.terminal
