@@ -451,3 +451,35 @@ def test_v1_events_are_strict_protojson() -> None:
     # shapes.check_v1_event is what the door's renderings are held to (see test_core.py)
     check_v1_event({"statusUpdate": {"taskId": "t", "contextId": "c",
                                      "status": {"state": "TASK_STATE_WORKING"}}})  # fmt: skip
+
+
+async def test_blocking_resume_and_v03_task_methods(door: Door) -> None:
+    svc = door.service
+    client = await door.client(streaming=False)
+    req = send_req("deploy")
+    req.configuration.return_immediately = True
+    async for resp in client.send_message(req):
+        tid = resp.task.id
+    svc.report(tid, "running")
+    svc.report(tid, "paused", pause={"prompt": "Approve?"})
+    out: list[pb.StreamResponse] = []
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+
+            async def answer() -> None:
+                async for resp in client.send_message(send_req("yes", task_id=tid)):
+                    out.append(resp)
+
+            tg.start_soon(answer)
+            await svc.was_resumed.wait()
+            svc.report(tid, "succeeded", result={"ok": True})
+    (resp,) = out
+    assert resp.task.status.state == DONE
+    assert [m.parts[0].text for m in resp.task.history] == ["deploy", "yes"]
+    await client.close()
+    # v0.3 methods on the ended task, answered in v0.3 shapes
+    get = await rpc(door, {"jsonrpc": "2.0", "id": 1, "method": "tasks/get", "params": {"id": tid}})
+    check_v03_event(get["result"])
+    for method, code in [("tasks/cancel", -32002), ("tasks/resubscribe", -32004)]:
+        obj = await rpc(door, {"jsonrpc": "2.0", "id": 2, "method": method, "params": {"id": tid}})
+        assert obj["error"]["code"] == code and "data" not in obj["error"]
