@@ -10,12 +10,10 @@ from __future__ import annotations
 import inspect
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 import anyio
 import msgspec
-import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,21 +25,20 @@ from asya_gateway.service import (
     ServiceError,
     StatusUpdate,
     TaskService,
-    TaskUpdate,
     TaskView,
     UnknownTask,
 )
 
 from . import rpc
 from .cards import flow_card, gateway_card
-from .model import Version, render, render_task, state_name
+from .model import Version, render_task, state_name
+from .replay import add_history, catch_up, latest_event_id, task_events
 from .rpc import Call, RpcError
-from .stream import A2AStream, sse_data
+from .stream import A2AStream
 from .translate import message_patch, message_payload
 from .view import DEFAULT_MAX_BYTES, TaskA2A
 
 _JSON: Final = "application/json"
-_log = structlog.get_logger("asya.gateway.a2a")
 
 
 class DoorConfig(msgspec.Struct, kw_only=True, frozen=True):
@@ -168,33 +165,13 @@ class A2ADoor:
 
     # -- folding the service's log into the A2A view -----------------------------------------
 
-    async def _latest_event_id(self, task_id: str) -> int:
-        async with self.service.watch(task_id) as updates:
-            async for u in updates:
-                return u.event_id
-        return 0
-
-    @staticmethod
-    async def _catch_up(task: TaskA2A, updates: AsyncIterator[TaskUpdate], until: int) -> None:
-        """Fold the replay into `task` up to event `until` (the latest when we looked)."""
-        first = True
-        if until <= 0:
-            return
-        async for u in updates:
-            if first and u.event_id > 1:
-                task.mark_truncated()  # the replay window no longer holds the start
-            first = False
-            task.apply(u)
-            if u.event_id >= until or task.terminal:
-                break
-
     async def _fold(self, call: Call, task_id: str) -> TaskA2A:
         view = await self._view(call, task_id)
         task = TaskA2A.for_view(view, max_bytes=self.config.max_view_bytes)
         with anyio.move_on_after(self.config.fold_guard_seconds):
-            until = await self._latest_event_id(task_id)
+            until = await latest_event_id(self.service, task_id)
             async with self.service.watch(task_id, 0) as updates:
-                await self._catch_up(task, updates, until)
+                await catch_up(task, updates, until)
         return task
 
     # -- operations -------------------------------------------------------------------------
@@ -359,7 +336,7 @@ class A2ADoor:
         if call.op == "stream":
             return self._stream(call, task, replay=True, resumed=resumed, message=message)
         task = await self._fold(call, task_id)
-        self._add_history(task, message)
+        add_history(task, message)
         task.apply(StatusUpdate(event_id=0, task=resumed))
         with anyio.move_on_after(self.config.blocking_wait_seconds):
             if not rpc.returns_immediately(call):
@@ -369,13 +346,6 @@ class A2ADoor:
                         if task.final:
                             break
         return _answer(self._result(call, task))
-
-    @staticmethod
-    def _add_history(task: TaskA2A, message: dict[str, Any]) -> None:
-        if all(m.get("messageId") != message.get("messageId") for m in task.history):
-            task.history.append(message)
-
-    # -- streams ----------------------------------------------------------------------------
 
     def _stream(
         self,
@@ -387,41 +357,11 @@ class A2ADoor:
         message: dict[str, Any] | None = None,
     ) -> Response:
         """SendStreamingMessage (the Task first, then live) or SubscribeToTask (caught up first)."""
-
-        async def produce(emit: Callable[[bytes], Awaitable[None]]) -> None:
-            def encode(ev: Any) -> bytes:
-                return sse_data(rpc.result_bytes(call.id, render(ev, call.version)))
-
-            try:
-                until = await self._latest_event_id(task.task_id) if replay else 0
-                async with self.service.watch(task.task_id, 0) as updates:
-                    await self._catch_up(task, updates, until)
-                    if message is not None:
-                        self._add_history(task, message)
-                    if resumed is not None:
-                        task.apply(StatusUpdate(event_id=0, task=resumed))
-                    await emit(encode(task.snapshot()))
-                    if task.final:
-                        return
-                    async for u in updates:
-                        events = task.apply(u)
-                        if events:
-                            await emit(b"".join(encode(ev) for ev in events))
-                        if task.final:
-                            return
-            except UnknownTask:
-                err = RpcError(rpc.TASK_NOT_FOUND, f"task {task.task_id!r} not found", call.id)
-                await emit(sse_data(rpc.error_bytes(err, call.version)))
-            except ServiceError as exc:
-                err = RpcError(rpc.INTERNAL_ERROR, str(exc), call.id)
-                await emit(sse_data(rpc.error_bytes(err, call.version)))
-            except Exception as exc:  # a bug here must still end the client's stream with words
-                _log.exception("a2a stream failed", task_id=task.task_id)
-                err = RpcError(rpc.INTERNAL_ERROR, f"internal error: {exc!r}", call.id)
-                await emit(sse_data(rpc.error_bytes(err, call.version)))
-
+        producer = task_events(
+            self.service, call, task, replay=replay, resumed=resumed, message=message
+        )
         return A2AStream(  # type: ignore[return-value]  # an ASGI app, as Starlette allows
-            produce,
+            producer,
             keepalive=self.config.keepalive_seconds,
             send_timeout=self.config.send_timeout_seconds,
         )
