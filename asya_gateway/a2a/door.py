@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import anyio
 import msgspec
+import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -26,6 +27,7 @@ from asya_gateway.service import (
     StatusUpdate,
     TaskService,
     TaskView,
+    UnknownFlow,
     UnknownTask,
 )
 
@@ -39,6 +41,7 @@ from .translate import message_patch, message_payload
 from .view import DEFAULT_MAX_BYTES, TaskA2A
 
 _JSON: Final = "application/json"
+_log: Final = structlog.get_logger("asya.gateway.a2a")
 
 
 class DoorConfig(msgspec.Struct, kw_only=True, frozen=True):
@@ -124,6 +127,10 @@ class A2ADoor:
             return _answer(rpc.error_bytes(exc, version))
         except ServiceError as exc:  # a service refusal not mapped above: say what it said
             return _answer(rpc.error_bytes(RpcError(rpc.INTERNAL_ERROR, str(exc)), version))
+        except Exception as exc:  # a bug must still be answered in JSON-RPC, and logged
+            _log.exception("a2a request failed")
+            err = RpcError(rpc.INTERNAL_ERROR, f"internal error: {exc!r}")
+            return _answer(rpc.error_bytes(err, version))
 
     def _a2a_flow(self, name: str) -> Flow | None:
         flow = self.flows.get(name)
@@ -268,6 +275,8 @@ class A2ADoor:
                 flow=flow.name,
                 **kwargs,
             )
+        except UnknownFlow:
+            raise RpcError(rpc.INVALID_PARAMS, f"unknown flow {flow.name!r}", call.id) from None
         except ServiceError as exc:
             raise RpcError(rpc.INTERNAL_ERROR, f"flow {flow.name!r}: {exc}", call.id) from None
         message["taskId"] = view.id

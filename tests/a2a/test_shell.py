@@ -483,3 +483,12 @@ async def test_blocking_resume_and_v03_task_methods(door: Door) -> None:
     for method, code in [("tasks/cancel", -32002), ("tasks/resubscribe", -32004)]:
         obj = await rpc(door, {"jsonrpc": "2.0", "id": 2, "method": method, "params": {"id": tid}})
         assert obj["error"]["code"] == code and "data" not in obj["error"]
+
+
+async def test_a_refused_create_is_a_jsonrpc_error_naming_it() -> None:
+    async with serve(MemService(actors=set())) as door:  # no actor has a queue
+        body = {"jsonrpc": "2.0", "id": 3, "method": "SendMessage",
+                "params": {"message": GOOD_MSG, "metadata": {"skill": "chat"}}}  # fmt: skip
+        obj = await rpc(door, body)
+    assert obj["id"] == 3 and obj["error"]["code"] == -32603
+    assert "tokens" in obj["error"]["message"]  # the actor without a queue
