@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ import httpx
 import msgspec
 from anyio.abc import TaskGroup
 
+from asya_gateway.flows import Flow, Flows, load_flows
 from asya_runtime import __version__
 from asya_runtime.settings import Parser, add_arguments, given_from_args, load
 
@@ -49,6 +51,7 @@ class MeshPlan:
     children: list[ChildSpec]
     runtime_ready_files: list[Path]
     sidecar_health_urls: list[str]
+    replica_urls: list[str] = dataclasses.field(default_factory=list)  # beyond gateway_url
 
 
 def _free_port() -> int:
@@ -77,22 +80,31 @@ def plan_mesh(
         "ASYA_NAMESPACE": opts.namespace,
         "ASYA_LOG_FORMAT": "console",
     }
-    children = [
-        ChildSpec(
-            "gateway",
-            [
-                python_script("asya-gateway"),
-                "run",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(opts.port),
-                "--public-url",
-                url,
-            ],
-            common,
+    flows_file = workdir / "flows.json"  # written by run_dev: the route as flow `dev`
+    gateway_env = {
+        **common,
+        "ASYA_GATEWAY_FLOWS": str(flows_file),
+        "ASYA_GATEWAY_DATABASE_URL": opts.database_url or f"sqlite:///{workdir / 'gateway.db'}",
+    }
+    children = []
+    replicas = [f"http://127.0.0.1:{opts.port + i}" for i in range(opts.gateways)]
+    for i, gw_url in enumerate(replicas):
+        children.append(
+            ChildSpec(
+                "gateway" if i == 0 else f"gateway-{i + 1}",
+                [
+                    python_script("asya-gateway"),
+                    "run",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(opts.port + i),
+                    "--public-url",
+                    gw_url,
+                ],
+                gateway_env,
+            )
         )
-    ]
     ready_files, health = [], []
     for actor in opts.route:
         sock_dir = workdir / actor  # one dir per actor: runtime-ready sits next to the socket
@@ -124,13 +136,21 @@ def plan_mesh(
             env |= {"ASYA_SOCKET_DIR": str(workdir / actor), "ASYA_SOCKET_NAME": SOCKET_NAME}
         children.append(ChildSpec(f"{actor}/sidecar", [python_script("asya-sidecar"), "run"], env))
         health.append(f"http://127.0.0.1:{metrics_port}/health")
-    return MeshPlan(url, children, ready_files, health)
+    return MeshPlan(url, children, ready_files, health, replicas[1:])
+
+
+def dev_flows(opts: DevOptions) -> bytes:
+    """The gateway's flows file: the route as flow `dev`, plus the user's `--flows`."""
+    flows = load_flows(opts.flows_file) if opts.flows_file else Flows()
+    dev = Flow(name="dev", route=list(opts.route), description="the asya dev route")
+    return msgspec.json.encode({"flows": list(flows.with_flow(dev))})
 
 
 async def wait_ready(plan: MeshPlan, limit: float) -> None:
     """Until the gateway, every runtime and every sidecar says it is ready (polled: HTTP
     health and files have no event to wait on)."""
-    pending_urls = [f"{plan.gateway_url}/health", *plan.sidecar_health_urls]
+    gateways = [plan.gateway_url, *plan.replica_urls]
+    pending_urls = [*(f"{g}/health" for g in gateways), *plan.sidecar_health_urls]
     pending_files = list(plan.runtime_ready_files)
     with anyio.fail_after(limit):
         async with httpx.AsyncClient(timeout=2.0) as client:
@@ -188,6 +208,7 @@ async def run_dev(opts: DevOptions, env: Mapping[str, str], out: TextIO) -> int:
         shutil.rmtree(opts.workdir)  # a fresh queue file: no leftovers of an earlier run replay
     opts.workdir.mkdir(parents=True)
     plan = plan_mesh(opts, env)
+    (opts.workdir / "flows.json").write_bytes(dev_flows(opts))
     sup = Supervisor(out, verbose=opts.verbose)
     renderer = TerminalRenderer(out)
     code = 2
@@ -227,6 +248,8 @@ async def run_dev(opts: DevOptions, env: Mapping[str, str], out: TextIO) -> int:
         if opts.prompt is None:
             page = f"{plan.gateway_url}/?route={','.join(opts.route)}"
             out.write(f"open {page} (Ctrl-C stops the mesh)\n")
+            for replica in plan.replica_urls:  # every replica serves every task of the mesh
+                out.write(f"gateway replica: {replica} (same tasks, streams and flows)\n")
             out.flush()
             await anyio.sleep_forever()
         out.flush()
@@ -290,7 +313,8 @@ def dev(args: argparse.Namespace) -> int:
     try:
         opts = options_from(load(DevSettings, os.environ, given_from_args(args, DevSettings)))
         plan_mesh(opts, os.environ)
-    except ValueError as exc:  # ConfigError included
+        dev_flows(opts)  # a bad --flows file: one line now, not a gateway crash later
+    except ValueError as exc:  # ConfigError and FlowsError included
         print(f"{PROG} dev: {exc}", file=sys.stderr)
         return 2
     code = 1

@@ -63,6 +63,32 @@ class DevSettings(msgspec.Struct, kw_only=True, frozen=True):
         float,
         opt("ASYA_DEV_TIMEOUT", "how long to wait for the task", duration=True, gt=0),
     ] = 300.0
+    flows: Annotated[
+        str | None,
+        opt(
+            "ASYA_GATEWAY_FLOWS",
+            "more flows for the gateway (JSON or .toml); the route is always flow `dev`",
+            metavar="FILE",
+        ),
+    ] = None
+    gateways: Annotated[
+        int,
+        opt(
+            "ASYA_DEV_GATEWAYS",
+            "gateway replicas on ports PORT, PORT+1, ... (2 or more need --database-url)",
+            ge=1,
+            le=8,
+        ),
+    ] = 1
+    database_url: Annotated[
+        str | None,
+        opt(
+            "ASYA_GATEWAY_DATABASE_URL",
+            "the gateways' task store (postgresql://... to share it between replicas)",
+            metavar="URL",
+            default_text="sqlite in --dir",
+        ),
+    ] = None
     transport: Annotated[
         str,
         opt(
@@ -85,6 +111,9 @@ class DevOptions:
     task_timeout: float = 300.0
     namespace: str = "dev"
     transport: str = "sqlite"  # ASYA_RABBITMQ_URL / ASYA_SQS_* etc. come from the environment
+    flows_file: str | None = None
+    gateways: int = 1
+    database_url: str | None = None
 
 
 def parse_actor_overrides(items: list[str]) -> dict[str, str]:
@@ -111,9 +140,19 @@ def options_from(settings: DevSettings) -> DevOptions:
         ready_timeout=settings.ready_timeout,
         task_timeout=settings.timeout,
         transport=settings.transport,
+        flows_file=settings.flows,
+        gateways=settings.gateways,
+        database_url=settings.database_url,
     )
     if not opts.route:
         raise ValueError("--route names no actor")
+    if opts.gateways > 1 and not (opts.database_url or "").startswith(
+        ("postgresql://", "postgres://")
+    ):
+        raise ValueError(
+            f"--gateways {opts.gateways}: replicas share their tasks through PostgreSQL; "
+            "add --database-url postgresql://..."
+        )
     return opts
 
 

@@ -23,6 +23,7 @@ from starlette.routing import Route
 from asya_mesh.names import ACTOR_NAME_PATTERN
 from asya_mesh.transports import open_transport
 
+from .a2a import a2a_routes
 from .bus import PgBus
 from .config import GatewayConfig
 from .engine import Enqueue, TaskEngine, message_patch
@@ -368,6 +369,7 @@ def create_app(
         Route("/stream/{id}", gw.stream, methods=["GET"]),
         Route("/mesh/{id}/stream", gw.stream, methods=["GET"]),  # legacy gateway's SSE path
         *mcp.routes(),
+        *a2a_routes(engine, flows, config.base_url),
     ]
     app = Starlette(
         routes=routes,
