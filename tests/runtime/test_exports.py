@@ -17,6 +17,8 @@ MODULES = [
     "asya_runtime.client",
     "asya_runtime.jsonable",
     "asya_runtime.connection",
+    "asya_runtime.outbox",
+    "asya_runtime.socketfile",
     "asya_runtime.cli",
 ]
 
