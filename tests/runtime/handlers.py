@@ -69,8 +69,8 @@ async def raise_mid_stream(payload: Any) -> Any:
 
 
 def sync_gen_hang(payload: Any) -> Any:
-    yield "FLY", {"started": True}
-    try:
+    try:  # the FLY inside: a cancel may close the generator right at that yield
+        yield "FLY", {"started": True}
         for _ in range(200):
             time.sleep(0.01)
             yield None
@@ -81,8 +81,8 @@ def sync_gen_hang(payload: Any) -> Any:
 
 
 async def agen_hang(payload: Any) -> Any:
-    yield "FLY", {"started": True}
-    try:
+    try:  # the FLY inside: a cancel may close the generator right at that yield
+        yield "FLY", {"started": True}
         await asyncio.Event().wait()
         yield payload
     finally:
@@ -132,3 +132,35 @@ class RaisesInInit:
 
     def handle(self, payload: Any) -> Any:
         return payload
+
+
+def _started(payload: Any) -> None:
+    """Tell the test this invocation is running: write the file named by payload["started"]."""
+    path = payload.get("started") if isinstance(payload, dict) else None
+    if path:
+        Path(path).write_text("started\n")
+
+
+async def hang_signalled(payload: Any) -> Any:
+    """Signal start, then await forever; on cancellation write payload["marker"]."""
+    _started(payload)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        marker = payload.get("marker")
+        if marker:
+            Path(marker).write_text("finally ran\n")  # noqa: ASYNC240 - sync: being cancelled
+
+
+async def sleep_signalled(payload: Any) -> Any:
+    """Signal start, await payload["sleep"] seconds, return the payload."""
+    _started(payload)
+    await asyncio.sleep(float(payload.get("sleep", 0)))
+    return payload
+
+
+def block_signalled(payload: Any) -> Any:
+    """A sync handler: signal start, block the thread payload["sleep"] seconds."""
+    _started(payload)
+    time.sleep(float(payload.get("sleep", 1)))
+    return payload

@@ -208,25 +208,28 @@ def _wait_for(path: Path, timeout: float = 5.0) -> bool:
     return False
 
 
-@pytest.mark.parametrize(
-    "spec", ["examples.handlers.util:hang", f"{H}:agen_hang", f"{H}:sync_gen_hang"]
-)
+@pytest.mark.parametrize("spec", [f"{H}:hang_signalled", f"{H}:agen_hang", f"{H}:sync_gen_hang"])
 def test_cancel_runs_finally_and_still_ends(runtime: Start, short_tmp: Path, spec: str) -> None:
     rt = runtime(spec)
     marker = short_tmp / "cancelled"
+    started = short_tmp / "started"
     with rt.client() as c:
         c.hello()
-        c.invoke(envelope({"marker": str(marker)}))
-        if spec != "examples.handlers.util:hang":
+        c.invoke(envelope({"marker": str(marker), "started": str(started)}))
+        if spec != f"{H}:hang_signalled":
             assert isinstance(c.recv(), Fly)
         else:
-            time.sleep(0.1)
+            assert _wait_for(started)
         c.cancel()
         frames = c.until_end()
         assert kinds(frames) == ["end"]
         assert _wait_for(marker)
-        c.invoke(envelope({}))  # the connection is reusable after a cancel
-        time.sleep(0.05)
+        again = short_tmp / "started-again"
+        c.invoke(envelope({"started": str(again)}))  # the connection is reusable after a cancel
+        if spec == f"{H}:hang_signalled":
+            assert _wait_for(again)
+        else:
+            assert isinstance(c.recv(), Fly)
         c.cancel()
         assert kinds(c.until_end())[-1] == "end"
         c.cancel()  # a late cancel (no invocation running) is ignored
@@ -235,14 +238,18 @@ def test_cancel_runs_finally_and_still_ends(runtime: Start, short_tmp: Path, spe
         assert kinds(c.until_end())[-1] == "end"
 
 
-@pytest.mark.parametrize("spec", ["examples.handlers.util:hang", f"{H}:agen_hang"])
+@pytest.mark.parametrize("spec", [f"{H}:hang_signalled", f"{H}:agen_hang"])
 def test_disconnect_runs_finally(runtime: Start, short_tmp: Path, spec: str) -> None:
     rt = runtime(spec)
     marker = short_tmp / "gone"
+    started = short_tmp / "started"
     c = rt.client()
     c.hello()
-    c.invoke(envelope({"marker": str(marker)}))
-    time.sleep(0.2)
+    c.invoke(envelope({"marker": str(marker), "started": str(started)}))
+    if spec == f"{H}:hang_signalled":
+        assert _wait_for(started)
+    else:
+        assert isinstance(c.recv(), Fly)
     c.close()
     assert _wait_for(marker)
 
@@ -281,12 +288,13 @@ def test_concurrency_limit_queues_extra_invocations(runtime: Start) -> None:
     assert 0.75 < time.monotonic() - t0 < 3.0  # 2 slots, 3 x 0.4 s: two rounds
 
 
-def test_blocking_sync_handler_does_not_stall_others(runtime: Start) -> None:
-    rt = runtime("examples.handlers.util:block")
+def test_blocking_sync_handler_does_not_stall_others(runtime: Start, short_tmp: Path) -> None:
+    rt = runtime(f"{H}:block_signalled")
+    started = short_tmp / "started"
     with rt.client() as slow, rt.client() as fast:
         slow.hello()
-        slow.invoke(envelope({"sleep": 1.0}))
-        time.sleep(0.05)
+        slow.invoke(envelope({"sleep": 1.0, "started": str(started)}))
+        assert _wait_for(started)
         t0 = time.monotonic()
         fast.hello()
         fast.call(envelope({"sleep": 0}))
@@ -304,12 +312,13 @@ def test_sigterm_removes_socket_and_ready_file(runtime: Start) -> None:
     assert not rt.socket.exists() and not ready.exists()
 
 
-def test_sigint_with_open_invocation_cleans_up(runtime: Start) -> None:
-    rt = runtime("examples.handlers.util:hang", "--shutdown-grace", "500ms")
+def test_sigint_with_open_invocation_cleans_up(runtime: Start, short_tmp: Path) -> None:
+    rt = runtime(f"{H}:hang_signalled", "--shutdown-grace", "500ms")
+    started = short_tmp / "started"
     c = rt.client()
     c.hello()
-    c.invoke(envelope({}))
-    time.sleep(0.1)
+    c.invoke(envelope({"started": str(started)}))
+    assert _wait_for(started)
     os.kill(rt.proc.pid, signal.SIGINT)
     assert rt.proc.wait(10) == 0
     assert not rt.socket.exists()
@@ -352,12 +361,15 @@ def test_sigterm_lets_the_invocation_in_progress_finish(runtime: Start) -> None:
         idle.close()
 
 
-def test_invoke_racing_the_shutdown_is_run_or_never_delivered(runtime: Start) -> None:
+def test_invoke_racing_the_shutdown_is_run_or_never_delivered(
+    runtime: Start, short_tmp: Path
+) -> None:
     """A client that sends its next invoke the instant it gets `end` (a sidecar does the same,
     only slower): the runtime either runs it, or the client's `send` fails. An invoke that the
     client could send and then got no answer to (EOF) would be lost by a sidecar."""
-    rt = runtime("examples.handlers.util:sleep", "--concurrency", "8")
+    rt = runtime(f"{H}:sleep_signalled", "--concurrency", "8")
     outcomes: list[str] = []
+    started = [short_tmp / f"started-{i}" for i in range(8)]
 
     def one(c: WireClient) -> None:
         c.until_end()
@@ -375,13 +387,13 @@ def test_invoke_racing_the_shutdown_is_run_or_never_delivered(runtime: Start) ->
 
     clients = [rt.client() for _ in range(8)]
     try:
-        for c in clients:
+        for c, marker in zip(clients, started, strict=True):
             c.hello()
-            c.invoke(envelope({"sleep": 0.5}))
+            c.invoke(envelope({"sleep": 0.5, "started": str(marker)}))
         threads = [threading.Thread(target=one, args=(c,)) for c in clients]
         for t in threads:
             t.start()
-        time.sleep(0.2)  # all eight are sleeping in the handler
+        assert all(_wait_for(m) for m in started)  # all eight are sleeping in the handler
         os.kill(rt.proc.pid, signal.SIGTERM)
         for t in threads:
             t.join(20)
@@ -626,12 +638,13 @@ def test_invalid_utf8_in_envelope_is_msg_parsing_error(runtime: Start) -> None:
         assert kinds(c.call(envelope({}))) == ["emit", "end"]
 
 
-def test_sigterm_does_not_wait_for_a_blocked_sync_handler(runtime: Start) -> None:
-    rt = runtime("examples.handlers.util:block", "--shutdown-grace", "0.5")
+def test_sigterm_does_not_wait_for_a_blocked_sync_handler(runtime: Start, short_tmp: Path) -> None:
+    rt = runtime(f"{H}:block_signalled", "--shutdown-grace", "0.5")
+    started = short_tmp / "started"
     c = rt.client()
     c.hello()
-    c.invoke(envelope({"sleep": 30}))
-    time.sleep(0.3)
+    c.invoke(envelope({"sleep": 30, "started": str(started)}))
+    assert _wait_for(started)
     t0 = time.monotonic()
     os.kill(rt.proc.pid, signal.SIGTERM)
     assert rt.proc.wait(10) == 0
