@@ -5,7 +5,7 @@
 from. `step(value)` applies the dispatch table of asya-abi/1:
 
     None                 → no frame, reply None
-    ("FLY", dict)        → Fly, reply None
+    ("FLY", object)      → Fly, reply None (a dict, or what converts to a JSON object)
     ("GET", path)        → no frame, reply a deep copy of the value (None if missing)
     ("SET", path, value) → no frame, reply None (access-checked, value deep-copied)
     ("DEL", path)        → no frame, reply None (access-checked)
@@ -79,8 +79,8 @@ class Invocation:
     def _verb(self, value: tuple[Any, ...]) -> tuple[Fly | Emit | None, Any]:
         verb = value[0] if value else None
         n = len(value)
-        if verb == "FLY" and n == 2 and isinstance(value[1], dict):
-            return Fly(data=to_jsonable(value[1])), None
+        if verb == "FLY" and n == 2:
+            return Fly(data=_fly_data(value)), None
         if verb == "GET" and n == 2:
             return None, paths.get(self.meta, value[1])
         if verb == "SET" and n == 3:
@@ -116,6 +116,23 @@ class Invocation:
             return
         paths.delete(self.meta, path)
         self.meta.setdefault("headers", {})
+
+
+def _fly_data(value: tuple[Any, ...]) -> dict[str, Any]:
+    """A FLY's value as a JSON object: a dict, or anything that converts to one the way
+    payloads are converted (a dataclass, a pydantic model: upstream's `yield "FLY", Model()`).
+    A dict's unconvertible contents stay a `TypeError` naming the type; a value that is not
+    an object at all is the ABI protocol error."""
+    data = value[1]
+    if type(data) is dict:
+        return to_jsonable(data)  # type: ignore[no-any-return]
+    try:
+        data = to_jsonable(data)
+    except TypeError:
+        data = None
+    if type(data) is not dict:
+        raise AbiError(_protocol_message(value))
+    return data
 
 
 def _valid_next(nxt: Any, path: str) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import threading
 from collections.abc import AsyncGenerator, Generator
 from contextlib import aclosing
 from typing import Any, Protocol
@@ -32,7 +33,26 @@ from .jsonable import to_jsonable
 from .loader import HandlerKind, LoadedHandler
 from .wire import Envelope, Fly, Frame
 
-__all__ = ["Sink", "drive"]
+__all__ = ["Sink", "drive", "sync_calls_running"]
+
+# Worker threads inside a sync handler right now (set.add/discard are atomic under the GIL).
+# anyio keeps idle worker threads alive until the event loop's root task ends, so counting
+# live threads at exit also counts idle ones: the CLI asks this instead (issue 14).
+_in_handler: set[int] = set()
+
+
+def sync_calls_running() -> int:
+    """How many worker threads are running (or were abandoned inside) a sync handler."""
+    return len(_in_handler)
+
+
+def _call_sync(func: Any, payload: Any) -> Any:
+    me = threading.get_ident()
+    _in_handler.add(me)
+    try:
+        return func(payload)
+    finally:
+        _in_handler.discard(me)
 
 
 class Sink(Protocol):
@@ -103,7 +123,9 @@ async def _run(
             limiter=limiter,
         )
     else:
-        result = await to_thread.run_sync(func, payload, abandon_on_cancel=True, limiter=limiter)
+        result = await to_thread.run_sync(
+            _call_sync, func, payload, abandon_on_cancel=True, limiter=limiter
+        )
         await _finish(result, inv, sink, limiter, flag)
 
 
@@ -165,6 +187,15 @@ async def _drive_agen(agen: AsyncGenerator[Any, Any], inv: Invocation, sink: Sin
 
 def _drive_gen_in_thread(func: Any, payload: Any, inv: Invocation, sink: Sink, flag: _Flag) -> None:
     """Worker thread: run a sync generator to the end, ABI step included."""
+    me = threading.get_ident()
+    _in_handler.add(me)
+    try:
+        _drive_gen(func, payload, inv, sink, flag)
+    finally:
+        _in_handler.discard(me)
+
+
+def _drive_gen(func: Any, payload: Any, inv: Invocation, sink: Sink, flag: _Flag) -> None:
     gen: Generator[Any, Any, Any] = func(payload)
     try:
         reply: Any = None

@@ -164,3 +164,23 @@ def block_signalled(payload: Any) -> Any:
     _started(payload)
     time.sleep(float(payload.get("sleep", 1)))
     return payload
+
+
+@dataclasses.dataclass
+class Progress:
+    done: int
+    at: datetime.datetime
+
+
+async def fly_model(payload: Any) -> Any:
+    """Upstream style: a FLY that is a dataclass, and a UTC datetime in the payload."""
+    at = datetime.datetime(2024, 6, 1, 12, 0, tzinfo=datetime.UTC)
+    yield "FLY", Progress(1, at)
+    yield {"at": at}
+
+
+class SyncClassHandler:
+    """A `Class.method` sync handler (issue 14: a spurious "exiting past" line on SIGTERM)."""
+
+    def handle(self, payload: Any) -> Any:
+        return payload
