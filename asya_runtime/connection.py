@@ -51,6 +51,10 @@ __all__ = ["Action", "ConnState", "Connection", "ConnectionState", "Event"]
 
 
 class ConnState(enum.Enum):
+    # Enum's own __hash__ is Python code (hash of the name); members are singletons and
+    # compare by identity, so the identity hash is equivalent and C-fast (table lookups).
+    __hash__ = object.__hash__
+
     IDLE = "idle"
     RUNNING = "running"
     CANCELLING = "cancelling"
@@ -66,6 +70,8 @@ class ConnState(enum.Enum):
 
 
 class Event(enum.StrEnum):
+    __hash__ = str.__hash__  # equal to its value as a str, so it must hash like one
+
     INVOKE = "invoke"
     CANCEL = "cancel"
     EOF = "eof"

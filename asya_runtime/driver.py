@@ -23,7 +23,7 @@ import inspect
 import threading
 from collections.abc import AsyncGenerator, Generator
 from contextlib import aclosing
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import anyio
 from anyio import from_thread, to_thread
@@ -65,6 +65,11 @@ class Sink(Protocol):
         ...
 
 
+_ASYNC_FUNCTION: Final = HandlerKind.ASYNC_FUNCTION
+# Return values that are certainly not a generator or coroutine to drive.
+_PLAIN: Final = frozenset({dict, list, str, int, float, bool, type(None), tuple})
+
+
 class _Flag:
     __slots__ = ("cancelled",)
 
@@ -90,6 +95,15 @@ async def drive(
     inv = Invocation(envelope)
     flag = _Flag()
     try:
+        if handler.kind is _ASYNC_FUNCTION:  # the common case, without the dispatch below
+            result = await handler.func(envelope.payload)
+            if type(result) in _PLAIN:
+                frame = inv.result(result)
+                if frame is not None:
+                    sink.push(frame)
+            else:
+                await _finish(result, inv, sink, thread_limiter, flag)
+            return
         await _run(handler.func, handler.kind, envelope.payload, inv, sink, thread_limiter, flag)
     except Exception as exc:
         sink.push(error_frame(exc))
