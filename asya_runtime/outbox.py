@@ -83,6 +83,9 @@ class Outbox:
         self._count += 1
         return self._count >= _PACE_EVERY or len(self._buf) >= _HIGH_WATER
 
+    def congested(self) -> bool:
+        return len(self._buf) >= _HIGH_WATER and not self.broken
+
     async def pace(self) -> None:
         self._count = 0
         while len(self._buf) >= _HIGH_WATER and not self.broken:

@@ -184,3 +184,12 @@ class SyncClassHandler:
 
     def handle(self, payload: Any) -> Any:
         return payload
+
+
+def sync_flood(payload: Any) -> Any:
+    """payload["n"] FLYs from a sync generator, then (optionally) one oversized FLY."""
+    for i in range(int(payload["n"])):
+        yield "FLY", {"i": i}
+    if payload.get("big"):
+        yield "FLY", {"blob": "x" * int(payload["big"])}
+    yield {"done": payload["n"]}

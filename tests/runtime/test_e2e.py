@@ -115,6 +115,19 @@ def test_sigterm_with_nothing_run_says_nothing_about_threads(runtime: Start) -> 
         assert "exiting past" not in err, err
 
 
+def test_sync_generator_flies_arrive_in_order_in_batches(runtime: Start) -> None:
+    rt = runtime(f"{H}:sync_flood")
+    with rt.client() as c:
+        c.hello()
+        frames = c.call(envelope({"n": 20000}))
+        assert [f.data["i"] for f in frames[:-2]] == list(range(20000))  # type: ignore[union-attr]
+        assert kinds(frames[-2:]) == ["emit", "end"]
+        frames = c.call(envelope({"n": 3, "big": 20 * 1024 * 1024}))  # over the 16 MiB limit
+        assert kinds(frames) == ["fly", "fly", "fly", "error", "end"]
+        assert "exceeds" in frames[3].message  # type: ignore[union-attr]
+        assert kinds(c.call(envelope({"n": 1}))) == ["fly", "emit", "end"]  # still usable
+
+
 def test_mixed_fly_emit_order_is_kept(runtime: Start) -> None:
     rt = runtime(f"{H}:mixed")
     with rt.client() as c:
