@@ -21,7 +21,6 @@ invocation runs are asyncio loop callbacks; everything else is anyio.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import errno
 import logging
@@ -43,6 +42,7 @@ from .driver import drive
 from .errors import RemoteProtocolError
 from .loader import LoadedHandler
 from .outbox import Outbox
+from .slots import Slots
 from .socketfile import open_listener, publish_ready, unpublish
 from .wire import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -72,48 +72,11 @@ class ServerConfig:
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE  # seconds in-flight invocations get on `stop`
 
 
-class _Slots:
-    """The concurrency limit: a counting semaphore on asyncio futures, FIFO.
-
-    `anyio.CapacityLimiter` cost ~1.3 µs per envelope (task lookups for its borrower set);
-    invocations run inline in their connection task, so a count is all we need."""
-
-    __slots__ = ("_free", "_waiters")
-
-    def __init__(self, n: int) -> None:
-        self._free = n
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    async def acquire(self) -> None:
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
-            return
-        fut = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        try:
-            await fut
-        except BaseException:
-            if fut.done() and not fut.cancelled():
-                self.release()  # the slot was handed to us as we were cancelled: pass it on
-            else:
-                with contextlib.suppress(ValueError):  # release() may have dropped it
-                    self._waiters.remove(fut)
-            raise
-
-    def release(self) -> None:
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)  # the slot goes straight to the next waiter
-                return
-        self._free += 1
-
-
 class _Server:
     def __init__(self, handler: LoadedHandler, config: ServerConfig) -> None:
         self.handler = handler
         self.config = config
-        self.slots = _Slots(config.concurrency)
+        self.slots = Slots(config.concurrency)
         self.thread_limiter = anyio.CapacityLimiter(config.concurrency)
         self.hello = Hello(
             protocol=PROTOCOL_VERSION,

@@ -19,6 +19,7 @@ MODULES = [
     "asya_runtime.connection",
     "asya_runtime.outbox",
     "asya_runtime.socketfile",
+    "asya_runtime.slots",
     "asya_runtime.cli",
 ]
 

@@ -46,3 +46,27 @@ async def test_sync_calls_running_counts_threads_inside_a_handler(func: Any) -> 
     frames = await run_handler(func, {})
     assert frames[0].payload == {"running": 1}  # type: ignore[union-attr]
     assert sync_calls_running() == 0
+
+
+async def test_slots_hand_over_in_order_and_survive_a_cancelled_waiter() -> None:
+    from asya_runtime.slots import Slots
+
+    slots = Slots(1)
+    await slots.acquire()  # free: no wait
+    order: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await slots.acquire()
+        order.append(name)
+        slots.release()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter, "a")
+        with anyio.CancelScope() as doomed:
+            doomed.cancel()
+            await slots.acquire()  # cancelled while waiting: must not keep a slot
+        tg.start_soon(waiter, "b")
+        await anyio.wait_all_tasks_blocked()
+        slots.release()
+    assert order == ["a", "b"]
+    await slots.acquire()  # the slot came back
