@@ -2,9 +2,10 @@
 
 Layout (the data path): `wire` (frame Structs, shared with the sidecar) → `codec` (bytes ⇄
 frames, sans-IO) → `paths`, `jsonable`, `abi` (pure ABI step) → `driver` (one invocation, any
-handler kind) → `server` (anyio shell) → `cli`. `loader` turns a spec into a handler,
-`connection` is the per-connection state table, `client` a tiny blocking client, and
-`testing` the public helpers for handler authors.
+handler kind) → `server` (anyio shell, with `outbox` for writes and `socketfile` for the
+socket file) → `cli`. `loader` turns a spec into a handler, `connection` is a connection's
+whole lifecycle as one state table, `client` a tiny blocking client, and `testing` the public
+helpers for handler authors.
 """
 
 __version__ = "0.1.0"

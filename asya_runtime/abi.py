@@ -5,7 +5,7 @@
 from. `step(value)` applies the dispatch table of asya-abi/1:
 
     None                 → no frame, reply None
-    ("FLY", dict)        → Fly, reply None
+    ("FLY", object)      → Fly, reply None (a dict, or what converts to a JSON object)
     ("GET", path)        → no frame, reply a deep copy of the value (None if missing)
     ("SET", path, value) → no frame, reply None (access-checked, value deep-copied)
     ("DEL", path)        → no frame, reply None (access-checked)
@@ -36,19 +36,32 @@ _SKIP_MRO: Final = (object, BaseException)
 class Invocation:
     """ABI state of one handler call. Not thread-safe: one driver owns it."""
 
-    __slots__ = ("_prev", "input_route", "meta")
+    __slots__ = ("_envelope", "_meta", "_prev", "input_route")
 
     def __init__(self, envelope: Envelope) -> None:
         r = envelope.route
+        self._envelope = envelope
         self.input_route = r
-        self._prev = [*r.prev, r.curr]
-        self.meta: dict[str, Any] = {
-            "id": envelope.id,
-            "parent_id": envelope.parent_id,
-            "route": {"prev": list(r.prev), "curr": r.curr, "next": list(r.next)},
-            "headers": copy_json(envelope.headers),
-            "status": copy_json(envelope.status),
-        }
+        self._prev = [*r.prev, r.curr]  # never mutated: shared by every emit's route
+        # Built on the first GET/SET/DEL: most handlers never touch metadata, and until then
+        # the envelope's own route, headers and status are what every emit carries.
+        self._meta: dict[str, Any] | None = None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The metadata GET/SET/DEL see (a deep copy of the envelope's)."""
+        meta = self._meta
+        if meta is None:
+            e = self._envelope
+            r = e.route
+            meta = self._meta = {
+                "id": e.id,
+                "parent_id": e.parent_id,
+                "route": {"prev": list(r.prev), "curr": r.curr, "next": list(r.next)},
+                "headers": copy_json(e.headers),
+                "status": copy_json(e.status),
+            }
+        return meta
 
     # -- the step --------------------------------------------------------------------------
 
@@ -65,10 +78,20 @@ class Invocation:
         return None if value is None else self.emit(value)
 
     def emit(self, value: Any) -> Emit:
-        nxt = self.meta["route"]["next"]
-        route = Route(prev=list(self._prev), curr=nxt[0] if nxt else "", next=nxt[1:])
-        h = self.meta["headers"]
-        s = self.meta["status"]
+        meta = self._meta
+        if meta is None:  # metadata untouched: the envelope's, never mutated, can be shared
+            e = self._envelope
+            nxt = e.route.next
+            return Emit(
+                payload=to_jsonable(value),
+                route=Route(prev=self._prev, curr=nxt[0] if nxt else "", next=nxt[1:]),
+                headers=e.headers,
+                status=e.status,
+            )
+        nxt = meta["route"]["next"]
+        route = Route(prev=self._prev, curr=nxt[0] if nxt else "", next=nxt[1:])
+        h = meta["headers"]
+        s = meta["status"]
         return Emit(
             payload=to_jsonable(value),
             route=route,
@@ -79,8 +102,8 @@ class Invocation:
     def _verb(self, value: tuple[Any, ...]) -> tuple[Fly | Emit | None, Any]:
         verb = value[0] if value else None
         n = len(value)
-        if verb == "FLY" and n == 2 and isinstance(value[1], dict):
-            return Fly(data=to_jsonable(value[1])), None
+        if verb == "FLY" and n == 2:
+            return Fly(data=_fly_data(value)), None
         if verb == "GET" and n == 2:
             return None, paths.get(self.meta, value[1])
         if verb == "SET" and n == 3:
@@ -116,6 +139,23 @@ class Invocation:
             return
         paths.delete(self.meta, path)
         self.meta.setdefault("headers", {})
+
+
+def _fly_data(value: tuple[Any, ...]) -> dict[str, Any]:
+    """A FLY's value as a JSON object: a dict, or anything that converts to one the way
+    payloads are converted (a dataclass, a pydantic model: upstream's `yield "FLY", Model()`).
+    A dict's unconvertible contents stay a `TypeError` naming the type; a value that is not
+    an object at all is the ABI protocol error."""
+    data = value[1]
+    if type(data) is dict:
+        return to_jsonable(data)  # type: ignore[no-any-return]
+    try:
+        data = to_jsonable(data)
+    except TypeError:
+        data = None
+    if type(data) is not dict:
+        raise AbiError(_protocol_message(value))
+    return data
 
 
 def _valid_next(nxt: Any, path: str) -> list[str]:

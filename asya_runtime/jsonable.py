@@ -1,8 +1,11 @@
 """Typed values → JSON data (maps with str keys, lists, str, int, float, bool, None). Pure.
 
 What upstream Asya converts, we convert, in C via `msgspec.to_builtins`: dataclasses (as dicts),
-datetimes/dates/times (ISO 8601), UUIDs and Decimals (str), sets and frozensets (lists), bytes
-(base64), enums (their value). Pydantic models are recognised by duck typing (`model_dump` for v2,
+dates, UUIDs and Decimals (str), sets and frozensets (lists), bytes (base64), enums (their
+value). Datetimes and times are written with `isoformat()`, as upstream does
+(`2024-06-01T12:00:00+00:00`, where msgspec would write `...Z`): msgspec hands them back
+untouched and one pass over the result, only when the input is a container, replaces them.
+Pydantic models are recognised by duck typing (`model_dump` for v2,
 `dict` + `__fields__` for v1): pydantic is not a dependency. Anything else raises `TypeError`
 naming the type, which the ABI reports as `processing_error`.
 
@@ -14,6 +17,7 @@ This module knows nothing about frames, sockets or handlers.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any, Final
 
 import msgspec
@@ -36,19 +40,51 @@ def _type_name(cls: type) -> str:
     return cls.__qualname__ if mod == "builtins" else f"{mod}.{cls.__qualname__}"
 
 
-_JSON_SCALARS: Final = (str, int, float, bool, type(None))
+_JSON_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+_TIMES: Final = (datetime.datetime, datetime.time)
+_TIME_TYPES: Final = frozenset(_TIMES)
+_to_builtins: Final = msgspec.to_builtins
 
 
 def to_jsonable(value: Any) -> Any:
     """A fresh JSON-data copy of `value`; `TypeError` naming the type if it can't be converted."""
-    if type(value) in _JSON_SCALARS:
+    t = type(value)
+    if t in _JSON_SCALARS:
         return value
+    if t in _TIME_TYPES:
+        return value.isoformat()
     try:
-        return msgspec.to_builtins(value, enc_hook=_enc_hook, str_keys=True)
+        out = _to_builtins(value, builtin_types=_TIMES, enc_hook=_enc_hook, str_keys=True)
     except TypeError:
         raise
     except (ValueError, OverflowError) as exc:  # e.g. an int beyond 64 bits
         raise TypeError(f"Not JSON serializable: {exc}") from exc
+    t = type(out)
+    if t is dict or t is list:
+        _isoformat_times(out)
+    elif t is tuple:
+        out = _fixed_tuple(out)
+    return out
+
+
+def _isoformat_times(node: dict[Any, Any] | list[Any]) -> None:
+    """Replace, in place, every datetime/time left in fresh builtins by its `isoformat()`
+    (tuples, which msgspec keeps, become lists: JSON arrays either way)."""
+    items = node.items() if type(node) is dict else enumerate(node)
+    for k, v in items:  # assigning existing keys or indexes while iterating is allowed
+        t = type(v)
+        if t is dict or t is list:
+            _isoformat_times(v)
+        elif t in _TIME_TYPES:
+            node[k] = v.isoformat()
+        elif t is tuple:
+            node[k] = _fixed_tuple(v)
+
+
+def _fixed_tuple(node: tuple[Any, ...]) -> list[Any]:
+    out = list(node)
+    _isoformat_times(out)
+    return out
 
 
 def copy_json(value: Any) -> Any:

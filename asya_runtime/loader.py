@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import importlib
+import importlib.util
 import inspect
 import re
 import sys
@@ -123,6 +124,8 @@ def load_handler(spec: str) -> LoadedHandler:
         raise HandlerLoadError("no handler given: pass SPEC or set ASYA_HANDLER")
     module, mod_name, attrs = _split(spec)
     obj = getattr(module, attrs[0], _MISSING)
+    if len(attrs) == 1 and (inspect.ismodule(obj) or obj is _MISSING):
+        _refuse_module_spec(spec, f"{mod_name}.{attrs[0]}")
     if obj is _MISSING:
         raise HandlerLoadError(f"module {mod_name!r} has no attribute {attrs[0]!r}")
     if len(attrs) == 1:
@@ -151,6 +154,34 @@ def load_handler(spec: str) -> LoadedHandler:
 
 
 _MISSING: Final = object()
+
+
+def _refuse_module_spec(spec: str, name: str) -> None:
+    """`spec` names a module, not a handler in it: say so, with the two accepted forms."""
+    try:
+        found = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        return  # not a module: the caller reports the missing attribute
+    example = "handle"
+    try:
+        module = importlib.import_module(name)
+    except Exception:
+        module = None
+    if module is not None:
+        for attr, value in vars(module).items():
+            if (
+                not attr.startswith("_")
+                and inspect.isfunction(value)
+                and value.__module__ == module.__name__
+            ):
+                example = attr
+                break
+    raise HandlerLoadError(
+        f"{spec!r} names the module {name!r}, but a handler name is missing: use "
+        f"module:function or module:Class.method (e.g. {name}:{example})"
+    )
 
 
 def ensure_cwd_importable() -> None:

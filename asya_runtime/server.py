@@ -8,13 +8,11 @@ Task tree (every task has an owner):
      └── _Connection.run()       one per accepted stream: reads frames and runs each invocation
           │                      inline (holding a slot of the concurrency limiter); closes the
           │                      stream in `finally`
-          └── _Outbox.run_writer  writes what the socket would not take at once
+          └── Outbox.run_writer   writes what the socket would not take at once
 
-Frames are encoded when the driver pushes them (one FrameWriter per connection) and appended
-to the outbox buffer; one flush is scheduled for when the invocation next yields to the loop,
-so frames produced together leave in one `send` and a FLY followed by `await sleep()` leaves at
-once. Overflow policy: the buffer is bounded by `_HIGH_WATER`; above it the driver blocks in
-`pace()` until the peer reads (backpressure reaches the handler).
+What a connection does next is decided by its state table (`connection.py`); how bytes leave
+is `outbox.py`; the socket file and runtime-ready are `socketfile.py`; one invocation is
+`driver.py`. This module only wires them to anyio.
 
 Backend: asyncio (anyio's default). The flush callback and the watch on the socket while an
 invocation runs are asyncio loop callbacks; everything else is anyio.
@@ -30,29 +28,26 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import anyio
 import msgspec
-from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup, TaskStatus
-from anyio.lowlevel import checkpoint
+from anyio.abc import SocketListener, SocketStream, TaskGroup, TaskStatus
 
 from . import __version__
 from .abi import error_frame
 from .codec import NEED_DATA, FrameWriter, runtime_reader
-from .connection import ConnectionState, ConnState
+from .connection import Action, Connection, ConnState
 from .driver import drive
 from .errors import RemoteProtocolError
 from .loader import LoadedHandler
+from .outbox import Outbox
+from .slots import Slots
+from .socketfile import open_listener, publish_ready, unpublish
 from .wire import (
     DEFAULT_MAX_FRAME_BYTES,
     MSG_PARSING_ERROR,
     PROTOCOL_VERSION,
-    READY_FILE,
-    Cancel,
-    End,
-    Error,
-    Frame,
     Hello,
     Invoke,
     decode_envelope,
@@ -65,8 +60,6 @@ log = logging.getLogger("asya_runtime")
 DEFAULT_CONCURRENCY: Final = 16
 # Under Kubernetes' default terminationGracePeriodSeconds (30 s), leaving time to clean up.
 DEFAULT_SHUTDOWN_GRACE: Final = 25.0
-_PACE_EVERY: Final = 32  # frames between two pace() calls of a handler that never awaits
-_HIGH_WATER: Final = 256 * 1024  # bytes buffered for one connection before pace() blocks
 _CLOSE_GRACE: Final = 1.0  # seconds to flush `end` when the connection is going away
 
 
@@ -79,126 +72,11 @@ class ServerConfig:
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE  # seconds in-flight invocations get on `stop`
 
 
-class _Outbox:
-    """Encoded frames waiting for the socket.
-
-    `push` appends and schedules one flush for when the current task next yields to the loop
-    (`loop.call_soon` on asyncio: a callback, not a task switch), so frames produced together
-    leave in one `send` and a FLY followed by `await sleep()` leaves at once. Whatever the
-    socket won't take goes to the writer task, which waits for writability; while more than
-    `_HIGH_WATER` bytes wait, `pace()` blocks the handler (backpressure).
-    """
-
-    __slots__ = (
-        "_buf",
-        "_busy",
-        "_call_soon",
-        "_count",
-        "_drained",
-        "_scheduled",
-        "_sock",
-        "_wake",
-        "_writer",
-        "broken",
-        "on_broken",
-    )
-
-    def __init__(self, stream: SocketStream, writer: FrameWriter) -> None:
-        self._writer = writer
-        self._sock: socket.socket = stream.extra(SocketAttribute.raw_socket)
-        self._buf = bytearray()
-        self._wake = anyio.Event()
-        self._drained = anyio.Event()
-        self._count = 0
-        self._busy = False  # the writer task holds bytes not yet fully sent
-        self._scheduled = False
-        self._call_soon = asyncio.get_running_loop().call_soon
-        self.broken = False
-        self.on_broken: Any = None
-
-    def push(self, frame: Frame) -> bool:
-        if self.broken:
-            return False
-        self._writer.append(frame, self._buf)
-        if not self._scheduled:
-            self._scheduled = True
-            self._call_soon(self._scheduled_flush)
-        self._count += 1
-        return self._count >= _PACE_EVERY or len(self._buf) >= _HIGH_WATER
-
-    async def pace(self) -> None:
-        self._count = 0
-        while len(self._buf) >= _HIGH_WATER and not self.broken:
-            await self._drained.wait()
-        await checkpoint()
-
-    def _scheduled_flush(self) -> None:
-        self._scheduled = False
-        self.flush_now()
-
-    def flush_now(self) -> None:
-        """Send what is buffered, without waiting; the rest goes to the writer task."""
-        if self._busy or self.broken or not self._buf:
-            return
-        try:
-            sent = self._sock.send(self._buf)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self._mark_broken()
-            return
-        del self._buf[:sent]
-        if self._buf:
-            self._wake.set()
-        else:
-            self._drained.set()
-            self._drained = anyio.Event()
-
-    def _mark_broken(self) -> None:
-        self.broken = True
-        self._buf.clear()
-        self._drained.set()
-        if self.on_broken is not None:
-            self.on_broken()
-
-    async def run_writer(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            self._scheduled = False
-            await self._write_all()
-
-    async def _write_all(self) -> None:
-        while self._buf and not self.broken:
-            data, self._buf = self._buf, bytearray()
-            view = memoryview(data)
-            self._busy = True
-            try:
-                while view:
-                    try:
-                        view = view[self._sock.send(view) :]
-                    except BlockingIOError:
-                        await anyio.wait_writable(self._sock)
-            except OSError:
-                self._mark_broken()
-            finally:
-                self._busy = False
-                view.release()
-        self._drained.set()
-        self._drained = anyio.Event()
-
-    async def flush(self) -> None:
-        """Write whatever is buffered (used at close, under a shielded timeout)."""
-        while self._busy and not self.broken:
-            await self._drained.wait()
-        await self._write_all()
-
-
 class _Server:
     def __init__(self, handler: LoadedHandler, config: ServerConfig) -> None:
         self.handler = handler
         self.config = config
-        self.limiter = anyio.CapacityLimiter(config.concurrency)
+        self.slots = Slots(config.concurrency)
         self.thread_limiter = anyio.CapacityLimiter(config.concurrency)
         self.hello = Hello(
             protocol=PROTOCOL_VERSION,
@@ -229,9 +107,10 @@ class _Server:
 class _Connection:
     """One accepted stream: hello, then invocations one at a time, run inline in this task.
 
-    Reading is a loop reader callback (`_on_readable`, registered once for the connection's
-    life, like an asyncio Protocol's `data_received`): it feeds the sans-IO reader, queues an
-    `invoke`, and cancels the running invocation on `cancel`, a disconnect or a bad frame. The
+    Every decision is the state table's (`connection.Connection`); this class only moves bytes
+    and tasks. Reading is a loop reader callback (`_on_readable`, registered once for the
+    connection's life, like an asyncio Protocol's `data_received`): it feeds the sans-IO
+    reader and the table, and cancels the running invocation when the table says so. The
     connection task runs each queued invocation inline: no task spawn and no reader
     (un)registration per envelope.
     """
@@ -239,33 +118,51 @@ class _Connection:
     def __init__(self, server: _Server, stream: SocketStream) -> None:
         self.server = server
         self.stream = stream
-        self.state = ConnectionState()
-        self.outbox = _Outbox(stream, FrameWriter(server.config.max_frame_bytes))
-        self.outbox.on_broken = self._cancel_invocation
-        self.sock = self.outbox._sock
+        self.machine = Connection()
+        self.outbox = Outbox(stream, FrameWriter(server.config.max_frame_bytes))
+        self.outbox.on_broken = self._write_failed
+        self.sock = self.outbox.sock
         self.reader = runtime_reader(server.config.max_frame_bytes)
-        self.scope: anyio.CancelScope | None = None
-        self.fatal: Error | None = None
-        self.closing = False  # EOF or a fatal protocol error: stop after the invocation
-        self.draining = False  # shutdown: finish what was received, then close
-        self.read_shut = False  # draining: we shut our read side (see `_close_if_quiet`)
-        # Bounded: the state table allows one invoke per invocation (a second is fatal).
-        self.pending: list[msgspec.Raw] = []
-        self.waiter: anyio.Event | None = None
+        self.task: asyncio.Task[object] | None = None  # the connection task (set in run)
+        self.running = False  # an invocation runs inside `_invoke`'s try block
+        self.cancel_sent = False  # we asked the task to cancel that invocation
+        self.reading = False  # our loop reader is registered
+        self.waiter: asyncio.Future[None] | None = None  # the serve loop sleeps on it (I/O)
 
     def _cancel_invocation(self) -> None:
-        if self.scope is not None:
-            self.scope.cancel()
+        """Cancel the running invocation. Called from loop callbacks and other tasks only, so
+        the connection task is suspended at an await inside `_invoke`'s try block, where the
+        CancelledError lands. A bare `task.cancel()`: an anyio CancelScope per invocation
+        cost ~2-5 µs (create, enter, exit) on the hot path."""
+        if self.running and not self.cancel_sent and self.task is not None:
+            self.cancel_sent = True
+            self.task.cancel()
+
+    def _write_failed(self) -> None:
+        if self.machine.write_failed():
+            self._cancel_invocation()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _sleep(self) -> None:
+        """Until `_wake` (a bare future: an anyio.Event cost ~3 µs per envelope)."""
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
 
     def drain(self) -> None:
-        """Shutdown began: run what was received to its `end`, then close (see `_close_if_quiet`).
-        A connection idle now closes now."""
-        self.draining = True
-        if self.waiter is not None:
-            self.waiter.set()
+        """Shutdown began: run what was received to its `end`, then close (see `_quiesce`)."""
+        self.machine.drain()
+        self._wake()
 
-    async def _close_if_quiet(self) -> bool:
-        """Draining and idle: close unless the peer has sent an invoke (False: run it first).
+    async def _quiesce(self) -> None:
+        """Draining and idle: close unless the peer has sent an invoke (then it is run first).
 
         A sidecar checks that an idle connection is open just before it sends an invoke, so an
         invoke may be on its way whenever we close, and it must never be taken into our socket
@@ -275,107 +172,110 @@ class _Connection:
         only then shut the write side (the peer sees EOF on its idle connection).
         """
         await self.outbox.flush()  # the last `end` leaves before the shutdown
+        machine = self.machine
         while self._on_readable():
             pass
-        if self.pending:
-            return False
-        if self.closing:
-            return True
-        if self.reader.buffered and not self.read_shut:  # an invoke is partly here: wait
-            self.waiter = anyio.Event()
-            await self.waiter.wait()
-            return False
-        if not self.read_shut:
-            self.read_shut = True
-            asyncio.get_running_loop().remove_reader(self.sock.fileno())  # EOF from now on
-            with contextlib.suppress(OSError):
-                self.sock.shutdown(socket.SHUT_RD)
-            while self._on_readable():
-                pass
-            if self.pending:
-                return False
-        # Nothing more can arrive (a partial frame's rest would fail in the peer's `send`).
+        if machine.next_action() is not Action.QUIESCE:
+            return  # an invoke to run, or the peer left
+        if self.reader.buffered:  # an invoke is partly here: wait for the rest (or EOF)
+            await self._sleep()
+            return
+        machine.shut_read()
+        self._stop_reading()  # EOF from now on
         with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_WR)
-        return True
+            self.sock.shutdown(socket.SHUT_RD)
+        while self._drain_buffered():
+            pass
+
+    def _drain_buffered(self) -> bool:
+        """After our SHUT_RD: read what the kernel already holds (our own EOF ends it)."""
+        try:
+            data = self.sock.recv(65536)
+        except (BlockingIOError, OSError):
+            return False
+        if data:
+            self._receive_frames(data)
+        return bool(data)
+
+    def _stop_reading(self) -> None:
+        if self.reading:
+            self.reading = False
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
 
     async def run(self) -> None:
+        self.task = asyncio.current_task()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.outbox.run_writer)
                 self.outbox.push(self.server.hello)
-                loop = asyncio.get_running_loop()
-                fd = self.sock.fileno()
-                loop.add_reader(fd, self._on_readable)
+                asyncio.get_running_loop().add_reader(self.sock.fileno(), self._on_readable)
+                self.reading = True
                 try:
                     await self._serve_loop()
                 finally:
-                    loop.remove_reader(fd)
+                    self._stop_reading()
                     with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_GRACE):
                         await self.outbox.flush()
-                    self.state.close()
+                    self.machine.close()
                     tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await self.stream.aclose()
 
     def _receive_frames(self, data: bytes) -> None:
-        """Feed bytes; queue complete frames; on a protocol error, fail the connection."""
-        self.reader.feed(data)
+        """Feed bytes; hand complete frames to the table; on a protocol error, fail."""
+        reader = self.reader
+        machine = self.machine
+        reader.feed(data)
         try:
             while True:
-                frame = self.reader.next_frame()
+                frame = reader.next_frame()
                 if frame is NEED_DATA:
                     return
                 if frame is None:
-                    self.closing = True
+                    self._eof()
                     return
-                self._on_frame(frame)  # type: ignore[arg-type]
+                if type(frame) is Invoke:
+                    machine.invoke(frame.envelope)  # RemoteProtocolError while running
+                elif machine.cancel():
+                    self._cancel_invocation()
         except RemoteProtocolError as exc:
             log.warning("closing connection: %s", exc)
-            self._fatal(exc)
+            cancel, frames = machine.failed(exc)
+            for f in frames:
+                self.outbox.push(f)
+            if cancel:
+                self._cancel_invocation()
+            self._stop_reading()
 
-    def _on_frame(self, frame: Invoke | Cancel) -> None:
-        if isinstance(frame, Invoke):
-            self.state.on("invoke")  # RemoteProtocolError while running
-            self.pending.append(frame.envelope)
-        elif self.state.on("cancel") is ConnState.CANCELLING:
+    def _eof(self) -> None:
+        if self.machine.eof():
             self._cancel_invocation()
-
-    def _fatal(self, exc: RemoteProtocolError) -> None:
-        self.closing = True
-        frame = error_frame(exc)
-        if self.state.state in (ConnState.RUNNING, ConnState.CANCELLING) and self.scope:
-            self.fatal = frame  # the invocation ends with it, instead of a second `end`
-            self._cancel_invocation()
-        else:
-            self.pending.clear()
-            self.outbox.push(frame)
-            self.outbox.push(End())
+        self._stop_reading()
 
     async def _serve_loop(self) -> None:
+        machine = self.machine
         while True:
-            if self.pending:
-                raw = self.pending.pop(0)
-                self.scope = scope = anyio.CancelScope()
-                if self.closing or self.state.state is ConnState.CANCELLING:
-                    scope.cancel()  # the cancel (or EOF) arrived in the same read as the invoke
-                await self._invoke(raw, scope)
-            elif self.closing:
-                return
-            elif self.draining:
-                if await self._close_if_quiet():
-                    return
-                # else an invoke (or part of one) arrived: loop to run it
+            action = machine.next_action()
+            if action is Action.RUN:
+                raw, run = machine.start()
+                await self._invoke(raw, run)  # type: ignore[arg-type]
+            elif action is Action.WAIT:
+                await self._sleep()
+            elif action is Action.QUIESCE:
+                await self._quiesce()
             else:
-                self.waiter = anyio.Event()
-                await self.waiter.wait()
+                if machine.state is ConnState.READ_SHUT:
+                    # Nothing more can arrive (a partial frame's rest fails in the peer's `send`).
+                    with contextlib.suppress(OSError):
+                        self.sock.shutdown(socket.SHUT_WR)
+                return
 
     def _on_readable(self) -> bool:
         """Loop reader callback: whatever arrives, at once (also while a handler runs).
 
-        Returns whether bytes were read (more may be waiting), for `_close_if_quiet`."""
-        if self.closing:
+        Returns whether bytes were read (more may be waiting), for `_quiesce`."""
+        if not self.reading:
             return False
         try:
             data = self.sock.recv(65536)
@@ -383,54 +283,58 @@ class _Connection:
             return False
         except OSError:
             data = b""
-        if not data and self.read_shut:
-            return False  # our own shutdown's EOF, not the peer leaving
         try:
             if data:
                 self._receive_frames(data)
             else:  # disconnect: cancel the handler, then close
-                self.closing = True
-                self._cancel_invocation()
+                self._eof()
         except Exception:  # a bug here must not leave the connection hanging
             log.exception("reading from the connection failed")
-            self.closing = True
-            self._cancel_invocation()
-        if self.closing:
-            asyncio.get_running_loop().remove_reader(self.sock.fileno())
-        if (self.pending or self.closing) and self.waiter is not None:
-            self.waiter.set()
+            self._eof()
+        self._wake()
         return bool(data)
 
-    async def _invoke(self, raw: msgspec.Raw, scope: anyio.CancelScope) -> None:
-        server = self.server
+    async def _invoke(self, raw: msgspec.Raw, run: bool) -> None:
         outbox = self.outbox
         try:
-            with scope:
-                try:
-                    envelope = decode_envelope(raw)
-                except ValueError as exc:  # msgspec errors, and UnicodeDecodeError
-                    outbox.push(error_frame(exc, code=MSG_PARSING_ERROR))
-                else:
-                    limiter = server.limiter
-                    try:  # no checkpoint when a slot is free (CapacityLimiter.acquire has one)
-                        limiter.acquire_nowait()
-                    except anyio.WouldBlock:
-                        await limiter.acquire()
-                    try:
-                        await drive(
-                            server.handler, envelope, outbox, thread_limiter=server.thread_limiter
-                        )
-                    finally:
-                        limiter.release()
+            if run:
+                await self._run_invocation(raw)
         finally:
-            self.scope = None
-            if self.fatal is not None:
-                outbox.push(self.fatal)
-                self.fatal = None
-            if self.state.state is not ConnState.CLOSED:
-                self.state.on("end")
-            outbox.push(End())
+            for f in self.machine.end():
+                outbox.push(f)
             outbox.flush_now()
+
+    async def _run_invocation(self, raw: msgspec.Raw) -> None:
+        server = self.server
+        task = self.task
+        assert task is not None
+        consumed = False
+        self.running = True
+        try:
+            try:
+                envelope = decode_envelope(raw)
+            except ValueError as exc:  # msgspec errors, and UnicodeDecodeError
+                self.outbox.push(error_frame(exc, code=MSG_PARSING_ERROR))
+                return
+            slots = server.slots
+            await slots.acquire()  # no checkpoint when a slot is free
+            try:
+                await drive(
+                    server.handler, envelope, self.outbox, thread_limiter=server.thread_limiter
+                )
+            finally:
+                slots.release()
+        except asyncio.CancelledError:
+            if not self.cancel_sent:
+                raise  # not ours (shutdown grace over): propagate
+            consumed = True
+            if task.uncancel() > 0:
+                raise  # ours, and someone else's too
+        finally:
+            if self.cancel_sent and not consumed:
+                task.uncancel()  # the handler swallowed our cancel: forget the request
+            self.running = False
+            self.cancel_sent = False
 
 
 async def _serve_connection(server: _Server, stream: SocketStream) -> None:
@@ -439,34 +343,12 @@ async def _serve_connection(server: _Server, stream: SocketStream) -> None:
     server.connections.add(conn)
     try:
         if server.draining:
-            conn.draining = True  # accepted in the instant before the listener closed
+            conn.machine.drain()  # accepted in the instant before the listener closed
         await conn.run()
     except Exception:
         log.exception("connection failed; closed")
     finally:
         server.closed(conn)
-
-
-def _prepare_socket_path(path: Path) -> None:
-    """Create the directory; refuse a live socket or a non-socket file at `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        st = path.lstat()
-    except FileNotFoundError:
-        return
-    import stat
-
-    if not stat.S_ISSOCK(st.st_mode):
-        raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(str(path))
-    except OSError:
-        return  # stale: nobody listens; anyio replaces it
-    finally:
-        probe.close()
-    raise OSError(errno.EADDRINUSE, f"{path} is in use by another live process")
 
 
 async def _accept_loop(listener: SocketListener, server: _Server, conns: TaskGroup) -> None:
@@ -499,13 +381,11 @@ async def serve(
     removed on every way out.
     """
     path = config.socket_path
-    _prepare_socket_path(path)
-    listener = await anyio.create_unix_listener(path, mode=config.socket_mode)
-    ready = path.parent / READY_FILE
+    listener = await open_listener(path, config.socket_mode)
     server = _Server(handler, config)
     published = True
     try:
-        ready.write_text("ready")
+        publish_ready(path)
         log.info(
             "serving %s (%s) on %s, concurrency %d",
             handler.spec,
@@ -520,10 +400,10 @@ async def serve(
                 await (anyio.sleep_forever() if stop is None else stop.wait())
                 accepting.cancel_scope.cancel()
             # At once, and only here: a runtime started during the grace may bind this path.
-            _unpublish(path, ready)
+            unpublish(path)
             published = False
             await listener.aclose()
-            busy = sum(1 for c in server.connections if c.pending or c.scope is not None)
+            busy = sum(1 for c in server.connections if c.machine.busy)
             log.info(
                 "shutting down: %d invocation(s) in flight, up to %gs to finish",
                 busy,
@@ -536,16 +416,11 @@ async def serve(
                 log.warning(
                     "shutdown grace (%gs) over: cancelling %d invocation(s)",
                     config.shutdown_grace,
-                    sum(1 for c in server.connections if c.scope is not None),
+                    sum(1 for c in server.connections if c.running),
                 )
             conns.cancel_scope.cancel()
     finally:
         if published:
-            _unpublish(path, ready)
+            unpublish(path)
         with anyio.CancelScope(shield=True):
             await listener.aclose()
-
-
-def _unpublish(path: Path, ready: Path) -> None:
-    for p in (path, ready):
-        p.unlink(missing_ok=True)

@@ -173,6 +173,9 @@ class _ListSink:
         self.frames.append(self._reader.next_frame())  # type: ignore[arg-type]
         return False
 
+    def congested(self) -> bool:
+        return False
+
     async def pace(self) -> None:
         return None
 

@@ -2,15 +2,19 @@
 
     .venv/bin/python bench/runtime_bench.py [--seconds 3] [--flies 100000]
 
-Measures, in one run:
-  raw echo      round trips/s on one reused connection; small frames/s one way
-  runtime       trivial async handler (util:echo) envelopes/s on one reused connection and
-                with 8 concurrent connections; FLY frames/s for one invocation yielding N FLYs
-                (util:fly_flood) with yield-to-read latency p50/p99 (the handler stamps
-                time.perf_counter_ns(), the client compares on receipt); latency of a trivial
-                invocation while another connection streams FLYs for ~1 s.
-Targets (from the issue): echo ≥ 0.8× raw, FLY ≥ 300,000/s, FLY p99 ≤ 200 µs, trivial invocation
-during a 1 s stream ≤ 5 ms.
+Measures, in one run (each figure printed with its ratio against the floor of the same run):
+  raw echo      (floor) a raw asyncio + msgspec echo server in its own process: round trips/s
+                on one reused connection, and its CPU µs per round trip; small frames/s one way
+  runtime       trivial async handler (util:echo): envelopes/s on one reused connection, the
+                runtime's CPU µs per envelope (utime + stime of the process, all threads), and
+                envelopes/s with 8 concurrent connections; FLY frames/s for one invocation
+                yielding N FLYs from an async generator (util:fly_flood) with yield-to-read
+                latency p50/p99 (the handler stamps time.perf_counter_ns(), the client compares
+                on receipt); the same from a sync generator (`sync_fly_flood` below, run in a
+                worker thread); latency of a trivial invocation while another connection
+                streams FLYs for ~1 s.
+Targets (issues 12 and 15): echo ≥ 0.8× raw, CPU per trivial envelope ≤ 25 µs, FLY ≥ 300,000/s,
+sync-generator FLY ≥ 100,000/s, FLY p99 ≤ 200 µs, trivial invocation during a 1 s stream ≤ 5 ms.
 """
 
 from __future__ import annotations
@@ -33,6 +37,22 @@ sys.path.insert(0, str(ROOT))
 
 from asya_runtime.codec import NEED_DATA, FrameWriter, sidecar_reader  # noqa: E402
 from asya_runtime.wire import End, Envelope, Fly, Hello, Route, invoke_frame  # noqa: E402
+
+
+def sync_fly_flood(payload: Any) -> Any:
+    """(a handler, `bench.runtime_bench:sync_fly_flood`) util:fly_flood as a sync generator."""
+    n = int(payload.get("n", 1000))
+    now = time.perf_counter_ns
+    for i in range(n):
+        yield "FLY", {"i": i, "t": now()}
+    yield payload
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of process `pid` (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 # -- raw baseline -----------------------------------------------------------------------------
 
@@ -76,13 +96,14 @@ async def _raw_server(path: str) -> asyncio.AbstractServer:
     return await asyncio.start_unix_server(handle, path)
 
 
-async def raw_round_trips(path: str, seconds: float) -> float:
+async def raw_round_trips(path: str, seconds: float, pid: int) -> tuple[float, float]:
     reader, writer = await asyncio.open_unix_connection(path)
     enc = msgspec.msgpack.Encoder()
     dec = msgspec.msgpack.Decoder(_Msg)
     body = enc.encode(_Msg(i=1, text="hello"))
     frame = len(body).to_bytes(4, "big") + body
     n = 0
+    cpu0 = cpu_seconds(pid)
     end = time.perf_counter() + seconds
     t0 = time.perf_counter()
     while time.perf_counter() < end:
@@ -91,8 +112,9 @@ async def raw_round_trips(path: str, seconds: float) -> float:
         dec.decode(await reader.readexactly(size))
         n += 1
     rate = n / (time.perf_counter() - t0)
+    cpu_us = (cpu_seconds(pid) - cpu0) / n * 1e6
     writer.close()
-    return rate
+    return rate, cpu_us
 
 
 async def raw_one_way(path: str, count: int) -> float:
@@ -162,34 +184,57 @@ def _invoke_bytes(payload: Any) -> bytes:
     return FrameWriter().encode(invoke_frame(env))
 
 
+def _wait_for_file(proc: subprocess.Popen[bytes], path: Path) -> None:
+    deadline = time.monotonic() + 20
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{proc.args} did not start")
+        time.sleep(0.02)  # polling for a file another process creates
+
+
+def start_raw_server(sock: Path) -> subprocess.Popen[bytes]:
+    """The floor in its own process, like the runtime, so its CPU can be read the same way."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, __file__, "--raw-server", str(sock)], env=env)
+    _wait_for_file(proc, sock)
+    return proc
+
+
+def raw_server_main(path: str) -> None:
+    async def run() -> None:
+        server = await _raw_server(path)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(run())
+
+
 def start_runtime(spec: str, sock: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), ASYA_LOG_LEVEL="WARNING")
     proc = subprocess.Popen(
         [sys.executable, "-m", "asya_runtime", "run", spec, "--socket", str(sock)], env=env
     )
-    ready = sock.parent / "runtime-ready"
-    deadline = time.monotonic() + 20
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("runtime did not start")
-        time.sleep(0.02)
+    _wait_for_file(proc, sock.parent / "runtime-ready")
     return proc
 
 
-async def rt_round_trips(path: str, seconds: float) -> float:
+async def rt_round_trips(path: str, seconds: float, pid: int) -> tuple[float, float]:
+    """(envelopes/s, runtime CPU µs per envelope) on one reused connection."""
     c = await Client.open(path)
     frame = _invoke_bytes({"text": "hello"})
     for _ in range(200):
         await c.call(frame)
     n = 0
+    cpu0 = cpu_seconds(pid)
     t0 = time.perf_counter()
     end = t0 + seconds
     while time.perf_counter() < end:
         await c.call(frame)
         n += 1
     rate = n / (time.perf_counter() - t0)
+    cpu_us = (cpu_seconds(pid) - cpu0) / n * 1e6
     c.close()
-    return rate
+    return rate, cpu_us
 
 
 async def rt_concurrent(path: str, seconds: float, conns: int = 8) -> float:
@@ -293,25 +338,35 @@ async def rt_latency_during_stream(path: str, stream_n: int) -> tuple[float, flo
 async def main_async(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="asya-bench-", dir="/tmp"))
     try:
-        raw_path = str(tmp / "raw.sock")
-        server = await _raw_server(raw_path)
-        raw_rt = await raw_round_trips(raw_path, args.seconds)
-        raw_ow = await raw_one_way(raw_path, 500_000)
-        server.close()
-        print(f"raw echo: {raw_rt:,.0f} round trips/s (1 conn); {raw_ow:,.0f} frames/s one way")
+        raw_path = tmp / "raw.sock"
+        raw = start_raw_server(raw_path)
+        try:
+            raw_rt, raw_cpu = await raw_round_trips(str(raw_path), args.seconds, raw.pid)
+            raw_ow = await raw_one_way(str(raw_path), 500_000)
+        finally:
+            raw.terminate()
+            raw.wait()
+        print(
+            f"raw echo (floor): {raw_rt:,.0f} round trips/s (1 conn), {raw_cpu:.1f} us CPU "
+            f"per round trip; {raw_ow:,.0f} frames/s one way"
+        )
 
         echo_sock = tmp / "echo" / "rt.sock"
         echo_sock.parent.mkdir()
         proc = start_runtime("examples.handlers.util:echo", echo_sock)
         try:
-            one = await rt_round_trips(str(echo_sock), args.seconds)
+            one, cpu = await rt_round_trips(str(echo_sock), args.seconds, proc.pid)
             many = await rt_concurrent(str(echo_sock), args.seconds)
         finally:
             proc.terminate()
             proc.wait()
         print(
             f"runtime echo: {one:,.0f} envelopes/s (1 conn) = {one / raw_rt:.2f}x raw "
-            f"[target >= 0.8x]; {many:,.0f} envelopes/s (8 conns)"
+            f"[target >= 0.8x]; {many:,.0f} envelopes/s (8 conns) = {many / raw_rt:.2f}x raw"
+        )
+        print(
+            f"runtime CPU per trivial async envelope: {cpu:.1f} us = {cpu / raw_cpu:.2f}x the "
+            f"raw echo's {raw_cpu:.1f} us [target <= 25 us]"
         )
 
         fly_sock = tmp / "fly" / "rt.sock"
@@ -320,8 +375,9 @@ async def main_async(args: argparse.Namespace) -> None:
         try:
             rate, p50, p99 = await rt_flies(str(fly_sock), args.flies)
             print(
-                f"runtime FLY: {rate:,.0f} frames/s [target >= 300,000]; yield-to-read "
-                f"p50 {p50:.0f} us, p99 {p99:.0f} us [target p99 <= 200 us]"
+                f"runtime FLY (async generator): {rate:,.0f} frames/s = {rate / raw_ow:.2f}x raw "
+                f"one way [target >= 300,000]; yield-to-read p50 {p50:.0f} us, p99 {p99:.0f} us "
+                "[target p99 <= 200 us]"
             )
             stream_n = max(100_000, int(rate * 1.2))  # > 1 s of FLYs
             stream_s, q50, q99, qmax = await rt_latency_during_stream(str(fly_sock), stream_n)
@@ -329,6 +385,20 @@ async def main_async(args: argparse.Namespace) -> None:
                 f"trivial invocation while another connection streams {stream_n:,} FLYs "
                 f"({stream_s:.2f} s): p50 {q50:.2f} ms, p99 {q99:.2f} ms, max {qmax:.2f} ms "
                 "[target <= 5 ms]"
+            )
+        finally:
+            proc.terminate()
+            proc.wait()
+
+        gen_sock = tmp / "gen" / "rt.sock"
+        gen_sock.parent.mkdir()
+        proc = start_runtime("bench.runtime_bench:sync_fly_flood", gen_sock)
+        try:
+            g_rate, g50, g99 = await rt_flies(str(gen_sock), args.flies)
+            print(
+                f"runtime FLY (sync generator): {g_rate:,.0f} frames/s = {g_rate / raw_ow:.2f}x "
+                f"raw one way, {g_rate / rate:.2f}x the async generator [target >= 100,000]; "
+                f"yield-to-read p50 {g50:.0f} us, p99 {g99:.0f} us"
             )
         finally:
             proc.terminate()
@@ -343,7 +413,11 @@ def main() -> None:
     p.add_argument("--flies", type=int, default=100_000)
     p.add_argument("--quick", action="store_true", help="1 s per measure, 20,000 FLYs")
     p.add_argument("--quick-client", metavar="SOCKET", help=argparse.SUPPRESS)
+    p.add_argument("--raw-server", metavar="SOCKET", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.raw_server:
+        raw_server_main(args.raw_server)
+        return
     if args.quick:
         args.seconds, args.flies = 1.0, 20_000
     if args.quick_client:

@@ -69,8 +69,8 @@ async def raise_mid_stream(payload: Any) -> Any:
 
 
 def sync_gen_hang(payload: Any) -> Any:
-    yield "FLY", {"started": True}
-    try:
+    try:  # the FLY inside: a cancel may close the generator right at that yield
+        yield "FLY", {"started": True}
         for _ in range(200):
             time.sleep(0.01)
             yield None
@@ -81,8 +81,8 @@ def sync_gen_hang(payload: Any) -> Any:
 
 
 async def agen_hang(payload: Any) -> Any:
-    yield "FLY", {"started": True}
-    try:
+    try:  # the FLY inside: a cancel may close the generator right at that yield
+        yield "FLY", {"started": True}
         await asyncio.Event().wait()
         yield payload
     finally:
@@ -132,3 +132,64 @@ class RaisesInInit:
 
     def handle(self, payload: Any) -> Any:
         return payload
+
+
+def _started(payload: Any) -> None:
+    """Tell the test this invocation is running: write the file named by payload["started"]."""
+    path = payload.get("started") if isinstance(payload, dict) else None
+    if path:
+        Path(path).write_text("started\n")
+
+
+async def hang_signalled(payload: Any) -> Any:
+    """Signal start, then await forever; on cancellation write payload["marker"]."""
+    _started(payload)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        marker = payload.get("marker")
+        if marker:
+            Path(marker).write_text("finally ran\n")  # noqa: ASYNC240 - sync: being cancelled
+
+
+async def sleep_signalled(payload: Any) -> Any:
+    """Signal start, await payload["sleep"] seconds, return the payload."""
+    _started(payload)
+    await asyncio.sleep(float(payload.get("sleep", 0)))
+    return payload
+
+
+def block_signalled(payload: Any) -> Any:
+    """A sync handler: signal start, block the thread payload["sleep"] seconds."""
+    _started(payload)
+    time.sleep(float(payload.get("sleep", 1)))
+    return payload
+
+
+@dataclasses.dataclass
+class Progress:
+    done: int
+    at: datetime.datetime
+
+
+async def fly_model(payload: Any) -> Any:
+    """Upstream style: a FLY that is a dataclass, and a UTC datetime in the payload."""
+    at = datetime.datetime(2024, 6, 1, 12, 0, tzinfo=datetime.UTC)
+    yield "FLY", Progress(1, at)
+    yield {"at": at}
+
+
+class SyncClassHandler:
+    """A `Class.method` sync handler (issue 14: a spurious "exiting past" line on SIGTERM)."""
+
+    def handle(self, payload: Any) -> Any:
+        return payload
+
+
+def sync_flood(payload: Any) -> Any:
+    """payload["n"] FLYs from a sync generator, then (optionally) one oversized FLY."""
+    for i in range(int(payload["n"])):
+        yield "FLY", {"i": i}
+    if payload.get("big"):
+        yield "FLY", {"blob": "x" * int(payload["big"])}
+    yield {"done": payload["n"]}

@@ -186,3 +186,75 @@ def test_error_frame_type_and_mro() -> None:
     assert (k.type, k.mro) == ("KeyError", ["LookupError", "Exception"])
     a = error_frame(AbiError("ABI protocol error: x"))
     assert a.code == "processing_error" and a.type == "asya_runtime.errors.AbiError"
+
+
+# -- migrating from upstream (issue 14) --------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Token:
+    text: str
+    at: dt.datetime
+
+
+UTC_NOON = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "data"),
+    [
+        (Token("hi", UTC_NOON), {"text": "hi", "at": "2024-06-01T12:00:00+00:00"}),
+        (FakeModelV2(), {"v": 2, "u": str(uuid.UUID(int=1))}),
+        (FakeModelV1(), {"v": 1}),
+    ],
+)
+def test_fly_accepts_any_value_that_converts_to_a_json_object(value: Any, data: Any) -> None:
+    frame, reply = _inv(["a"]).step(("FLY", value))
+    assert frame == Fly(data=data) and reply is None
+
+
+def test_fly_accepts_a_pydantic_model() -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Progress(pydantic.BaseModel):  # type: ignore[name-defined,misc]
+        done: int
+        total: int
+
+    frame, _ = _inv(["a"]).step(("FLY", Progress(done=1, total=3)))
+    assert frame == Fly(data={"done": 1, "total": 3})
+
+
+class Opaque:
+    pass
+
+
+@pytest.mark.parametrize("value", [[1, 2], "text", 5, None, Opaque(), {1, 2}])
+def test_fly_refuses_values_that_are_not_json_objects(value: Any) -> None:
+    with pytest.raises(AbiError, match=r"ABI protocol error: FLY must be yielded as \(\"FLY\""):
+        _inv(["a"]).step(("FLY", value))
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (UTC_NOON, "2024-06-01T12:00:00+00:00"),
+        (
+            dt.datetime(2024, 6, 1, 12, 0, 0, 123456, tzinfo=dt.UTC),
+            "2024-06-01T12:00:00.123456+00:00",
+        ),
+        (
+            dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            "2024-06-01T12:00:00+02:00",
+        ),
+        (dt.datetime(2024, 6, 1, 12, 0), "2024-06-01T12:00:00"),
+        (dt.time(8, 30, tzinfo=dt.UTC), "08:30:00+00:00"),
+        (dt.date(2024, 6, 1), "2024-06-01"),
+    ],
+)
+def test_datetimes_are_written_like_upstreams_isoformat(value: Any, text: str) -> None:
+    assert text == value.isoformat()
+    inv = _inv(["a"])
+    emit = inv.step({"when": value, "nested": [{"at": value}]})[0]
+    assert emit.payload == {"when": text, "nested": [{"at": text}]}  # type: ignore[union-attr]
+    assert inv.step(("FLY", {"when": value}))[0] == Fly(data={"when": text})
+    assert to_jsonable(value) == text

@@ -17,6 +17,9 @@ MODULES = [
     "asya_runtime.client",
     "asya_runtime.jsonable",
     "asya_runtime.connection",
+    "asya_runtime.outbox",
+    "asya_runtime.socketfile",
+    "asya_runtime.slots",
     "asya_runtime.cli",
 ]
 

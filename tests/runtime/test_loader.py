@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from asya_runtime.errors import HandlerLoadError
@@ -36,6 +38,13 @@ def test_specs_load(spec: str, kind: HandlerKind) -> None:
         ("no_such_module_xyz:f", "module 'no_such_module_xyz' not found"),
         ("no_such_module_xyz.f", "no importable module"),
         ("examples.handlers.util:nope", "has no attribute 'nope'"),
+        (
+            "examples.handlers.tokens",
+            "'examples.handlers.tokens' names the module 'examples.handlers.tokens', but a "
+            "handler name is missing: use module:function or module:Class.method "
+            "(e.g. examples.handlers.tokens:stream)",
+        ),
+        ("examples.handlers:tokens", "a handler name is missing"),
         ("examples.handlers.util.nope", "has no attribute 'nope'"),
         ("examples.handlers.util.A.B.c", "expected function or Class.method"),
         ("tests.runtime.handlers:NOT_CALLABLE", "not callable"),
@@ -46,7 +55,7 @@ def test_specs_load(spec: str, kind: HandlerKind) -> None:
     ],
 )
 def test_bad_specs(spec: str, message: str) -> None:
-    with pytest.raises(HandlerLoadError, match=message) as info:
+    with pytest.raises(HandlerLoadError, match=re.escape(message)) as info:
         load_handler(spec)
     assert "\n" not in str(info.value)
 
