@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
@@ -212,13 +211,11 @@ def _run(args: argparse.Namespace, cfg: RuntimeConfig) -> int:
 def _exit_past_abandoned_threads() -> None:
     """A sync handler cancelled at shutdown still blocks its worker thread, and Python would
     wait for it at exit. The socket and ready file are gone and every `end` was sent: leave."""
-    stuck = [
-        t
-        for t in threading.enumerate()
-        if t is not threading.main_thread() and t.is_alive() and not t.daemon
-    ]
+    # Threads inside a handler, not live threads: anyio's idle workers outlive anyio.run for
+    # a moment (they stop when the root task ends) and made this fire when nothing ran.
+    stuck = sync_calls_running()
     if stuck:
-        log.warning("exiting past %d worker thread(s) still running a sync handler", len(stuck))
+        log.warning("exiting past %d worker thread(s) still running a sync handler", stuck)
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
