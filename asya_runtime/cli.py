@@ -26,6 +26,7 @@ import msgspec
 from anyio.abc import TaskStatus
 
 from . import __version__
+from .driver import sync_calls_running
 from .errors import HandlerLoadError
 from .loader import LoadedHandler, ensure_cwd_importable, load_handler
 from .server import DEFAULT_CONCURRENCY, DEFAULT_SHUTDOWN_GRACE, ServerConfig, serve
