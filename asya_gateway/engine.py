@@ -46,6 +46,7 @@ Enqueue = Callable[[str, bytes], Awaitable[None]]
 _log = structlog.get_logger("asya_gateway")
 _encoder: Final = msgspec.json.Encoder()
 _PAUSE_HEADER: Final = "x-asya-pause"
+_SINK: Final = "x-sink"  # upstream's default end queue (ASYA_ACTOR_SINK)
 
 
 def message_patch(message: dict[str, Any]) -> dict[str, Any]:
@@ -193,6 +194,15 @@ class TaskEngine:
         env["payload"] = merge_payload(env.get("payload"), patch, message)
         env["headers"] = {k: v for k, v in (env.get("headers") or {}).items() if k != _PAUSE_HEADER}
         curr = (env.get("route") or {}).get("curr") or ""
+        if not curr:
+            # The handler that paused was the route's last actor: its output goes where any
+            # end-of-route output goes, x-sink, which reports `succeeded` with it.
+            curr = _SINK
+            env["status"] = {
+                **(env.get("status") or {}),
+                "phase": "succeeded",
+                "reason": "Completed",
+            }
         try:
             await self.enqueue(queue_name(self.namespace, curr), _encoder.encode(env))
         except Exception as exc:
