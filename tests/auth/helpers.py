@@ -6,7 +6,9 @@ import contextlib
 import shutil
 import socket
 import tempfile
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,4 +82,45 @@ async def gateway(*, mesh_port: bool = False, **overrides: Any) -> AsyncIterator
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-__all__ = ["ALICE", "ALICE_X", "BOB", "FLOWS", "KEYS", "MESH", "MESH_TOKEN", "WRONG", "gateway"]
+@contextlib.contextmanager
+def threaded_gateway(**overrides: Any) -> Iterator[str]:
+    """The gateway with keys on its own thread and loop (for sync clients: hypothesis, the
+    browser); yields its URL."""
+    overrides = {"api_keys": KEYS, "mesh_token": MESH_TOKEN} | overrides
+    sock = _sock()
+    port = sock.getsockname()[1]
+    tmp = tempfile.mkdtemp(prefix="auth-", dir="/tmp")
+
+    async def enqueue(queue: str, body: bytes) -> None:
+        return None
+
+    config = GatewayConfig(port=port, **overrides)
+    app = create_app(config, enqueue=enqueue, database_url=f"sqlite://{tmp}/gw.db", flows=FLOWS)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "gateway did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+__all__ = [
+    "ALICE",
+    "ALICE_X",
+    "BOB",
+    "FLOWS",
+    "KEYS",
+    "MESH",
+    "MESH_TOKEN",
+    "WRONG",
+    "gateway",
+    "threaded_gateway",
+]

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from asya_gateway import GatewayConfig, create_app
-from tests.a2a.conftest import free_port
-
-from .helpers import FLOWS, KEYS, MESH_TOKEN
+from .helpers import MESH_TOKEN, threaded_gateway
 
 pytestmark = pytest.mark.timeout(300)
 _KEYS = ["key-alice-0123456789", "key-bob-9876543210", MESH_TOKEN]
@@ -37,30 +31,12 @@ _auth = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    port = free_port()
-    tmp = tmp_path_factory.mktemp("fuzz")
-    config = GatewayConfig(port=port, api_keys=KEYS, mesh_token=MESH_TOKEN)
-
-    async def enqueue(queue: str, body: bytes) -> None:
-        return None
-
-    app = create_app(config, enqueue=enqueue, database_url=f"sqlite://{tmp}/gw.db", flows=FLOWS)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    url = f"http://127.0.0.1:{port}"
-    r = httpx.post(f"{url}/api/v1/mesh", json={"route": ["a"]}, headers={"X-API-Key": _KEYS[0]})
-    assert r.status_code == 201
-    yield url, r.json()["id"]
-    server.should_exit = True
-    thread.join(10)
+def live() -> Iterator[tuple[str, str]]:
+    with threaded_gateway() as url:
+        headers = {"X-API-Key": _KEYS[0]}
+        r = httpx.post(f"{url}/api/v1/mesh", json={"route": ["a"]}, headers=headers)
+        assert r.status_code == 201
+        yield url, r.json()["id"]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
