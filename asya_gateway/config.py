@@ -22,6 +22,13 @@ def _log_level(raw: str) -> str:
     return str(_levels("warning" if raw.lower() == "warn" else raw))
 
 
+def _port(raw: object) -> int:
+    port = int(str(raw))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{port} is not a TCP port (0..65535)")
+    return port
+
+
 class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
     """Everything the gateway app needs; nothing below cli.py reads the environment."""
 
@@ -169,8 +176,8 @@ class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
         opt(
             "ASYA_GATEWAY_MESH_PORT",
             "serve the sidecar endpoints on this port too (only there; mesh token only)",
-            ge=0,
-            le=65535,
+            metavar="PORT",
+            check=_port,
         ),
     ] = None
     mesh_public_url: Annotated[
