@@ -74,6 +74,13 @@ async def test_a2a_sdk_client_with_its_auth_interceptor() -> None:
         with pytest.raises(a2a_errors.TaskNotFoundError):
             await bob.cancel_task(pb.CancelTaskRequest(id=task.id))
         assert list((await bob.list_tasks(pb.ListTasksRequest())).tasks) == []
+        bob_stream = await ClientFactory(
+            ClientConfig(streaming=True, httpx_client=bob_http)
+        ).create_from_url(gw.url)
+        with pytest.raises(a2a_errors.TaskNotFoundError):
+            async for _ in bob_stream.subscribe(pb.SubscribeToTaskRequest(id=task.id)):
+                pass
+        await bob_stream.close()
 
         # No key: a clean error (HTTP 401), not a hang or a traceback from the server.
         anon = await ClientFactory(ClientConfig(streaming=False)).create_from_url(gw.url)
@@ -94,6 +101,11 @@ async def test_a2a_401_is_a_json_rpc_error() -> None:
         assert doc["jsonrpc"] == "2.0" and "missing credentials" in doc["error"]["message"]
         r = await c.post(f"{gw.url}/a2a", json=body, headers=ALICE)
         assert r.status_code == 200 and r.json()["error"]["code"] == -32001  # not found
+        v03 = {"jsonrpc": "2.0", "id": 8, "method": "tasks/get", "params": {"id": "x"}}
+        r = await c.post(f"{gw.url}/a2a/chat", json=v03, headers=BOB | {"A2A-Version": "0.3"})
+        assert r.status_code == 200 and r.json()["error"]["code"] == -32001
+        r = await c.post(f"{gw.url}/a2a/chat", json=v03)
+        assert r.status_code == 401 and r.json()["error"]["code"] == -32000
 
 
 async def test_mcp_client_with_a_bearer_header() -> None:
@@ -114,6 +126,37 @@ async def test_mcp_client_with_a_bearer_header() -> None:
                 await session.initialize()
         # The SDK turns the 401 into an MCPError ("Server returned an error response"), fast.
         assert "MCPError" in repr(info.value) or "401" in repr(info.value)
+
+
+async def test_mcp_tool_calls_create_tasks_owned_by_the_caller() -> None:
+    import json
+
+    from .helpers import MESH
+
+    async with gateway() as gw, httpx.AsyncClient() as c:
+        async with (
+            httpx2.AsyncClient(headers=ALICE) as http,
+            streamable_http_client(f"{gw.url}/mcp", http_client=http) as (read, write),
+            ClientSession(read, write) as session,
+            anyio.create_task_group() as tg,
+        ):
+            await session.initialize()
+            results: list[Any] = []
+
+            async def call() -> None:
+                results.append(await session.call_tool("chat", {"query": "hi"}))
+
+            tg.start_soon(call)
+            with anyio.fail_after(10):
+                while not gw.enqueued:  # noqa: ASYNC110  # the envelope is the task's trace
+                    await anyio.sleep(0.02)
+            tid = json.loads(gw.enqueued[-1][1])["id"]
+            assert (await c.get(f"{gw.url}/api/v1/mesh/{tid}", headers=BOB)).status_code == 404
+            assert (await c.get(f"{gw.url}/api/v1/mesh/{tid}", headers=ALICE)).status_code == 200
+            done = {"type": "status", "status": "succeeded", "data": {"result": {"answer": 42}}}
+            r = await c.post(f"{gw.url}/api/v1/mesh/{tid}/events", json=done, headers=MESH)
+            assert r.status_code == 204
+        assert results and not results[0].is_error and "42" in results[0].content[0].text
 
 
 async def test_mcp_401_carries_the_bearer_challenge() -> None:
