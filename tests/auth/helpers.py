@@ -48,6 +48,7 @@ def _sock() -> socket.socket:
 async def gateway(*, mesh_port: bool = False, **overrides: Any) -> AsyncIterator[Served]:
     """`create_app` on an ephemeral port (and a mesh listener with `mesh_port`), SQLite store."""
     overrides = {"api_keys": KEYS, "mesh_token": MESH_TOKEN} | overrides
+    store = overrides.pop("database_url", None)
     main, mesh = _sock(), (_sock() if mesh_port else None)
     port = main.getsockname()[1]
     mport = mesh.getsockname()[1] if mesh is not None else None
@@ -58,7 +59,9 @@ async def gateway(*, mesh_port: bool = False, **overrides: Any) -> AsyncIterator
     async def enqueue(queue: str, body: bytes) -> None:
         enqueued.append((queue, body))
 
-    app = create_app(config, enqueue=enqueue, database_url=f"sqlite://{tmp}/gw.db", flows=FLOWS)
+    app = create_app(
+        config, enqueue=enqueue, database_url=store or f"sqlite://{tmp}/gw.db", flows=FLOWS
+    )
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
     )
