@@ -64,6 +64,19 @@ async def test_a2a_sdk_client_with_its_auth_interceptor() -> None:
         listed = await alice.list_tasks(pb.ListTasksRequest())
         assert [t.id for t in listed.tasks] == [task.id]
 
+        # Streaming, too: the SDK's SSE call carries the interceptor's header.
+        alice_stream = await ClientFactory(ClientConfig(streaming=True)).create_from_url(
+            gw.url, interceptors=[AuthInterceptor(Keys("key-alice-0123456789"))]
+        )
+        req = _send("streamed")
+        req.configuration.return_immediately = False
+        with anyio.fail_after(10):
+            async for resp in alice_stream.send_message(req):
+                first = resp.task if resp.HasField("task") else None
+                break
+        assert first is not None and first.id
+        await alice_stream.close()
+
         # Bob, with headers on his own httpx client: not his task.
         bob_http = httpx.AsyncClient(headers=BOB)
         bob = await ClientFactory(
