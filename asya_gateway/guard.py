@@ -94,7 +94,10 @@ class Guard:
         return self.clients.authenticate(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "websocket":  # no endpoint speaks it: nothing to pass unguarded
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] != "http":  # lifespan
             await self.app(scope, receive, send)
             return
         decision = self.decide(scope)

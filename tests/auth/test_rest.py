@@ -175,3 +175,15 @@ async def test_mesh_port_serves_only_the_sidecar_endpoints() -> None:
         assert r.status_code == 404
         assert (await c.get(f"{gw.mesh_url}/", headers=MESH)).status_code == 404
         assert (await c.get(f"{gw.mesh_url}/health")).status_code == 200
+
+
+async def test_unknown_paths_and_methods_need_a_key_too() -> None:
+    async with gateway() as gw, httpx.AsyncClient() as c:
+        for method, path in [
+            ("GET", "/nope"),
+            ("HEAD", "/api/v1/mesh/x"),
+            ("POST", "/api/v1/mesh/x/events/"),
+            ("GET", "/index.html/../api/v1/stats"),
+        ]:
+            r = await c.request(method, gw.url + path)
+            assert r.status_code == 401, (method, path, r.status_code)
