@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import dataclasses
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -81,8 +82,12 @@ def plan_mesh(
         "ASYA_LOG_FORMAT": "console",
     }
     flows_file = workdir / "flows.json"  # written by run_dev: the route as flow `dev`
+    # A fresh mesh token per run (unless the environment sets one): only this run's sidecars
+    # can post events to its gateways.
+    token = base_env.get("ASYA_GATEWAY_MESH_TOKEN") or secrets.token_urlsafe(32)
     gateway_env = {
         **common,
+        "ASYA_GATEWAY_MESH_TOKEN": token,
         "ASYA_GATEWAY_FLOWS": str(flows_file),
         "ASYA_GATEWAY_DATABASE_URL": opts.database_url or f"sqlite:///{workdir / 'gateway.db'}",
     }
@@ -101,10 +106,17 @@ def plan_mesh(
                     str(opts.port + i),
                     "--public-url",
                     gw_url,
+                    *(
+                        ["--mesh-port", str(opts.mesh_port + i)]
+                        if opts.mesh_port is not None
+                        else []
+                    ),
                 ],
                 gateway_env,
             )
         )
+    # Sidecars report (and follow the feed) on the mesh listener when there is one.
+    report_url = url if opts.mesh_port is None else f"http://127.0.0.1:{opts.mesh_port}"
     ready_files, health = [], []
     for actor in opts.route:
         sock_dir = workdir / actor  # one dir per actor: runtime-ready sits next to the socket
@@ -127,7 +139,8 @@ def plan_mesh(
         env = {
             **common,
             "ASYA_ACTOR_NAME": actor,
-            "ASYA_GATEWAY_URL": url,
+            "ASYA_GATEWAY_URL": report_url,
+            "ASYA_GATEWAY_TOKEN": token,
             "ASYA_METRICS_ADDR": f"127.0.0.1:{metrics_port}",
             "ASYA_CONCURRENCY": "4",
             "ASYA_IS_END_ACTOR": "true" if actor in END_ACTORS else "false",

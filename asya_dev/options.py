@@ -89,6 +89,16 @@ class DevSettings(msgspec.Struct, kw_only=True, frozen=True):
             default_text="sqlite in --dir",
         ),
     ] = None
+    mesh_port: Annotated[
+        int | None,
+        opt(
+            "ASYA_DEV_MESH_PORT",
+            "serve the sidecar endpoints on their own listener: ports MESH_PORT, MESH_PORT+1, ..."
+            " (one per replica); sidecars report there",
+            metavar="PORT",
+            check=_port,
+        ),
+    ] = None
     transport: Annotated[
         str,
         opt(
@@ -97,6 +107,13 @@ class DevSettings(msgspec.Struct, kw_only=True, frozen=True):
             check=one_of(*KINDS),
         ),
     ] = "sqlite"
+
+
+def _port(raw: object) -> int:
+    port = int(str(raw))
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{port} is not a TCP port (1..65535)")
+    return port
 
 
 @dataclass(frozen=True)
@@ -114,6 +131,7 @@ class DevOptions:
     flows_file: str | None = None
     gateways: int = 1
     database_url: str | None = None
+    mesh_port: int | None = None  # the first replica's mesh listener (None: no separate one)
 
 
 def parse_actor_overrides(items: list[str]) -> dict[str, str]:
@@ -143,6 +161,7 @@ def options_from(settings: DevSettings) -> DevOptions:
         flows_file=settings.flows,
         gateways=settings.gateways,
         database_url=settings.database_url,
+        mesh_port=settings.mesh_port,
     )
     if not opts.route:
         raise ValueError("--route names no actor")

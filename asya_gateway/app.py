@@ -24,10 +24,12 @@ from asya_mesh.names import ACTOR_NAME_PATTERN
 from asya_mesh.transports import open_transport
 
 from .a2a import a2a_routes
+from .auth import ClientAuth, MeshAuth
 from .bus import PgBus
 from .config import GatewayConfig
 from .engine import Enqueue, TaskEngine, message_patch
 from .flows import Flows, load_flows
+from .guard import Guard, Listeners
 from .ingest import (
     BadEvent,
     parse_events,
@@ -323,8 +325,13 @@ def create_app(
         namespace=config.transport.namespace,
         flows=flows,
         bus=bus,
+        mesh_url=config.mesh_url,
     )
     gw = Gateway(config, engine)
+    # Raises AuthConfigError (one line, no secret) for keys or a JWT key that cannot be used.
+    clients = ClientAuth.from_config(config.api_keys, config.jwt_key)
+    mesh_auth = MeshAuth(config.mesh_token)
+    listeners = Listeners(config.mesh_port)
     mcp = mcp_app(engine, flows)  # raises ToolSchemaError (one line) for a bad input_schema
 
     @contextlib.asynccontextmanager
@@ -369,13 +376,17 @@ def create_app(
         Route("/stream/{id}", gw.stream, methods=["GET"]),
         Route("/mesh/{id}/stream", gw.stream, methods=["GET"]),  # legacy gateway's SSE path
         *mcp.routes(),
-        *a2a_routes(engine, flows, config.base_url),
+        *a2a_routes(engine, flows, config.base_url, schemes=clients.schemes),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPError: _http_error, ServiceError: _service_error},
     )
+    # Outermost: nothing runs for a request the guard refuses.
+    app.add_middleware(Guard, clients=clients, mesh=mesh_auth, listeners=listeners)
+    app.state.listeners = listeners
+    app.state.auth = (clients, mesh_auth)
     app.state.registry = registry
     app.state.engine = engine
     app.state.gateway = gw

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Final, Literal
 
@@ -40,6 +41,18 @@ class Principal(msgspec.Struct, frozen=True):
 
 OPEN: Final = Principal("open", "")
 MESH: Final = Principal("mesh", "")
+
+#: The caller of the request being served (OPEN outside a request, or with auth off). Set by
+#: the gateway's guard; the task engine reads it to stamp and check task owners.
+current_principal: ContextVar[Principal] = ContextVar("asya_principal", default=OPEN)
+
+
+def may_see(principal: Principal, owner: str | None) -> bool:
+    """Whether `principal` may see a task of `owner`: open and mesh see every task; a client
+    only its own (a task created with access control off has no owner: no client's)."""
+    if principal.kind in ("open", "mesh"):
+        return True
+    return owner is not None and owner == principal.owner  # owners are names, not secrets
 
 
 class AuthFailure(msgspec.Struct, frozen=True):
@@ -241,5 +254,7 @@ __all__ = [
     "MeshAuth",
     "Principal",
     "bearer_token",
+    "current_principal",
+    "may_see",
     "parse_api_keys",
 ]

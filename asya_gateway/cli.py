@@ -27,6 +27,7 @@ from asya_runtime import __version__
 from asya_runtime.settings import ConfigError, Parser, add_arguments, given_from_args, load
 
 from .app import create_app, default_database_url
+from .auth import AuthConfigError, ClientAuth
 from .config import GatewayConfig
 from .flows import Flows, FlowsError, load_flows
 from .mcp import McpDoor, ToolCatalog, ToolSchemaError
@@ -59,11 +60,56 @@ class _Server(uvicorn.Server):
             print(self.banner, file=sys.stderr, flush=True)
 
 
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def start_warnings(config: GatewayConfig, clients: ClientAuth) -> list[str]:
+    """The start-up warnings (gateway.md "Who may do what"); they never name a secret."""
+    out = []
+    if not clients.enabled and not _loopback(config.host):
+        out.append(
+            f"listening on {config.host} (beyond loopback) with no client credentials: anyone "
+            "who reaches the port can create, read and cancel tasks (set ASYA_GATEWAY_API_KEYS "
+            "or ASYA_GATEWAY_JWT_KEY)"
+        )
+    if clients.enabled and not config.mesh_token:
+        out.append(
+            "client credentials are set but ASYA_GATEWAY_MESH_TOKEN is not: anyone who reaches "
+            "the event endpoints can forge task events"
+        )
+    return out
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(
     config: GatewayConfig, *, log_level: str | None = None, flows: Flows | None = None
 ) -> None:
-    """Run the gateway until SIGINT/SIGTERM."""
+    """Run the gateway until SIGINT/SIGTERM (and the mesh listener, with `mesh_port`)."""
     app = create_app(config, flows=flows)
+    sockets: list[socket.socket] | None = None
+    mesh_note = ""
+    if config.mesh_port is not None:
+        try:
+            sockets = [_bind(config.host, config.port), _bind(config.host, config.mesh_port)]
+        except OSError as exc:
+            print(f"{PROG}: cannot listen on {config.host}: {exc.strerror}", file=sys.stderr)
+            sys.exit(1)
+        bound = sockets[1].getsockname()[1]
+        app.state.listeners.mesh_port = bound
+        mesh_note = f"; sidecar endpoints on port {bound} only, mesh URL {config.mesh_url}"
     server = _Server(
         uvicorn.Config(
             app,
@@ -80,9 +126,9 @@ def serve(
     server.banner = (
         f"{PROG}: serving on http://{config.host}:{config.port} (public URL "
         f"{config.base_url}, transport {config.transport.kind}, namespace "
-        f"{config.transport.namespace})"
+        f"{config.transport.namespace}{mesh_note})"
     )
-    server.run()
+    server.run(sockets=sockets)
     if not server.started:
         sys.exit(1)
 
@@ -114,9 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         flows = load_flows(config.flows_file) if config.flows_file else Flows()
         ToolCatalog.build(flows)  # every MCP flow's input_schema is a usable JSON Schema
         anyio.run(verify_store, config.database_url or default_database_url(config))
-    except (FlowsError, ToolSchemaError, StoreError) as exc:
+        clients = ClientAuth.from_config(config.api_keys, config.jwt_key)
+    except (FlowsError, ToolSchemaError, StoreError, AuthConfigError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
+    for warning in start_warnings(config, clients):
+        print(f"{PROG}: warning: {warning}", file=sys.stderr, flush=True)
     try:
         if not debug:  # the broker clients' own lines would repeat ours
             for name in ("aio_pika", "aiormq", "botocore", "aiobotocore"):
@@ -131,4 +180,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["main", "serve"]
+__all__ = ["main", "serve", "start_warnings"]

@@ -22,6 +22,13 @@ def _log_level(raw: str) -> str:
     return str(_levels("warning" if raw.lower() == "warn" else raw))
 
 
+def _port(raw: object) -> int:
+    port = int(str(raw))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{port} is not a TCP port (0..65535)")
+    return port
+
+
 class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
     """Everything the gateway app needs; nothing below cli.py reads the environment."""
 
@@ -134,6 +141,54 @@ class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
             ge=0,
         ),
     ] = 1.0
+    api_keys: Annotated[
+        str | None,
+        opt(
+            "ASYA_GATEWAY_API_KEYS",
+            "client keys: name:key,... or @FILE (one per line); clients send one as bearer or"
+            " X-API-Key",
+            metavar="KEYS",
+            cli=False,  # a secret: never on a command line (ps shows it)
+        ),
+    ] = None
+    jwt_key: Annotated[
+        str | None,
+        opt(
+            "ASYA_GATEWAY_JWT_KEY",
+            "accept JWTs (bearer) signed with this key: a PEM public key (RS256/ES256), @FILE"
+            " or hs256:SECRET",
+            metavar="KEY",
+            cli=False,  # a secret: never on a command line (ps shows it)
+        ),
+    ] = None
+    mesh_token: Annotated[
+        str | None,
+        opt(
+            "ASYA_GATEWAY_MESH_TOKEN",
+            "the sidecars' token (their ASYA_GATEWAY_TOKEN): required on the event, pause and"
+            " feed endpoints",
+            metavar="TOKEN",
+            cli=False,  # a secret: never on a command line (ps shows it)
+        ),
+    ] = None
+    mesh_port: Annotated[
+        int | None,
+        opt(
+            "ASYA_GATEWAY_MESH_PORT",
+            "serve the sidecar endpoints on this port too (only there; mesh token only)",
+            metavar="PORT",
+            check=_port,
+        ),
+    ] = None
+    mesh_public_url: Annotated[
+        str | None,
+        opt(
+            "ASYA_GATEWAY_MESH_PUBLIC_URL",
+            "base URL sidecars use to reach the mesh port (stamped into x-asya-gateway-url)",
+            metavar="URL",
+            default_text="http://HOST:MESH_PORT",
+        ),
+    ] = None
     log_level: Annotated[
         str,
         opt(
@@ -150,6 +205,19 @@ class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
             return self.public_url.rstrip("/")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def mesh_url(self) -> str:
+        """Where sidecars reach this gateway: the mesh listener when there is one."""
+        if self.mesh_port is None:
+            return self.base_url
+        if self.mesh_public_url:
+            return self.mesh_public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.mesh_port}"
+
+    def __repr__(self) -> str:  # never show a secret
+        return f"GatewayConfig(host={self.host!r}, port={self.port}, mesh_port={self.mesh_port})"
 
 
 __all__ = ["GatewayConfig"]

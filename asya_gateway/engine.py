@@ -24,6 +24,7 @@ import structlog
 from asya_mesh.events import Event, FlyEvent
 from asya_mesh.transports import queue_name
 
+from .auth import current_principal, may_see
 from .bus import Bus, LocalBus, Message, fly_message
 from .flows import Flows
 from .service import (
@@ -95,6 +96,7 @@ class TaskEngine:
         flows: Flows | None = None,
         feed_buffer: int = 4096,
         bus: Bus | None = None,
+        mesh_url: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -103,6 +105,8 @@ class TaskEngine:
         self.registry = registry
         self.enqueue = enqueue
         self.base_url = base_url
+        # Where sidecars report (x-asya-gateway-url): the mesh listener, else base_url.
+        self._report_url = mesh_url or base_url
         self.namespace = namespace
         self.flows = flows or Flows()
         self.clock = clock
@@ -141,6 +145,7 @@ class TaskEngine:
             deadline_at=None if deadline_seconds is None else now + deadline_seconds,
             flow=flow,
             payload=payload,
+            owner=current_principal.get().owner,  # `key:NAME` / `jwt:SUB`, never a secret
         )
         try:
             await self.store.insert(rec)
@@ -164,7 +169,8 @@ class TaskEngine:
             rec = await self.store.get(task_id)
         except StoreError as exc:
             raise Unavailable(str(exc)) from None
-        if rec is None:
+        if rec is None or not may_see(current_principal.get(), rec.owner):
+            # Another owner's task is as unknown as a missing one: no existence leak.
             raise UnknownTask(f"unknown task {task_id!r}")
         return rec
 
@@ -172,6 +178,7 @@ class TaskEngine:
         return view(await self.record(task_id))
 
     async def cancel(self, task_id: str) -> TaskView:
+        await self.record(task_id)  # the owner check (an owner never changes)
         rec, changed = await self._change(task_id, lambda r: cancel(r, self.clock()))
         if rec is None:
             raise UnknownTask(f"unknown task {task_id!r}")
@@ -228,6 +235,8 @@ class TaskEngine:
         """A live subscriber (the caller unsubscribes); raises UnknownTask."""
         live = self.registry.get(task_id)
         rec = live.record if live is not None else await self.record(task_id)
+        if not may_see(current_principal.get(), rec.owner):
+            raise UnknownTask(f"unknown task {task_id!r}")
         return self.registry.subscribe(rec, last_event_id)
 
     async def ingest(self, task_id: str, events: list[Event]) -> None:
@@ -315,7 +324,7 @@ class TaskEngine:
             {
                 "id": rec.id,
                 "route": {"prev": [], "curr": rec.route[0], "next": rec.route[1:]},
-                "headers": {**(headers or {}), "x-asya-gateway-url": self.base_url},
+                "headers": {**(headers or {}), "x-asya-gateway-url": self._report_url},
                 "status": status,
                 "payload": rec.payload,
             }

@@ -119,6 +119,15 @@ class SidecarConfig(msgspec.Struct, kw_only=True, frozen=True):
             check=_http_url,
         ),
     ] = None
+    gateway_token: Annotated[
+        str | None,
+        opt(
+            "ASYA_GATEWAY_TOKEN",
+            "the gateway's mesh token (its ASYA_GATEWAY_MESH_TOKEN), sent as a bearer token",
+            metavar="TOKEN",
+            cli=False,  # a secret: never on a command line (ps shows it)
+        ),
+    ] = None
     is_end_actor: Annotated[
         bool,
         opt(

@@ -43,6 +43,7 @@ class Feed:
         self.url = f"{gw}/api/v1/mesh/feed"
         self.connected = False
         self.unsupported = False  # 404: this gateway has no feed
+        self._refused = False  # 401/403 seen (warned once)
         self._seen: OrderedDict[str, str] = OrderedDict()
         self._watchers: dict[str, Callable[[str], None]] = {}
 
@@ -91,6 +92,13 @@ class Feed:
             if r.status_code == 404:
                 self.unsupported = True
                 return
+            if r.status_code in (401, 403) and not self._refused:
+                self._refused = True  # once: it retries with a back-off, as for any refusal
+                log.warning(
+                    "gateway refused the task feed: is ASYA_GATEWAY_TOKEN its mesh token?",
+                    url=self.url,
+                    status=r.status_code,
+                )
             if r.status_code >= 300:
                 raise httpx.HTTPStatusError("feed refused", request=r.request, response=r)
             self.connected = True

@@ -324,11 +324,17 @@ async def gateway_client(
     default_url: str | None,
     buffer: int,
     preflight_timeout: float = DEFAULT_PREFLIGHT_TIMEOUT,
+    token: str | None = None,
 ) -> AsyncIterator[GatewayClient]:
-    """A client whose forwarders all finish (or are cut off after a grace) when it closes."""
+    """A client whose forwarders all finish (or are cut off after a grace) when it closes.
+    `token` (ASYA_GATEWAY_TOKEN) goes as a bearer token on every request: events, legacy
+    reports, the pause report, the feed and pre-flights."""
+    auth = {"Authorization": f"Bearer {token}"} if token else None
     async with (
-        httpx.AsyncClient(timeout=_TIMEOUT, limits=_LIMITS) as http,
-        httpx.AsyncClient(timeout=_TIMEOUT, limits=_PREFLIGHT_LIMITS) as preflight_http,
+        httpx.AsyncClient(timeout=_TIMEOUT, limits=_LIMITS, headers=auth) as http,
+        httpx.AsyncClient(
+            timeout=_TIMEOUT, limits=_PREFLIGHT_LIMITS, headers=auth
+        ) as preflight_http,
         anyio.create_task_group() as tg,
     ):
         client = GatewayClient(

@@ -23,7 +23,40 @@ def _skill(flow: Flow) -> dict[str, Any]:
     return skill
 
 
-def _card(name: str, description: str, url: str, skills: list[dict[str, Any]]) -> dict[str, Any]:
+#: Each scheme in v1.0's shape (`httpAuthSecurityScheme`, ...) and, beside it, v0.3's (`type`).
+_SCHEMES: dict[str, dict[str, Any]] = {
+    "bearer": {
+        "httpAuthSecurityScheme": {"scheme": "Bearer", "description": "an API key or a JWT"},
+        "type": "http",
+        "scheme": "bearer",
+    },
+    "apiKey": {
+        "apiKeySecurityScheme": {"location": "header", "name": "X-API-Key"},
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+    },
+}
+
+
+def security(schemes: list[str]) -> dict[str, Any]:
+    """The card fields declaring the client credentials the gateway takes (empty: open)."""
+    if not schemes:
+        return {}
+    return {
+        "securitySchemes": {s: _SCHEMES[s] for s in schemes},
+        "securityRequirements": [{"schemes": {s: {"list": []}}} for s in schemes],
+        "security": [{s: []} for s in schemes],  # v0.3: any one of them
+    }
+
+
+def _card(
+    name: str,
+    description: str,
+    url: str,
+    skills: list[dict[str, Any]],
+    schemes: list[str] | None = None,
+) -> dict[str, Any]:
     return {
         "name": name,
         "description": description,
@@ -40,27 +73,30 @@ def _card(name: str, description: str, url: str, skills: list[dict[str, Any]]) -
         "url": url,
         "protocolVersion": "0.3.0",
         "preferredTransport": "JSONRPC",
+        **security(schemes or []),
     }
 
 
-def gateway_card(flows: Flows, public_url: str) -> dict[str, Any]:
+def gateway_card(flows: Flows, public_url: str, schemes: list[str] | None = None) -> dict[str, Any]:
     base = public_url.rstrip("/")
     return _card(
         "asya-gateway",
         "An Asya actor mesh: each skill is a flow (name it in `metadata.skill`).",
         f"{base}/a2a",
         [_skill(f) for f in flows.a2a()],
+        schemes,
     )
 
 
-def flow_card(flow: Flow, public_url: str) -> dict[str, Any]:
+def flow_card(flow: Flow, public_url: str, schemes: list[str] | None = None) -> dict[str, Any]:
     base = public_url.rstrip("/")
     return _card(
         flow.name,
         flow.description or f"the {flow.name} flow of an Asya actor mesh",
         f"{base}/a2a/{flow.name}",
         [_skill(flow)],
+        schemes,
     )
 
 
-__all__ = ["flow_card", "gateway_card"]
+__all__ = ["flow_card", "gateway_card", "security"]

@@ -67,7 +67,9 @@ class A2ADoor:
         flows: Flows,
         public_url: str,
         config: DoorConfig | None = None,
+        schemes: list[str] | None = None,
     ) -> None:
+        self.schemes = list(schemes or [])  # client credentials the cards declare
         self.service = service
         self.flows = flows
         self.public_url = public_url.rstrip("/")
@@ -92,13 +94,13 @@ class A2ADoor:
     # -- cards ------------------------------------------------------------------------------
 
     async def card(self, request: Request) -> Response:
-        return JSONResponse(gateway_card(self.flows, self.public_url))
+        return JSONResponse(gateway_card(self.flows, self.public_url, self.schemes))
 
     async def flow_card(self, request: Request) -> Response:
         flow = self.flows.get(request.path_params["flow"])
         if flow is None or not flow.a2a:
             return JSONResponse({"error": f"unknown flow {request.path_params['flow']!r}"}, 404)
-        return JSONResponse(flow_card(flow, self.public_url))
+        return JSONResponse(flow_card(flow, self.public_url, self.schemes))
 
     # -- JSON-RPC ---------------------------------------------------------------------------
 
@@ -377,10 +379,16 @@ class A2ADoor:
 
 
 def a2a_routes(
-    service: TaskService, flows: Flows, public_url: str, config: DoorConfig | None = None
+    service: TaskService,
+    flows: Flows,
+    public_url: str,
+    config: DoorConfig | None = None,
+    *,
+    schemes: list[str] | None = None,
 ) -> list[Route]:
-    """The A2A door's routes, for the gateway app to mount at its root."""
-    return A2ADoor(service, flows, public_url, config).routes()
+    """The A2A door's routes, for the gateway app to mount at its root (`schemes`: the client
+    credentials its cards declare; the gateway's guard checks them)."""
+    return A2ADoor(service, flows, public_url, config, schemes).routes()
 
 
 __all__ = ["A2ADoor", "DoorConfig", "a2a_routes"]

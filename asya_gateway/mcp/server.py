@@ -27,6 +27,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from asya_gateway.auth import OPEN, Principal, current_principal
 from asya_gateway.flows import Flow, Flows
 from asya_gateway.service import (
     AlreadyTerminal,
@@ -96,6 +97,19 @@ class _Tools:
         return flow.input_schema if flow is not None else None
 
     async def call_tool(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        # The SDK runs this in its own task, outside the HTTP request's context: the caller
+        # the gateway's guard authenticated comes with the request's scope.
+        scope = getattr(ctx.request, "scope", None)
+        principal = scope.get("asya.principal", OPEN) if isinstance(scope, dict) else OPEN
+        token = current_principal.set(principal if isinstance(principal, Principal) else OPEN)
+        try:
+            return await self._call_tool(ctx, params)
+        finally:
+            current_principal.reset(token)
+
+    async def _call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         flow = self.catalog.lookup(params.name)

@@ -15,7 +15,7 @@ import msgspec
 from ..state import TaskRecord
 
 #: The schema this code writes; `migrate` brings older stores up to it.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2  # 2: the `owner` column (who created the task)
 
 Change = Callable[[TaskRecord], TaskRecord | None]
 

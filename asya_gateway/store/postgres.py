@@ -33,6 +33,12 @@ _MIGRATIONS: Final = {
         "CREATE INDEX asya_tasks_deadline ON asya_tasks (deadline_at) WHERE deadline_at IS NOT"
         " NULL AND status NOT IN ('succeeded', 'failed', 'canceled')",
     ],
+    # The owner (`key:NAME` / `jwt:SUB`) as a column too, filled from the rows' documents.
+    2: [
+        "ALTER TABLE asya_tasks ADD COLUMN owner TEXT",
+        "UPDATE asya_tasks SET owner = doc->>'owner'",
+        "CREATE INDEX asya_tasks_owner ON asya_tasks (owner) WHERE owner IS NOT NULL",
+    ],
 }
 
 
@@ -97,12 +103,14 @@ class PostgresStore:
     async def _insert(self, rec: TaskRecord) -> None:
         try:
             await self.pool.execute(
-                "INSERT INTO asya_tasks VALUES ($1, $2, $3, $4, $5::jsonb)",
+                "INSERT INTO asya_tasks (id, status, deadline_at, updated_at, doc, owner)"
+                " VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
                 rec.id,
                 rec.status,
                 rec.deadline_at,
                 rec.updated_at,
                 encode(rec).decode(),
+                rec.owner,
             )
         except asyncpg.UniqueViolationError:
             raise TaskExists(f"task {rec.id!r} already exists") from None

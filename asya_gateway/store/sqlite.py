@@ -25,6 +25,12 @@ _MIGRATIONS: Final = {
         "CREATE INDEX tasks_deadline ON tasks (deadline_at) WHERE deadline_at IS NOT NULL"
         " AND status NOT IN ('succeeded', 'failed', 'canceled')",
     ],
+    # The owner (`key:NAME` / `jwt:SUB`) as a column too, filled from the rows' documents.
+    2: [
+        "ALTER TABLE tasks ADD COLUMN owner TEXT",
+        "UPDATE tasks SET owner = json_extract(CAST(doc AS TEXT), '$.owner')",
+        "CREATE INDEX tasks_owner ON tasks (owner) WHERE owner IS NOT NULL",
+    ],
 }
 
 
@@ -90,8 +96,9 @@ class SqliteStore:
     def _insert(self, rec: TaskRecord) -> None:
         try:
             self.db.execute(
-                "INSERT INTO tasks VALUES (?, ?, ?, ?, ?)",
-                (rec.id, rec.status, rec.deadline_at, rec.updated_at, encode(rec)),
+                "INSERT INTO tasks (id, status, deadline_at, updated_at, doc, owner)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (rec.id, rec.status, rec.deadline_at, rec.updated_at, encode(rec), rec.owner),
             )
         except sqlite3.IntegrityError:
             raise TaskExists(f"task {rec.id!r} already exists") from None

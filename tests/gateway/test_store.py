@@ -90,7 +90,7 @@ async def test_reopen_keeps_everything_and_newer_schema_stops_it(url: str) -> No
     finally:
         await store.aclose()
     await _set_version(url, 99)
-    with pytest.raises(SchemaTooNew, match="schema version 99, newer than this gateway's 1"):
+    with pytest.raises(SchemaTooNew, match="schema version 99, newer than this gateway's 2"):
         await opened(url)
 
 
