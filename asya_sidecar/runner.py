@@ -65,6 +65,7 @@ async def run_sidecar(
             default_url=cfg.gateway_url,
             buffer=cfg.fly_buffer,
             preflight_timeout=cfg.preflight_timeout,
+            token=cfg.gateway_token,
         ) as gw,
         anyio.create_task_group() as tg,
     ):
