@@ -37,13 +37,19 @@ class Refusing(MemoryTransport):
     refuse = "\x00"
     too_large = False
 
-    async def send_many(self, messages: Iterable[tuple[str, bytes]], *, delay: float = 0.0) -> None:
+    async def send_many(
+        self,
+        messages: Iterable[tuple[str, bytes]],
+        *,
+        delay: float = 0.0,
+        must_exist: bool = False,
+    ) -> None:
         batch = list(messages)
         if any(q.endswith(self.refuse) for q, _ in batch):
             if self.too_large:
                 raise MessageTooLarge("message of 300000 bytes exceeds the limit of 262144 bytes")
             raise TransportError("queue name rejected")
-        await super().send_many(batch, delay=delay)
+        await super().send_many(batch, delay=delay, must_exist=must_exist)
 
 
 @pytest.fixture
@@ -90,10 +96,14 @@ async def test_last_output_is_sent_with_the_ack(gw: GatewayClient) -> None:
 
     class T(MemoryTransport):
         async def send_then_ack(
-            self, messages: Iterable[tuple[str, bytes]], delivery: Delivery
+            self,
+            messages: Iterable[tuple[str, bytes]],
+            delivery: Delivery,
+            *,
+            must_exist: bool = False,
         ) -> None:
             acked_with.append(list(messages))
-            await super().send_then_ack(acked_with[-1], delivery)
+            await super().send_then_ack(acked_with[-1], delivery, must_exist=must_exist)
 
     t = T()
     with anyio.fail_after(5):
