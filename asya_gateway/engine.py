@@ -48,6 +48,7 @@ Enqueue = Callable[[str, bytes], Awaitable[None]]
 _log = structlog.get_logger("asya_gateway")
 _encoder: Final = msgspec.json.Encoder()
 _PAUSE_HEADER: Final = "x-asya-pause"
+_SINK: Final = "x-sink"
 
 
 def message_patch(message: dict[str, Any]) -> dict[str, Any]:
@@ -204,7 +205,9 @@ class TaskEngine:
         env = dict(envelope)
         env["payload"] = merge_payload(env.get("payload"), patch, message)
         env["headers"] = {k: v for k, v in (env.get("headers") or {}).items() if k != _PAUSE_HEADER}
-        curr = (env.get("route") or {}).get("curr") or ""
+        # A pause at the route's last actor resumes into the end of the route (x-sink), as
+        # the sidecar routes an emit with no `curr`.
+        curr = (env.get("route") or {}).get("curr") or _SINK
         try:
             await self.enqueue(queue_name(self.namespace, curr), _encoder.encode(env))
         except Exception as exc:

@@ -98,7 +98,7 @@ def test_page_shows_refusals_and_failures_and_cancels_a_running_task(
     page.click("#submit")
     status_is(page, "refused")
     error = page.inner_text("#error")
-    assert "'nobody'" in error and "'asya-default-nobody'" in error, error
+    assert "'nobody'" in error and "'asya-dev-nobody'" in error, error
     assert page.is_enabled("#submit") and not page.is_visible("#cancel")
 
     # A typo in a later hop: the task fails within seconds, with the reason.
@@ -106,7 +106,7 @@ def test_page_shows_refusals_and_failures_and_cancels_a_running_task(
     page.click("#submit")
     status_is(page, "failed")
     error = page.inner_text("#error")
-    assert "'tokns'" in error and "'asya-default-tokns'" in error, error
+    assert "'tokns'" in error and "'asya-dev-tokns'" in error, error
     assert not page.is_visible("#cancel")
 
     # A running task: the page offers to cancel it, and cancelling ends it.
