@@ -8,6 +8,7 @@ injected `Enqueue` callable, or the transport `config.transport` names.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -185,6 +186,10 @@ class Gateway:
                 flow=req.flow,
                 on_stored=subscribe if wants_stream else None,
             )
+        except UnknownActor:
+            for sub in subs:  # refused: no stream, a 400 naming the actor and its queue
+                self.registry.unsubscribe(sub)
+            raise
         except Unavailable as exc:
             if not subs:
                 raise HTTPError(503, str(exc)) from None
@@ -345,7 +350,9 @@ def create_app(
                         if enqueue is None:
                             transport = await open_transport(config.transport)
                             stack.push_async_callback(transport.aclose)
-                            engine.enqueue = transport.send
+                            # A create's first actor must have a queue (declared by its
+                            # sidecar); a send never declares one (gateway.md).
+                            engine.enqueue = functools.partial(transport.send, must_exist=True)
                         # Innermost: MCP calls end before the engine and the queues close.
                         await stack.enter_async_context(mcp.lifespan())
                         yield

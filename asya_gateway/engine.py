@@ -22,7 +22,7 @@ import msgspec
 import structlog
 
 from asya_mesh.events import Event, FlyEvent
-from asya_mesh.transports import queue_name
+from asya_mesh.transports import QueueMissing, queue_name
 
 from .auth import current_principal, may_see
 from .bus import Bus, LocalBus, Message, fly_message
@@ -33,6 +33,7 @@ from .service import (
     TaskUpdate,
     TaskView,
     Unavailable,
+    UnknownActor,
     UnknownFlow,
     UnknownTask,
 )
@@ -41,7 +42,8 @@ from .state import TaskRecord, apply_status, cancel, fail, resumed, rfc3339, tim
 from .store import StoreError, TaskStore
 from .tasks import Item, Subscriber, TaskRegistry
 
-#: Sends one envelope body to a queue, durably (the transport's `send`).
+#: Sends one envelope body to a queue, durably; the app's raises `QueueMissing` for a queue no
+#: consumer declared (the transport's `send(..., must_exist=True)`).
 Enqueue = Callable[[str, bytes], Awaitable[None]]
 
 _log = structlog.get_logger("asya_gateway")
@@ -156,9 +158,19 @@ class TaskEngine:
             self._watch_deadline(rec.deadline_at, rec.id)
         if on_stored is not None:
             on_stored(rec)
+        queue = queue_name(self.namespace, route[0])
         try:
-            await self.enqueue(queue_name(self.namespace, route[0]), self._envelope(rec, headers))
-        except Exception as exc:  # any transport failure becomes the task's failure
+            await self.enqueue(queue, self._envelope(rec, headers))
+        except QueueMissing:
+            # Only the first actor is checked here; a later unknown hop fails at its sidecar.
+            reason = (
+                f"unknown actor {route[0]!r}: its queue {queue!r} does not exist"
+                " (no sidecar of that actor has declared it)"
+            )
+            error = {"type": "UnknownActor", "message": reason}
+            await self._change(rec.id, lambda r: fail(r, self.clock(), error, reason))
+            raise UnknownActor(reason) from None
+        except Exception as exc:  # any other transport failure becomes the task's failure
             reason = f"could not enqueue the envelope: {exc}"
             await self._change(rec.id, lambda r: fail(r, self.clock(), reason, reason))
             raise Unavailable(reason) from None

@@ -126,6 +126,8 @@ class EnvelopeMachine:
         self._after_cancel: Literal["timeout", "send_failed", "shutdown", "cancelled"] = "timeout"
         self._failure: SendFailed | None = None
         self._sumping = False
+        self._sump_reason = ""
+        self._in_flight: Outgoing | None = None  # the output of the last Send/SendWithAck
         self._last_delayed = False
         self._pause: tuple[Outgoing, Any] | None = None  # the emit that pauses the task
 
@@ -234,7 +236,7 @@ class EnvelopeMachine:
             prev, self._held = self._held, None
             if prev is not None:
                 self._awaiting_send = True
-                acts.append(Send(routing.with_fly_count(prev, self._flies)))
+                acts.append(self._send(routing.with_fly_count(prev, self._flies)))
             return acts
         if self._index == 0 and self.gateway is not None:
             ms = int((now - self._t0) * 1000)
@@ -243,7 +245,7 @@ class EnvelopeMachine:
         prev, self._held = self._held, out
         if prev is not None:
             self._awaiting_send = True
-            acts.append(Send(routing.with_fly_count(prev, self._flies)))
+            acts.append(self._send(routing.with_fly_count(prev, self._flies)))
         return acts
 
     def _sent_while_running(self, ev: Sent, now: float) -> list[Action]:
@@ -388,13 +390,20 @@ class EnvelopeMachine:
         acts: list[Action] = [] if status is None else [Count("processed", status)]
         return acts + self._next_send()
 
+    def _send(self, out: Outgoing, *, with_ack: bool = False) -> Send | SendWithAck:
+        """The send of `out`: to a next actor only if its queue exists (an unknown actor's
+        envelope goes to x-sump, naming it); to the end actors a plain send."""
+        self._in_flight = out
+        must_exist = out.actor not in (self.s.names.sink, self.s.names.sump)
+        return SendWithAck(out, must_exist) if with_ack else Send(out, must_exist)
+
     def _next_send(self) -> list[Action]:
         out = routing.with_fly_count(self._outbox.popleft(), self._flies)
         if self._outbox:
-            return [Send(out)]
+            return [self._send(out)]
         # `send_then_ack` has no delay: a delayed last output takes the two-step path.
         self._last_delayed = out.delay > 0
-        return [Send(out)] if self._last_delayed else [SendWithAck(out)]
+        return [self._send(out, with_ack=not self._last_delayed)]
 
     def _sent(self, ev: Sent, now: float) -> list[Action]:
         if self._outbox:
@@ -402,7 +411,11 @@ class EnvelopeMachine:
         acts: list[Action] = []
         if self._sumping:
             acts = [
-                Log("error", "outputs undeliverable; message sent to sump"),
+                Log(
+                    "error",
+                    "outputs undeliverable; message sent to sump",
+                    {"reason": self._sump_reason},
+                ),
                 Count("failed", "routing_error"),
             ]
         # Sent answers the last SendWithAck (acked with it) or the last delayed Send (ack now).
@@ -416,17 +429,24 @@ class EnvelopeMachine:
         if ev.lease_lost:
             self.state, self.outcome = State.DONE, "lease_lost"
             return [Log("warning", "lease lost before the ack; another consumer has it")]
-        if not self._sumping and (ev.too_large or self._attempt >= MAX_SEND_ATTEMPTS):
+        permanent = ev.too_large or ev.missing
+        if not self._sumping and (permanent or self._attempt >= MAX_SEND_ATTEMPTS):
             self._sumping = True
-            if ev.too_large:
+            reason = "RoutingError"
+            if ev.missing:
+                actor = "?" if self._in_flight is None else self._in_flight.actor
+                msg = f"routed to unknown actor {actor!r}: {ev.error}"
+                reason = "UnknownActor"
+            elif ev.too_large:
                 msg = f"an output is too large for the transport: {ev.error}"
             else:
                 msg = f"sending outputs failed {self._attempt} times: {ev.error}"
+            self._sump_reason = msg
             parsed = routing.parse_message(self._body, self.s.names, now)
             out = (
                 parsed
                 if isinstance(parsed, Outgoing)
-                else routing.sump(parsed, msg, "RoutingError", self.s.names, now)
+                else routing.sump(parsed, msg, reason, self.s.names, now)
             )
             return self._send_all([out], None)
         log = Log(

@@ -58,6 +58,7 @@ class SendFailed(msgspec.Struct, frozen=True):
     error: str
     too_large: bool = False  # permanent: the output can never be sent
     lease_lost: bool = False  # another consumer has the message now
+    missing: bool = False  # a `must_exist` send found no queue (`QueueMissing`): permanent
 
 
 class PauseStored(msgspec.Struct, frozen=True):
@@ -107,12 +108,14 @@ class Invoke(msgspec.Struct, frozen=True):
 
 class Send(msgspec.Struct, frozen=True):
     out: Outgoing
+    must_exist: bool = False  # a next actor's queue: refuse (`SendFailed(missing=True)`) if none
 
 
 class SendWithAck(msgspec.Struct, frozen=True):
     """Send the last output and ack the input in one call (`Transport.send_then_ack`)."""
 
     out: Outgoing
+    must_exist: bool = False
 
 
 class Ack(msgspec.Struct, frozen=True):

@@ -59,6 +59,9 @@ async def run_sidecar(
     if not cfg.is_end_actor:
         metrics.runtime_path = cfg.socket_path  # /health: 503 until a worker is connected
     life = Lifecycle()
+    # Declared before anything reports ready: from then on a gateway's create or a peer's
+    # `must_exist` send finds this actor (an undeclared queue means "unknown actor").
+    await transport.declare(queue_name(cfg.namespace, cfg.actor_name))
     async with (
         gateway_client(
             metrics,

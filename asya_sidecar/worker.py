@@ -21,7 +21,7 @@ import anyio.abc
 import structlog
 
 from asya_mesh.events import FlyEvent
-from asya_mesh.transports import Delivery, LeaseLost, Transport, queue_name
+from asya_mesh.transports import Delivery, LeaseLost, QueueMissing, Transport, queue_name
 from asya_mesh.transports.errors import MessageTooLarge, TransportError
 
 from . import envelope as E
@@ -241,9 +241,13 @@ class _Run:
         d = self.delivery
         if isinstance(a, E.Send | E.SendWithAck):
             try:
-                await self._send(a.out, with_ack=isinstance(a, E.SendWithAck))
+                await self._send(
+                    a.out, with_ack=isinstance(a, E.SendWithAck), must_exist=a.must_exist
+                )
             except LeaseLost as exc:
                 return self.feed(E.SendFailed(str(exc), lease_lost=True))
+            except QueueMissing as exc:
+                return self.feed(E.SendFailed(str(exc), missing=True))
             except TransportError as exc:
                 too_large = isinstance(exc, MessageTooLarge)
                 return self.feed(E.SendFailed(str(exc), too_large=too_large))
@@ -328,7 +332,7 @@ class _Run:
             return False
         return True
 
-    async def _send(self, out: Outgoing, *, with_ack: bool) -> None:
+    async def _send(self, out: Outgoing, *, with_ack: bool, must_exist: bool = False) -> None:
         """Durably send one outgoing envelope (shielded: a half-sent output is not an option)."""
         w, m = self.w, self.w.metrics
         q = queue_name(w.cfg.namespace, out.actor)
@@ -336,9 +340,9 @@ class _Run:
         with anyio.CancelScope(shield=True):
             t0 = time.perf_counter()
             if with_ack:
-                await w.transport.send_then_ack([(q, body)], self.delivery)
+                await w.transport.send_then_ack([(q, body)], self.delivery, must_exist=must_exist)
             else:
-                await w.transport.send(q, body, delay=out.delay)
+                await w.transport.send(q, body, delay=out.delay, must_exist=must_exist)
         m.child(m.send_time, q, m.transport).observe(time.perf_counter() - t0)
         m.child(m.sent, q, out.kind).inc()
         m.child(m.size, "sent").observe(len(body))

@@ -207,6 +207,12 @@ class QueueClient:
     def q(self, actor: str) -> str:
         return queue_name(self.config.namespace, actor)
 
+    async def declare(self, *actors: str) -> None:
+        """The test plays these actors' sidecars: declare their queues, as a sidecar does at
+        start (a create whose first actor has no queue is refused)."""
+        for actor in actors:
+            await self._t.declare(self.q(actor))
+
     async def send(self, actor: str, bodies: Iterable[bytes]) -> None:
         await self._t.send_many([(self.q(actor), b) for b in bodies])
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from .conftest import transport_env
 from .knobs import FUZZ_BATCH, FUZZ_RUNS, SEED
-from .procs import Mesh
+from .procs import Mesh, QueueClient
 from .results import Recorder
 from .test_fuzz_runtime import json_values
 
@@ -76,6 +76,12 @@ body = st.one_of(
 def test_gateway_survives_fuzzed_requests(mesh: Mesh, recorder: Recorder) -> None:
     t = transport_env("sqlite", mesh.root)
     gateway, url = anyio.run(mesh.gateway, t.env)
+
+    async def declare() -> None:  # the test plays a's sidecar: its queue must exist
+        async with QueueClient(t.config) as q:
+            await q.declare("a")
+
+    anyio.run(declare)
     statuses: collections.Counter[str] = collections.Counter()
     t0 = time.monotonic()
     tried = [0]

@@ -226,6 +226,8 @@ async def test_gateway_refuses_oversized_and_deeply_nested_bodies(
 ) -> None:
     t = transport_env("sqlite", mesh.root)
     _, url = await mesh.gateway(t.env)
+    async with QueueClient(t.config) as q:
+        await q.declare("a")  # the test plays a's sidecar: its queue must exist
     nested = b"[" * 100_000 + b"]" * 100_000
     nested_obj = b'{"a":' * 50_000 + b"1" + b"}" * 50_000
     huge = b'{"route": ["a"], "payload": "' + b"x" * (11 * 1024 * 1024) + b'"}'

@@ -114,6 +114,7 @@ async def test_all_flys_in_order_before_the_terminal_update_despite_a_slow_fly_p
                 mesh.runtime("flood", "examples.handlers.util:fly_flood")
                 mesh.sidecar("flood")
                 mesh.sidecar("x-sink", end=True)
+                await mesh.wait_declared()  # a create before flood's sidecar declared is a 400
                 async with httpx.AsyncClient(timeout=30) as c:
                     r = await c.post(
                         f"{gw.base}/api/v1/mesh", json={"route": ["flood"], "payload": {"n": N}}

@@ -32,6 +32,7 @@ async def test_two_replicas_share_every_event_and_event_ids(
         try:
             await a.start()
             await b.start()
+            await a.declare("x")  # the test plays x's sidecar
             async with httpx.AsyncClient(timeout=30) as c:
                 r = await c.post(f"{b.base}/api/v1/mesh", json={"route": ["x"], "payload": {}})
                 tid = r.json()["id"]
@@ -76,6 +77,7 @@ async def test_a_replica_that_loses_its_database_connection_ends_streams_and_rec
         a = GatewayProc(short_tmp, url, subprocess_env)
         try:
             await a.start()
+            await a.declare("x")  # the test plays x's sidecar
             async with httpx.AsyncClient(timeout=30) as c:
                 r = await c.post(f"{a.base}/api/v1/mesh", json={"route": ["x"], "payload": {}})
                 tid = r.json()["id"]

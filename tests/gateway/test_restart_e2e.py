@@ -13,6 +13,7 @@ import anyio
 import httpx
 import pytest
 
+from asya_mesh.transports import TransportConfig, open_transport, queue_name
 from tests.conftest import ROOT
 
 from .helpers import SseEvent, collect_stream, fly, post_events, read_sse, status, wait_until
@@ -64,6 +65,16 @@ class GatewayProc:
                     assert self.proc.poll() is None, (self.tmp / f"gw-{self.port}.log").read_text()
                     await anyio.sleep(0.05)
 
+    async def declare(self, *actors: str) -> None:
+        """The test plays these actors' sidecars: declare their queues, as a sidecar does at
+        start (a create whose first actor has no queue is refused)."""
+        t = await open_transport(TransportConfig.from_env(self.env))
+        try:
+            for actor in actors:
+                await t.declare(queue_name(self.env["ASYA_NAMESPACE"], actor))
+        finally:
+            await t.aclose()
+
     def kill9(self) -> None:
         assert self.proc is not None
         self.proc.kill()  # SIGKILL: no shutdown path runs
@@ -105,6 +116,7 @@ async def test_kill_9_and_restart_on_the_same_store(
         gw = GatewayProc(short_tmp, url, subprocess_env)
         try:
             await gw.start()
+            await gw.declare("a")
             async with httpx.AsyncClient() as c:
                 made = await seed(c, gw.base)
                 running = f"{gw.base}/stream/{made['running']}"

@@ -222,6 +222,7 @@ class Mesh:
             | transport_env
         )
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.consumers: set[str] = set()  # actors with a sidecar spawned
         self.transport: Transport | None = None
 
     def socket_dir(self, actor: str) -> Path:
@@ -245,6 +246,7 @@ class Mesh:
         )
 
     def sidecar(self, actor: str, *, end: bool = False, **extra: str) -> subprocess.Popen[bytes]:
+        self.consumers.add(actor)
         env = (
             self.env
             | {"ASYA_ACTOR_NAME": actor, "ASYA_SOCKET_DIR": str(self.socket_dir(actor))}
@@ -266,7 +268,26 @@ class Mesh:
     def q(self, actor: str) -> str:
         return queue_name(self.namespace, actor)
 
+    async def declare(self, *actors: str) -> None:
+        """The test consumes these queues itself (`take`): declare them, as a sidecar would,
+        so that sends to them (`must_exist`) find them."""
+        t = await self.queues()
+        for actor in actors:
+            await t.declare(self.q(actor))
+
+    async def wait_declared(self, *, within: float = 20.0) -> None:
+        """Until every spawned sidecar has declared its queue (its first act, before it
+        reports ready): polled, as another process does it."""
+        t = await self.queues()
+        with anyio.fail_after(within):
+            for actor in sorted(self.consumers):
+                while not await t.exists(self.q(actor)):  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+
     async def send(self, actor: str, envelope: dict[str, Any] | bytes) -> None:
+        """Send to `actor`'s queue once every spawned sidecar has declared its own (else an
+        early hop could find the next actor unknown and send the task to x-sump)."""
+        await self.wait_declared()
         t = await self.queues()
         body = envelope if isinstance(envelope, bytes) else json.dumps(envelope).encode()
         await t.send(self.q(actor), body)

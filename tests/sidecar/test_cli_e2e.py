@@ -41,6 +41,8 @@ async def test_queue_tools_and_metrics(mesh: Mesh) -> None:
         port = free_port()
         mesh.runtime("tokens", "examples.handlers.tokens:stream")
         mesh.sidecar("tokens", ASYA_METRICS_ADDR=f"127.0.0.1:{port}")
+        await mesh.declare("echo")  # the test is echo's consumer (`queue receive` below)
+        await mesh.wait_declared()
         sent = await cli(
             mesh, "queue", "send", "tokens", '{"prompt": "hi", "token_delay": 0}', "--next", "echo"
         )

@@ -239,6 +239,46 @@ def test_too_large_output_goes_to_sump_at_once_and_a_failing_sump_requeues() -> 
     assert blocking(m.handle(E.SendFailed("still down"), NOW)) == E.Requeue(1.0)
 
 
+def test_sends_to_a_next_actor_must_find_its_queue_sends_to_the_end_actors_need_not() -> None:
+    m, _ = start()
+    m.handle(emit(), NOW)
+    last = blocking(m.handle(END, NOW))
+    assert isinstance(last, E.SendWithAck) and last.must_exist
+    m, _ = start()
+    sink = blocking(m.handle(END, NOW))  # no output: the input to x-sink
+    assert isinstance(sink, E.SendWithAck) and sink.out.actor == "x-sink" and not sink.must_exist
+
+
+def test_unknown_next_actor_sends_the_task_to_sump_naming_actor_and_queue() -> None:
+    m, _ = start()
+    m.handle(emit("typo"), NOW)
+    m.handle(END, NOW)
+    missing = "queue 'asya-default-typo' does not exist (no consumer has declared it)"
+    a = blocking(m.handle(E.SendFailed(missing, missing=True), NOW))
+    env = sent_env(a)
+    assert isinstance(a, E.SendWithAck) and a.out.actor == "x-sump" and not a.must_exist
+    assert env["id"] == "t-1" and env["status"]["phase"] == "failed"
+    error = env["status"]["error"]
+    assert error["type"] == "UnknownActor"
+    assert "'typo'" in error["message"] and "'asya-default-typo'" in error["message"]
+    assert env["payload"]["original_payload"] == {"x": 1}
+    assert E.Count("failed", "routing_error") in m.handle(E.Sent(), NOW)
+    assert m.outcome == "ack"
+
+
+def test_unknown_actor_mid_invocation_stops_the_handler_then_goes_to_sump() -> None:
+    m, _ = start()
+    m.handle(emit("typo", payload=1), NOW)
+    sent = blocking(m.handle(emit("b", payload=2), NOW))
+    assert isinstance(sent, E.Send) and sent.out.actor == "typo" and sent.must_exist
+    missing = "queue 'asya-default-typo' does not exist"
+    cancel = blocking(m.handle(E.SendFailed(missing, missing=True), NOW))
+    assert cancel == E.CancelInvocation()
+    env = sent_env(blocking(m.handle(E.CancelDone(ended=True), NOW)))
+    assert env["status"]["error"]["type"] == "UnknownActor"
+    assert "'typo'" in env["status"]["error"]["message"]
+
+
 def test_lease_lost_at_the_ack_is_neither_acked_nor_requeued() -> None:
     m, _ = start()
     m.handle(END, NOW)
@@ -312,7 +352,9 @@ interrupts = st.sampled_from(["timeout", "lost", "shutdown", "cancelled", "not_d
 @given(
     script=frames,
     interrupt=interrupts,
-    sends=st.lists(st.sampled_from(["ok", "ok", "ok", "fail", "large", "lease"]), max_size=12),
+    sends=st.lists(
+        st.sampled_from(["ok", "ok", "ok", "fail", "large", "lease", "missing"]), max_size=12
+    ),
     ended=st.booleans(),
     attempt=st.integers(1, 6),
     preflight=st.sampled_from([None, "running", "canceled", "paused"]),
@@ -356,7 +398,14 @@ def test_every_delivery_ends_in_exactly_one_settlement(
                 if r == "ok":
                     a = feed(E.Sent())
                 else:
-                    a = feed(E.SendFailed(r, too_large=r == "large", lease_lost=r == "lease"))
+                    a = feed(
+                        E.SendFailed(
+                            r,
+                            too_large=r == "large",
+                            lease_lost=r == "lease",
+                            missing=r == "missing" and a.must_exist,
+                        )
+                    )
             elif isinstance(a, E.CancelInvocation):
                 a = feed(E.CancelDone(ended))
             elif isinstance(a, E.ReportPause):
@@ -419,6 +468,19 @@ def test_every_delivery_ends_in_exactly_one_settlement(
             assert log[-1] == E.Ack()
     else:
         assert m.outcome == "lease_lost" and not acks and not requeues
+    # Only sends to a next actor must find its queue; x-sink / x-sump are plain sends.
+    for x in log:
+        if isinstance(x, E.Send | E.SendWithAck):
+            assert x.must_exist == (x.out.actor not in ("x-sink", "x-sump")), x
+    # A next actor found missing sends the task to x-sump naming it, never back to the queue.
+    # (Only when every other send succeeded: a "missing" on a plain send is a plain failure.)
+    if "missing" in sends:
+        k = sends.index("missing")
+        tried = [x for x in log if isinstance(x, E.Send | E.SendWithAck)]
+        others_ok = all(r == "ok" for i, r in enumerate(sends) if i != k)
+        if others_ok and len(tried) > k and tried[k].must_exist:
+            assert not requeues or interrupt in ("shutdown", "not_delivered")
+            assert any(x.out.actor == "x-sump" for x in tried[k + 1 :]) or m.outcome != "ack"
     # Nothing after the settlement.
     sends_ = [i for i, x in enumerate(log) if isinstance(x, E.Send | E.SendWithAck)]
     settle = [i for i, x in enumerate(log) if isinstance(x, E.Ack | E.Requeue)]

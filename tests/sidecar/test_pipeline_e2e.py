@@ -63,6 +63,7 @@ async def test_sink_envelope_keeps_headers_and_deadline(mesh: Mesh) -> None:
             "created_at": "2026-01-01T00:00:00Z",
             "deadline_at": "2099-01-01T00:00:00Z",
         }
+        await mesh.declare("z")  # the test is z's consumer
         await mesh.send("a", env)
         # SET .route.next in the router sends the envelope to z (not "never").
         out = await mesh.take("z")
@@ -79,6 +80,7 @@ async def test_fanout_ids_are_stable_across_redelivery(mesh: Mesh) -> None:
         mesh.runtime("split", "examples.handlers.fanout:split")
         mesh.sidecar("split")
         env = envelope("t-3", ["split", "collect"], {"items": ["a", "b", "c"]})
+        await mesh.declare("collect")  # the test is collect's consumer
         runs = []
         for _ in range(2):  # the same message delivered twice
             await mesh.send("split", env)

@@ -33,20 +33,38 @@ class Limited(Transport):
         self.inner = inner
         self.sends = 0
 
-    async def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> None:
+    async def declare(self, queue: str) -> None:
+        await self.inner.declare(queue)
+
+    async def exists(self, queue: str) -> bool:
+        return await self.inner.exists(queue)
+
+    async def send(
+        self, queue: str, body: bytes, *, delay: float = 0.0, must_exist: bool = False
+    ) -> None:
         self.sends += 1
         if len(body) > LIMIT:
             raise MessageTooLarge(f"message of {len(body)} bytes exceeds the limit of {LIMIT}")
-        await self.inner.send(queue, body, delay=delay)
+        await self.inner.send(queue, body, delay=delay, must_exist=must_exist)
 
-    async def send_many(self, messages: Iterable[tuple[str, bytes]], *, delay: float = 0.0) -> None:
+    async def send_many(
+        self,
+        messages: Iterable[tuple[str, bytes]],
+        *,
+        delay: float = 0.0,
+        must_exist: bool = False,
+    ) -> None:
         for q, body in messages:
-            await self.send(q, body, delay=delay)
+            await self.send(q, body, delay=delay, must_exist=must_exist)
 
     async def send_then_ack(
-        self, messages: Iterable[tuple[str, bytes]], delivery: Delivery
+        self,
+        messages: Iterable[tuple[str, bytes]],
+        delivery: Delivery,
+        *,
+        must_exist: bool = False,
     ) -> None:
-        await self.send_many(messages)
+        await self.send_many(messages, must_exist=must_exist)
         await delivery.ack()
 
     async def receive(self, queue: str, *, wait: float) -> Delivery | None:

@@ -96,10 +96,14 @@ async def test_last_output_is_sent_with_the_ack(gw: GatewayClient) -> None:
 
     class T(MemoryTransport):
         async def send_then_ack(
-            self, messages: Iterable[tuple[str, bytes]], delivery: Delivery
+            self,
+            messages: Iterable[tuple[str, bytes]],
+            delivery: Delivery,
+            *,
+            must_exist: bool = False,
         ) -> None:
             acked_with.append(list(messages))
-            await super().send_then_ack(acked_with[-1], delivery)
+            await super().send_then_ack(acked_with[-1], delivery, must_exist=must_exist)
 
     t = T()
     with anyio.fail_after(5):
