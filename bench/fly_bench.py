@@ -34,7 +34,7 @@ import msgspec
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asya_dev.cli import DevOptions, plan_mesh, wait_ready  # noqa: E402
+from asya_dev.cli import DevOptions, dev_flows, plan_mesh, wait_ready  # noqa: E402
 from asya_dev.supervisor import Supervisor  # noqa: E402
 
 HANDLERS = {
@@ -189,6 +189,7 @@ async def main(quick: bool) -> None:
     env["ASYA_GATEWAY_SUBSCRIBER_BUFFER"] = str(BIG)
     os.chdir(ROOT)
     plan = plan_mesh(opts, env)
+    (opts.workdir / "flows.json").write_bytes(dev_flows(opts))  # as run_dev writes it
     for spec in plan.children:
         if spec.name == "floodbig/sidecar":
             spec.env = {**spec.env, "ASYA_FLY_BUFFER": str(BIG)}
@@ -202,7 +203,7 @@ async def main(quick: bool) -> None:
         async with anyio.create_task_group() as tg:
             for spec in plan.children:
                 await sup.start(tg, spec)
-            await wait_ready(plan, 60)
+            await wait_ready(plan, 120)  # a loaded 2-core machine starts 12 processes slowly
             url = plan.gateway_url
             async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None)) as client:
                 await mesh_throughput(client, url, 1000)  # warm-up
