@@ -1,7 +1,8 @@
 """Ingest: what sidecars POST, parsed into the typed `asya_mesh.events` Structs.
 
-Pure: bytes in, `FlyEvent` / `StatusEvent` out, or `BadEvent` whose message names the problem
-(and where: `$[1].status`). Knows nothing about HTTP, tasks, SSE or the store.
+Pure: bytes in (one task's events; many tasks' in one batch: `parse_task_events`),
+`FlyEvent` / `StatusEvent` out, or `BadEvent` whose message names the problem (and where:
+`$[1].status`). Knows nothing about HTTP, tasks, SSE or the store.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ class _Loose(msgspec.Struct, kw_only=True):
     n: int = 1
 
 
+class _Tagged(_Loose, kw_only=True):
+    """One event of a many-task batch (`POST /api/v1/mesh/events`): the event plus its task."""
+
+    id: str
+
+
 class ProgressUpdate(msgspec.Struct, kw_only=True, frozen=True):
     """Upstream's legacy `POST /mesh/{id}/progress` body (digest §4.10)."""
 
@@ -48,6 +55,7 @@ class ProgressUpdate(msgspec.Struct, kw_only=True, frozen=True):
 
 
 _loose: Final = msgspec.json.Decoder(_Loose | list[_Loose])
+_tagged: Final = msgspec.json.Decoder(list[_Tagged])
 _progress: Final = msgspec.json.Decoder(ProgressUpdate)
 _status_data: Final = msgspec.json.Decoder(StatusData)
 _any: Final = msgspec.json.Decoder()
@@ -106,6 +114,23 @@ def parse_events(body: bytes) -> list[Event]:
     return [_convert(ev, f"$[{i}]") for i, ev in enumerate(decoded)]
 
 
+def parse_task_events(body: bytes) -> list[tuple[str, list[Event]]]:
+    """Parse a many-task batch: a JSON array of events each carrying its task's `id`.
+
+    Returns runs of consecutive events of one task, in body order (so each task's events stay
+    in order); raises `BadEvent` naming the problem."""
+    runs: list[tuple[str, list[Event]]] = []
+    for i, obj in enumerate(_decode(_tagged, body)):
+        if not obj.id:
+            raise BadEvent(f"event without a task `id` - at `$[{i}].id`")
+        ev = _convert(obj, f"$[{i}]")
+        if runs and runs[-1][0] == obj.id:
+            runs[-1][1].append(ev)
+        else:
+            runs.append((obj.id, [ev]))
+    return runs
+
+
 def parse_legacy_fly(body: bytes) -> FlyEvent:
     """Legacy `POST /mesh/{id}/fly`: the bare FLY dict."""
     _decode(_any, body)  # well-formed JSON, or a 400 naming why
@@ -139,4 +164,5 @@ __all__ = [
     "parse_legacy_final",
     "parse_legacy_fly",
     "parse_legacy_progress",
+    "parse_task_events",
 ]

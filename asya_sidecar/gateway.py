@@ -1,12 +1,15 @@
 """The gateway client: pre-flight, FLY/status events with batching, fallbacks, never blocking.
 
-Per envelope an `EnvelopeEvents` (bounded, ordered) is drained by one forwarder task, owned by
-the client's task group. The forwarder POSTs one event, or a JSON array of everything that piled
-up while the previous POST was in flight (`asya_mesh.events.encode_events`). Routing only ever
-calls `send_nowait`; a full buffer drops the event and counts it. Routing waits on the gateway
-in one bounded place only: the pre-flight (`preflight_timeout`); a gateway that is slow there
-is not asked for a while. FLY-before-terminal is the gateway's job, by counting (`seq`,
-`flies`), not ours by waiting. POSTs go through a per-gateway circuit breaker
+Per gateway one `Outbox` (every envelope's events, each envelope's in order and bounded) is
+drained by one sender task, owned by the client's task group. The sender POSTs everything that
+piled up while the previous POST was in flight in one request: many envelopes' events to
+`POST /api/v1/mesh/events` (each event carries its task's `id`), or, from a gateway without that
+endpoint (404/405) or one envelope's, `POST /api/v1/mesh/{id}/events` with a JSON array. Routing
+only ever calls `EnvelopeEvents.put`; a full lane merges text FLYs (`forwarder.merge`) or drops
+and counts. Routing waits on the gateway in one bounded place only: the pre-flight
+(`preflight_timeout`), answered by the gateway's task feed while connected; a gateway that is
+slow there is not asked for a while. FLY-before-terminal is the gateway's job, by counting
+(`seq`, `n`, `flies`), not ours by waiting. POSTs go through a per-gateway circuit breaker
 (`circuit.Circuit`). Knows nothing about queues or the runtime.
 """
 
@@ -20,13 +23,13 @@ from typing import Any, Final
 import anyio
 import anyio.abc
 import httpx
+import msgspec
 import structlog
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from asya_mesh.events import Event, encode_events
 
 from .feed import Feed
-from .forwarder import EnvelopeEvents, GatewayState, NullEvents
+from .forwarder import EnvelopeEvents, GatewayState, NullEvents, Outbox, Pending
 from .metrics import Metrics
 from .reports import fly_total, legacy, resolve_gateway, safe_gateway_url
 from .routing import GATEWAY_URL
@@ -49,7 +52,16 @@ _MAX_POSTS: Final = 64
 _LIMITS: Final = httpx.Limits(max_connections=_MAX_POSTS, max_keepalive_connections=_MAX_POSTS)
 _RETRY_DELAYS: Final = (0.1, 0.3)  # "short retry, then drop"
 _BATCH_REJECTED: Final = (400, 415, 422)
-_MAX_FORWARDERS: Final = 512  # envelopes with a live forwarder; beyond this, events are dropped
+_MAX_FORWARDERS: Final = 512  # open envelopes per gateway; beyond this, events are dropped
+_MAX_BATCH: Final = 2048  # events per POST
+_json: Final = msgspec.json.Encoder()
+
+
+def _tagged(e: Pending) -> bytes:
+    """One event of a many-task batch: the event object with its task's `id` first."""
+    return b'{"id":' + _json.encode(e.envelope_id) + b"," + _json.encode(e.event)[1:]
+
+
 _SHUTDOWN_GRACE: Final = 3.0
 _MAX_GATEWAYS: Final = 64
 
@@ -76,9 +88,8 @@ class GatewayClient:
         self.default_url = safe_gateway_url(default_url)
         self._buffer = buffer
         self._states: dict[str, GatewayState] = {}
-        self._active = 0
-        self._idle = anyio.Event()
-        self._idle.set()
+        self._boxes: dict[str, Outbox] = {}
+        self._changed = anyio.Event()
         self._posts = anyio.Semaphore(_MAX_POSTS)
         self._feeds: dict[str, Feed] = {}
 
@@ -161,35 +172,69 @@ class GatewayClient:
         st.preflight_after = anyio.current_time() + _SLOW_BACKOFF
 
     def open(self, gw: str | None, envelope_id: str) -> EnvelopeEvents:
-        """An ordered event stream for one envelope, drained by its own forwarder task."""
+        """An ordered event lane for one envelope in its gateway's outbox."""
         if gw is None:
             return NullEvents()
-        if self._active >= _MAX_FORWARDERS:
+        box = self._boxes.get(gw)
+        if box is None:
+            if len(self._boxes) >= _MAX_GATEWAYS:
+                return EnvelopeEvents(None, self._metrics)
+            box = self._boxes[gw] = Outbox(self._buffer, self._metrics)
+        if box.lanes >= _MAX_FORWARDERS:
             return EnvelopeEvents(None, self._metrics)
-        # Bounded per envelope; overflow policy: drop the new event and count it (see put()).
-        send, recv = anyio.create_memory_object_stream[Event](self._buffer)
-        self._active += 1
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
-        self._tg.start_soon(self._forward, gw, envelope_id, recv)
-        return EnvelopeEvents(send, self._metrics)
+        lane = EnvelopeEvents(box, self._metrics, envelope_id)
+        if not box.running:  # the sender ends when its outbox goes idle
+            box.running = True
+            self._tg.start_soon(self._send_loop, gw, box)
+        return lane
 
-    async def _forward(
-        self, gw: str, envelope_id: str, recv: MemoryObjectReceiveStream[Event]
-    ) -> None:
+    async def _send_loop(self, gw: str, box: Outbox) -> None:
+        """The gateway's one sender: everything that piled up during the last POST goes in
+        the next one (many envelopes' events together), so a busy sidecar makes few requests."""
         try:
-            async with recv:
-                async for first in recv:
-                    batch = [first]
-                    while True:  # everything that piled up during the last POST
-                        try:
-                            batch.append(recv.receive_nowait())
-                        except (anyio.WouldBlock, anyio.EndOfStream):
-                            break
-                    await self.deliver(gw, envelope_id, batch)
+            while not box.idle:
+                await box.wait()
+                batch = box.take(_MAX_BATCH)
+                if batch:
+                    box.sending = True
+                    try:
+                        await self._deliver_many(gw, batch)
+                    finally:
+                        box.sending = False
         finally:
-            self._active -= 1
-            if self._active == 0:
-                self._idle.set()
+            box.running = False
+            self._changed.set()
+
+    async def _deliver_many(self, gw: str, batch: list[Pending]) -> None:
+        """POST many envelopes' events at once (`/api/v1/mesh/events`, each event carrying its
+        task's `id`), else per envelope with every per-envelope fallback; order per envelope
+        is the queue's."""
+        st = self._state(gw)
+        first = batch[0].envelope_id
+        if any(e.envelope_id != first for e in batch):
+            if st.multi and not st.legacy:
+                if st.circuit.is_open(anyio.current_time()):
+                    self._drop([e.event for e in batch], st)
+                    return
+                body = b"[" + b",".join(_tagged(e) for e in batch) + b"]"
+                code = await self._post(f"{gw}/api/v1/mesh/events", first, body, st)
+                if code is not None and code < 300:
+                    self._count([e.event for e in batch], batched=True)
+                    return
+                if code in (404, 405, *_BATCH_REJECTED):
+                    st.multi = False  # an older gateway: per envelope from now on
+                    log.info("gateway takes one task's events per request", gateway=gw)
+                else:
+                    self._drop([e.event for e in batch], st)
+                    return
+            lanes: dict[str, list[Event]] = {}
+            for e in batch:
+                lanes.setdefault(e.envelope_id, []).append(e.event)
+            async with anyio.create_task_group() as tg:
+                for envelope_id, events in lanes.items():
+                    tg.start_soon(self.deliver, gw, envelope_id, events)
+            return
+        await self.deliver(gw, first, [e.event for e in batch])
 
     async def deliver(self, gw: str, envelope_id: str, batch: list[Event]) -> None:
         """POST `batch` in order with every fallback; failures are counted and dropped."""
@@ -314,7 +359,10 @@ class GatewayClient:
         return False
 
     async def wait_idle(self) -> None:
-        await self._idle.wait()
+        """Until every outbox is empty, nothing is in flight and every lane is closed."""
+        while not all(b.idle for b in self._boxes.values()):
+            self._changed = anyio.Event()
+            await self._changed.wait()
 
 
 @asynccontextmanager

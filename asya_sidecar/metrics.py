@@ -101,6 +101,12 @@ class Metrics:
             namespace=ns,
             registry=r,
         )
+        self.fly_coalesced = Counter(
+            "fly_coalesced",
+            "FLY events merged into the one before them (buffer full, gateway healthy but slow)",
+            namespace=ns,
+            registry=r,
+        )
         self.healthy = True
         self.unhealthy_reason = ""
         # Readiness: the runtime socket the workers wait for (None: no runtime, e.g. --end),

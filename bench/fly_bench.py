@@ -34,13 +34,14 @@ import msgspec
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asya_dev.cli import DevOptions, plan_mesh, wait_ready  # noqa: E402
+from asya_dev.cli import DevOptions, dev_flows, plan_mesh, wait_ready  # noqa: E402
 from asya_dev.supervisor import Supervisor  # noqa: E402
 
 HANDLERS = {
     "flood": "examples.handlers.util:fly_flood",  # sidecar with its default FLY buffer
     "floodbig": "examples.handlers.util:fly_flood",  # sidecar with ASYA_FLY_BUFFER=BIG
     "steady": "bench.fly_handlers:steady",
+    "text": "bench.fly_handlers:text_flood",  # text FLYs, default buffer: folded, not dropped
 }
 BIG = 65536
 
@@ -121,6 +122,21 @@ async def gateway_throughput(client: httpx.AsyncClient, url: str, n: int) -> tup
     return len(times) / (times[-1] - t0), len(times)
 
 
+async def mesh_text(client: httpx.AsyncClient, url: str, n: int) -> tuple[float, int, bool]:
+    """(FLYs/s, SSE events received, whether the client's text is the handler's)."""
+    texts: list[str] = []
+    t0 = time.perf_counter()
+    final = await _stream_task(
+        client,
+        url,
+        {"route": ["text"], "payload": {"n": n}},
+        lambda d: texts.append(msgspec.json.decode(d)["text"]),
+    )
+    took = time.perf_counter() - t0
+    assert final["status"] == "succeeded", final
+    return n / took, len(texts), "".join(texts) == "".join(f"t{i} " for i in range(n))
+
+
 async def mesh_latency(client: httpx.AsyncClient, url: str, n: int) -> list[float]:
     lat: list[float] = []
 
@@ -173,6 +189,7 @@ async def main(quick: bool) -> None:
     env["ASYA_GATEWAY_SUBSCRIBER_BUFFER"] = str(BIG)
     os.chdir(ROOT)
     plan = plan_mesh(opts, env)
+    (opts.workdir / "flows.json").write_bytes(dev_flows(opts))  # as run_dev writes it
     for spec in plan.children:
         if spec.name == "floodbig/sidecar":
             spec.env = {**spec.env, "ASYA_FLY_BUFFER": str(BIG)}
@@ -186,7 +203,7 @@ async def main(quick: bool) -> None:
         async with anyio.create_task_group() as tg:
             for spec in plan.children:
                 await sup.start(tg, spec)
-            await wait_ready(plan, 60)
+            await wait_ready(plan, 120)  # a loaded 2-core machine starts 12 processes slowly
             url = plan.gateway_url
             async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None)) as client:
                 await mesh_throughput(client, url, 1000)  # warm-up
@@ -195,6 +212,8 @@ async def main(quick: bool) -> None:
                 res["mesh_drop"] = await _counter(client, metrics["flood"], FLY_DROPPED)
                 res["big_tp"] = await mesh_throughput(client, url, n_flood, "floodbig")
                 res["big_drop"] = await _counter(client, metrics["floodbig"], FLY_DROPPED)
+                res["text"] = await mesh_text(client, url, n_flood)
+                res["text_drop"] = await _counter(client, metrics["text"], FLY_DROPPED)
                 res["base_lat"] = await gateway_latency(client, url, n_steady)
                 res["mesh_lat"] = await mesh_latency(client, url, n_steady)
                 res["lat_drop"] = await _counter(client, metrics["steady"], FLY_DROPPED)
@@ -230,6 +249,12 @@ def report(res: dict[str, Any], n: int) -> None:
         f" {res['big_drop']:.0f} dropped by the sidecar"
     )
     print(f"  target >= 20,000/s; ratio mesh(big buffer)/baseline: {big_tp / base_tp:.2f}")
+    text_tp, text_events, text_ok = res["text"]
+    print(
+        f"  mesh, text FLYs, default buffer                  {text_tp:9,.0f}/s  {n} streamed in"
+        f" {text_events} SSE events, every character: {text_ok},"
+        f" {res['text_drop']:.0f} dropped by the sidecar"
+    )
     base_lat, mesh_lat = res["base_lat"], res["mesh_lat"]
     print(f"FLY latency, yield -> client at a steady 1,000 FLY/s ({len(mesh_lat)} samples, ms)")
     for name, lat in (

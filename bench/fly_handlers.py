@@ -16,3 +16,12 @@ async def steady(payload):
             await asyncio.sleep(wait)
         yield "FLY", {"i": i, "t": time.time_ns()}
     yield payload
+
+
+async def text_flood(payload):
+    """payload["n"] text FLYs (`{"partial": true, "text": ...}`) as fast as possible, then
+    the whole text."""
+    parts = [f"t{i} " for i in range(int(payload.get("n", 1000)))]
+    for p in parts:
+        yield "FLY", {"partial": True, "text": p}
+    yield {"text": "".join(parts)}

@@ -7,6 +7,13 @@
 2. Latency per hop, one envelope at a time (p50/p99): sidecar hop vs. relay hop; the difference
    is what the sidecar adds beyond the queue's own cost.
 3. I/O-bound handler (sleeps 50 ms): throughput at ASYA_CONCURRENCY 1 vs 8 (target >= 6x).
+
+    .venv/bin/python bench/sidecar_bench.py --gateway [--quick]
+
+4. A healthy (real) gateway on the routing path: one actor (concurrency 4, echo with F FLYs)
+   routes the same N gateway-created tasks with its gateway reporting on vs. off
+   (`x-asya-mesh-status: off`), alternately in one run (target: on >= 0.9x off), and the
+   sidecar's CPU per task (from /proc) in each mode.
 """
 
 from __future__ import annotations
@@ -212,13 +219,185 @@ async def bench(quick: bool) -> None:
     print(f"I/O-bound speed-up at concurrency 8: {results['io_speedup_8_vs_1']}x (target >= 6x)")
 
 
+async def _gw_tasks(http: Any, gw: str, n: int) -> list[bytes]:
+    """`n` tasks created at the gateway, parked in queue `hold` (no consumer); returned as
+    bodies addressed to actor `g`, exactly as the gateway built them."""
+    for _ in range(n):
+        r = await http.post(f"{gw}/api/v1/mesh", json={"route": ["hold", "g", "probe"]})
+        r.raise_for_status()
+    return [b for b in await _take(n, "hold")]
+
+
+_T: Any = None  # the bench's transport (set in gateway_bench)
+
+
+async def _take(n: int, queue: str, within: float = 120) -> list[bytes]:
+    out: list[bytes] = []
+    with anyio.fail_after(within):
+        while len(out) < n:
+            d = await _T.receive(queue_name(NS, queue), wait=5)
+            if d is not None:
+                out.append(d.body)
+                await d.ack()
+    return out
+
+
+def _shift(body: bytes, off: bool) -> bytes:
+    env = json.loads(body)
+    r = env["route"]
+    r["prev"], r["curr"], r["next"] = [*r["prev"], r["curr"]], r["next"][0], r["next"][1:]
+    if off:
+        env.setdefault("headers", {})["x-asya-mesh-status"] = "off"
+    return json.dumps(env).encode()
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _gw_round(
+    http: Any, gw: str, n: int, flys: int, off: bool, pid: int, gw_pid: int
+) -> tuple[float, float, float]:
+    """(envelopes/s, sidecar and gateway CPU ms per envelope) for one batch of `n` tasks."""
+    bodies = [_shift(b, off) for b in await _gw_tasks(http, gw, n)]
+    for i, b in enumerate(bodies):
+        env = json.loads(b)
+        env["payload"] = {"n": flys, "k": i}
+        bodies[i] = json.dumps(env).encode()
+    c0, g0, t0 = _cpu_s(pid), _cpu_s(gw_pid), time.perf_counter()
+    for b in bodies:
+        await _T.send(queue_name(NS, "g"), b)
+    await _take(n, "probe")
+    took, cpu, gcpu = time.perf_counter() - t0, _cpu_s(pid) - c0, _cpu_s(gw_pid) - g0
+    return n / took, cpu * 1000 / n, gcpu * 1000 / n
+
+
+async def gateway_bench(quick: bool, many: bool) -> None:
+    import httpx
+
+    global _T
+    n, rounds = (200, 2) if quick else (500, 3)
+    tmp = Path(tempfile.mkdtemp(prefix="asya-g-", dir="/tmp"))
+    procs = Procs(tmp)
+    _T = await open_transport(TransportConfig(kind="sqlite", namespace=NS, sqlite_path=procs.db))
+    port = 19000 + os.getpid() % 1000
+    gw = f"http://127.0.0.1:{port}"
+    res: dict[str, list[tuple[float, float, float]]] = {}
+    try:
+        run = ["run", "--host", "127.0.0.1", "--port", str(port)]
+        procs.spawn(
+            [sys.executable, __file__, "--serve-gateway", *run]
+            if many
+            else [str(BIN / "asya-gateway"), *run],
+            ASYA_GATEWAY_DATABASE_URL=f"sqlite:///{tmp / 'gw.db'}",
+        )
+        procs.actor(
+            "g", "examples.handlers.util:fly_flood", ASYA_CONCURRENCY="4", ASYA_GATEWAY_URL=gw
+        )
+        pid, gw_pid = procs.procs[-1].pid, procs.procs[0].pid
+        async with httpx.AsyncClient(timeout=30) as http:
+            with anyio.fail_after(60):
+                while True:
+                    try:
+                        if (await http.get(f"{gw}/health")).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    await anyio.sleep(0.2)
+            for flys in (0, 10):
+                await _gw_round(http, gw, 20, flys, False, pid, gw_pid)  # warm-up (feed connected)
+                await _gw_round(http, gw, 20, flys, True, pid, gw_pid)
+                for _ in range(rounds):
+                    for off in (False, True):
+                        key = f"{'off' if off else 'on'}_{flys}"
+                        res.setdefault(key, []).append(
+                            await _gw_round(http, gw, n, flys, off, pid, gw_pid)
+                        )
+    finally:
+        procs.close()
+        await _T.aclose()
+        shutil.rmtree(tmp, ignore_errors=True)
+    out: dict[str, Any] = {}
+    for flys in (0, 10):
+        on, off = res[f"on_{flys}"], res[f"off_{flys}"]
+        on_tp = statistics.median(r[0] for r in on)
+        off_tp = statistics.median(r[0] for r in off)
+        out[f"fly{flys}"] = {
+            "gateway_on_env_per_s": round(on_tp, 1),
+            "gateway_off_env_per_s": round(off_tp, 1),
+            "ratio_on_vs_off": round(on_tp / off_tp, 3),
+            "sidecar_cpu_ms_per_task_on": round(statistics.median(r[1] for r in on), 2),
+            "sidecar_cpu_ms_per_task_off": round(statistics.median(r[1] for r in off), 2),
+            "gateway_cpu_ms_per_task_on": round(statistics.median(r[2] for r in on), 2),
+            "runs_on": [round(r[0]) for r in on],
+            "runs_off": [round(r[0]) for r in off],
+        }
+    print(json.dumps(out, indent=2))
+    for k, v in out.items():
+        print(
+            f"{k}: healthy gateway {v['ratio_on_vs_off']}x of none (target >= 0.9x); "
+            f"sidecar CPU {v['sidecar_cpu_ms_per_task_on']} ms/task "
+            f"(off: {v['sidecar_cpu_ms_per_task_off']})"
+        )
+
+
+def _serve_gateway(argv: list[str]) -> None:
+    """`asya-gateway run`, plus `POST /api/v1/mesh/events` (many tasks' events in one
+    request) until app.py mounts it: exactly the handler proposed for app.py."""
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from asya_gateway import cli
+    from asya_gateway.app import HTTPError
+    from asya_gateway.ingest import BadEvent, parse_task_events
+    from asya_gateway.service import UnknownTask
+
+    make = cli.create_app
+
+    def create_app(*a: Any, **kw: Any) -> Any:
+        app = make(*a, **kw)
+        gw = next(
+            r.endpoint.__self__  # type: ignore[attr-defined]
+            for r in app.router.routes
+            if getattr(r, "path", "") == "/api/v1/mesh/{id}/events" and "POST" in r.methods  # type: ignore[attr-defined]
+        )
+
+        async def events_many(request: Request) -> Response:
+            try:
+                runs = parse_task_events(await gw._body(request))
+            except BadEvent as exc:
+                raise HTTPError(400, str(exc)) from None
+            unknown = []
+            for task_id, events in runs:
+                try:
+                    await gw.engine.ingest(task_id, events)
+                except UnknownTask:
+                    unknown.append(task_id)
+            return JSONResponse({"unknown": unknown}) if unknown else Response(status_code=204)
+
+        app.router.routes.insert(0, Route("/api/v1/mesh/events", events_many, methods=["POST"]))
+        return app
+
+    cli.create_app = create_app  # type: ignore[assignment]
+    sys.exit(cli.main(argv))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small counts; under a minute")
+    ap.add_argument("--gateway", action="store_true", help="healthy gateway vs none (section 4)")
+    ap.add_argument("--many", action="store_true", help="gateway with POST /api/v1/mesh/events")
+    ap.add_argument("--serve-gateway", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     ap.add_argument("--relay", nargs=2, metavar=("SRC", "DST"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.relay:
+    if args.serve_gateway is not None:
+        _serve_gateway(args.serve_gateway)
+    elif args.relay:
         anyio.run(_relay, *args.relay)
+    elif args.gateway:
+        anyio.run(gateway_bench, args.quick, args.many)
     else:
         anyio.run(bench, args.quick)
 

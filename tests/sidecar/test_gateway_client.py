@@ -82,12 +82,103 @@ async def test_failing_gateway_drops_and_counts_after_short_retry() -> None:
     assert counter(m, "fly_dropped") == 1
 
 
-async def test_full_buffer_drops_newest_and_counts() -> None:
+async def test_full_buffer_keeps_the_latest_progress_like_fly() -> None:
     fake = Fake(lambda path, body: 204)
     m = await run_client(fake, flys(10), buffer=4)
-    got = [e["data"]["i"] for _, b in fake.calls for e in (b if isinstance(b, list) else [b])]
-    assert got == [0, 1, 2, 3]  # order kept, overflow dropped (at-most-once)
-    assert counter(m, "fly_dropped") == 6
+    sent = [e for _, b in fake.calls for e in (b if isinstance(b, list) else [b])]
+    # Order kept; FLYs 3..9 (same keys, no text) folded into one: the latest, standing for 7.
+    assert [e["data"]["i"] for e in sent] == [0, 1, 2, 9]
+    assert [(e["seq"], e.get("n", 1)) for e in sent] == [(0, 1), (1, 1), (2, 1), (3, 7)]
+    assert counter(m, "fly_forwarded") == 10 and counter(m, "fly_dropped") == 0
+    assert counter(m, "fly_coalesced") == 6
+
+
+def text(i: int, t: str) -> Event:
+    return fly({"partial": True, "text": t}, seq=i)
+
+
+async def test_full_buffer_concatenates_text_flys_in_order() -> None:
+    fake = Fake(lambda path, body: 204)
+    words = [f"w{i} " for i in range(50)]
+    m = await run_client(fake, [text(i, w) for i, w in enumerate(words)], buffer=4)
+    sent = [e for _, b in fake.calls for e in (b if isinstance(b, list) else [b])]
+    assert "".join(e["data"]["text"] for e in sent) == "".join(words)
+    assert sum(e.get("n", 1) for e in sent) == 50 and len(sent) == 4
+    assert counter(m, "fly_dropped") == 0 and counter(m, "fly_forwarded") == 50
+
+
+async def test_flys_that_do_not_merge_are_dropped_and_counted_when_full() -> None:
+    fake = Fake(lambda path, body: 204)
+    events = [*flys(4), fly({"other": 1}, seq=4), text(5, "x")]
+    m = await run_client(fake, events, buffer=4)
+    sent = [e for _, b in fake.calls for e in (b if isinstance(b, list) else [b])]
+    assert [e["data"] for e in sent] == [{"i": i} for i in range(4)]
+    assert counter(m, "fly_dropped") == 2
+
+
+async def test_many_envelopes_share_one_post_with_task_ids() -> None:
+    fake = Fake(lambda path, body: 204)
+    metrics = Metrics("memory")
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(fake)) as http,
+        anyio.create_task_group() as tg,
+    ):
+        client = GatewayClient(http, tg, metrics, default_url="http://gw", buffer=100)
+        lanes = [client.open("http://gw", f"id-{k}") for k in range(5)]
+        for i in range(3):
+            for lane in lanes:
+                lane.put(fly({"i": i}, seq=i))
+        for lane in lanes:
+            lane.close()
+        with anyio.fail_after(5):
+            await client.wait_idle()
+    assert [p for p, _ in fake.calls] == ["/api/v1/mesh/events"]
+    body = fake.calls[0][1]
+    for k in range(5):
+        assert [e["data"]["i"] for e in body if e["id"] == f"id-{k}"] == [0, 1, 2]
+    assert counter(metrics, "fly_forwarded") == 15
+
+
+@pytest.mark.parametrize("code", [404, 405])
+async def test_no_many_task_endpoint_falls_back_per_envelope_in_order(code: int) -> None:
+    refused = anyio.Event()
+
+    def answer(path: str, body: Any) -> int:
+        if path != "/api/v1/mesh/events":
+            return 204
+        refused.set()
+        return code
+
+    fake = Fake(answer)
+    metrics = Metrics("memory")
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(fake)) as http,
+        anyio.create_task_group() as tg,
+    ):
+        client = GatewayClient(http, tg, metrics, default_url="http://gw", buffer=100)
+        lanes = [client.open("http://gw", f"id-{k}") for k in range(3)]
+        for i in range(4):
+            for lane in lanes:
+                lane.put(fly({"i": i}, seq=i))
+        with anyio.fail_after(5):
+            await refused.wait()  # the first batch is in flight
+            for i in range(4, 6):
+                for lane in lanes:
+                    lane.put(fly({"i": i}, seq=i))
+            for lane in lanes:
+                lane.close()
+            await client.wait_idle()
+    multi = [p for p, _ in fake.calls if p == "/api/v1/mesh/events"]
+    assert len(multi) == 1  # learned once
+    for k in range(3):
+        got = [
+            e["data"]["i"]
+            for p, b in fake.calls
+            if p == f"/api/v1/mesh/id-{k}/events"
+            for e in (b if isinstance(b, list) else [b])
+        ]
+        assert got == list(range(6))
+    assert counter(metrics, "fly_forwarded") == 18 and counter(metrics, "fly_dropped") == 0
 
 
 @pytest.mark.parametrize(
