@@ -37,6 +37,7 @@ from .ingest import (
     parse_legacy_final,
     parse_legacy_fly,
     parse_legacy_progress,
+    parse_task_events,
 )
 from .mcp import mcp_app
 from .service import (
@@ -223,6 +224,21 @@ class Gateway:
         task = await self.engine.resume(request.path_params["id"], patch=patch, message=req.message)
         return JSONResponse({"id": task.id, "status": task.status}, status_code=202)
 
+    async def events_many(self, request: Request) -> Response:
+        """`POST /api/v1/mesh/events`: many tasks' events in one body (each carries its `id`),
+        applied in order per task; 204, or 200 listing the ids this gateway does not know."""
+        try:
+            runs = parse_task_events(await self._body(request))
+        except BadEvent as exc:
+            raise HTTPError(400, str(exc)) from None
+        unknown = []
+        for task_id, events in runs:
+            try:
+                await self.engine.ingest(task_id, events)
+            except UnknownTask:
+                unknown.append(task_id)
+        return JSONResponse({"unknown": unknown}) if unknown else Response(status_code=204)
+
     async def events(self, request: Request) -> Response:
         try:
             events = parse_events(await self._body(request))
@@ -372,6 +388,7 @@ def create_app(
         Route("/api/v1/mesh", gw.create, methods=["POST"]),
         Route("/api/v1/mesh/", gw.create, methods=["POST"]),
         Route("/api/v1/mesh/feed", gw.feed, methods=["GET"]),
+        Route("/api/v1/mesh/events", gw.events_many, methods=["POST"]),
         Route("/api/v1/mesh/{id}", gw.get, methods=["GET"]),
         Route("/api/v1/mesh/{id}", gw.cancel, methods=["DELETE"]),
         Route("/api/v1/mesh/{id}/resume", gw.resume, methods=["POST"]),

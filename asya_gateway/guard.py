@@ -21,7 +21,9 @@ from .auth import OPEN, AuthFailure, ClientAuth, MeshAuth, Principal, current_pr
 Access = Literal["public", "client", "mesh", "preflight", "absent"]
 
 _SEG: Final = r"[^/]+"
-_MESH_POST: Final = re.compile(rf"^(/api/v1/mesh/{_SEG}/events|/mesh/{_SEG}/(fly|progress|final))$")
+_MESH_POST: Final = re.compile(
+    rf"^(/api/v1/mesh/events|/api/v1/mesh/{_SEG}/events|/mesh/{_SEG}/(fly|progress|final))$"
+)
 _TASK: Final = re.compile(rf"^/api/v1/mesh/{_SEG}/?$")
 _CARDS: Final = re.compile(
     rf"^(/\.well-known/agent-card\.json|/\.well-known/agent\.json"

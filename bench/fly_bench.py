@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from asya_dev.cli import DevOptions, dev_flows, plan_mesh, wait_ready  # noqa: E402
 from asya_dev.supervisor import Supervisor  # noqa: E402
+from asya_mesh.transports import TransportConfig, open_transport, queue_name  # noqa: E402
 
 HANDLERS = {
     "flood": "examples.handlers.util:fly_flood",  # sidecar with its default FLY buffer
@@ -204,6 +205,15 @@ async def main(quick: bool) -> None:
             for spec in plan.children:
                 await sup.start(tg, spec)
             await wait_ready(plan, 120)  # a loaded 2-core machine starts 12 processes slowly
+            # The gateway-only baselines create tasks for an actor nobody serves: its queue
+            # must exist (a create for an undeclared first actor is refused).
+            queues = await open_transport(
+                TransportConfig(
+                    sqlite_path=str(opts.workdir / "queues.db"), namespace=opts.namespace
+                )
+            )
+            await queues.declare(queue_name(opts.namespace, "nobody"))
+            await queues.aclose()
             url = plan.gateway_url
             async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None)) as client:
                 await mesh_throughput(client, url, 1000)  # warm-up
