@@ -273,7 +273,7 @@ async def _gw_round(
     return n / took, cpu * 1000 / n, gcpu * 1000 / n
 
 
-async def gateway_bench(quick: bool, many: bool) -> None:
+async def gateway_bench(quick: bool) -> None:
     import httpx
 
     global _T
@@ -287,9 +287,7 @@ async def gateway_bench(quick: bool, many: bool) -> None:
     try:
         run = ["run", "--host", "127.0.0.1", "--port", str(port)]
         procs.spawn(
-            [sys.executable, __file__, "--serve-gateway", *run]
-            if many
-            else [str(BIN / "asya-gateway"), *run],
+            [str(BIN / "asya-gateway"), *run],
             ASYA_GATEWAY_DATABASE_URL=f"sqlite:///{tmp / 'gw.db'}",
         )
         procs.actor(
@@ -342,62 +340,16 @@ async def gateway_bench(quick: bool, many: bool) -> None:
         )
 
 
-def _serve_gateway(argv: list[str]) -> None:
-    """`asya-gateway run`, plus `POST /api/v1/mesh/events` (many tasks' events in one
-    request) until app.py mounts it: exactly the handler proposed for app.py."""
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
-
-    from asya_gateway import cli
-    from asya_gateway.app import HTTPError
-    from asya_gateway.ingest import BadEvent, parse_task_events
-    from asya_gateway.service import UnknownTask
-
-    make = cli.create_app
-
-    def create_app(*a: Any, **kw: Any) -> Any:
-        app = make(*a, **kw)
-        gw = next(
-            r.endpoint.__self__  # type: ignore[attr-defined]
-            for r in app.router.routes
-            if getattr(r, "path", "") == "/api/v1/mesh/{id}/events" and "POST" in r.methods  # type: ignore[attr-defined]
-        )
-
-        async def events_many(request: Request) -> Response:
-            try:
-                runs = parse_task_events(await gw._body(request))
-            except BadEvent as exc:
-                raise HTTPError(400, str(exc)) from None
-            unknown = []
-            for task_id, events in runs:
-                try:
-                    await gw.engine.ingest(task_id, events)
-                except UnknownTask:
-                    unknown.append(task_id)
-            return JSONResponse({"unknown": unknown}) if unknown else Response(status_code=204)
-
-        app.router.routes.insert(0, Route("/api/v1/mesh/events", events_many, methods=["POST"]))
-        return app
-
-    cli.create_app = create_app  # type: ignore[assignment]
-    sys.exit(cli.main(argv))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small counts; under a minute")
     ap.add_argument("--gateway", action="store_true", help="healthy gateway vs none (section 4)")
-    ap.add_argument("--many", action="store_true", help="gateway with POST /api/v1/mesh/events")
-    ap.add_argument("--serve-gateway", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     ap.add_argument("--relay", nargs=2, metavar=("SRC", "DST"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.serve_gateway is not None:
-        _serve_gateway(args.serve_gateway)
-    elif args.relay:
+    if args.relay:
         anyio.run(_relay, *args.relay)
     elif args.gateway:
-        anyio.run(gateway_bench, args.quick, args.many)
+        anyio.run(gateway_bench, args.quick)
     else:
         anyio.run(bench, args.quick)
 
