@@ -9,9 +9,11 @@ import sys
 import tempfile
 import time
 
+import anyio
 import httpx
 import pytest
 
+from asya_mesh.transports import TransportConfig, open_transport, queue_name
 from tests.a2a.conftest import free_port
 
 from .helpers import ALICE, KEYS, MESH, MESH_TOKEN
@@ -43,6 +45,17 @@ def _run(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], int, i
         time.sleep(0.05)
 
 
+def _declare(db: str, actor: str) -> None:
+    async def declare() -> None:
+        t = await open_transport(TransportConfig(sqlite_path=db))
+        try:
+            await t.declare(queue_name("default", actor))
+        finally:
+            await t.aclose()
+
+    anyio.run(declare)
+
+
 def test_full_run_never_logs_a_secret_and_warns_at_start() -> None:
     tmp = tempfile.mkdtemp(dir="/tmp")
     env = {
@@ -56,6 +69,7 @@ def test_full_run_never_logs_a_secret_and_warns_at_start() -> None:
     }
     proc, port, mport = _run(env)
     try:
+        _declare(f"{tmp}/q.db", "a")  # as actor a's sidecar would: a create needs its queue
         base, mesh = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{mport}"
         with httpx.Client(timeout=10) as c:
             r = c.post(f"{base}/api/v1/mesh", json={"route": ["a"]}, headers=ALICE)
