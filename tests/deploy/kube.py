@@ -184,6 +184,7 @@ class Local:
     exchange: str
     gateway_port: int
     metrics_ports: dict[str, int]  # pod (deployment name, `-1`... for replicas) -> metrics port
+    mesh_port: int = 0  # the gateway's sidecar listener (--mesh-port); 0: as shipped
     shutdown_grace: str = "1s"  # short drains keep the in-flight test quick
     runtime_grace: str = "3s"
 
@@ -235,6 +236,11 @@ def localize(docs: list[dict[str, Any]], images: Images, local: Local) -> list[d
                 port = local.gateway_port
                 c["args"] = ["run", "--host", "127.0.0.1", "--port", str(port)]
                 _set_env(c, "ASYA_GATEWAY_PUBLIC_URL", f"http://127.0.0.1:{port}")
+                if local.mesh_port and "ASYA_GATEWAY_MESH_PORT" in env_names:
+                    _set_env(c, "ASYA_GATEWAY_MESH_PORT", str(local.mesh_port))
+                    _set_env(
+                        c, "ASYA_GATEWAY_MESH_PUBLIC_URL", f"http://127.0.0.1:{local.mesh_port}"
+                    )
             elif "ASYA_METRICS_ADDR" in env_names:
                 port = local.metrics_ports[name]
                 _set_env(c, "ASYA_METRICS_ADDR", f"127.0.0.1:{port}")

@@ -51,6 +51,9 @@ def images(podman: str) -> kube.Images:
     return kube.build_images(podman)
 
 
+CLIENT_KEY = "deploy-test-client-key"  # the shipped manifests require client keys
+
+
 class Mesh:
     def __init__(self, podman: str, tmp: Path, images: kube.Images) -> None:
         self.podman = podman
@@ -59,6 +62,7 @@ class Mesh:
             namespace=f"deploy{run}",
             exchange=f"asya-deploy-{run}",
             gateway_port=_free_port(),
+            mesh_port=_free_port(),
             metrics_ports={n: _free_port() for n in ("tokens", "tokens-1", "x-sink", "x-sump")},
         )
         infra, secrets = kube.split_secrets(
@@ -77,6 +81,11 @@ class Mesh:
         kube.podman_secret(self.podman, "asya-broker", {"url": RABBITMQ_URL})
         kube.podman_secret(
             self.podman, "asya-gateway-db", {"url": "sqlite:////var/lib/asya/gateway.db"}
+        )
+        kube.podman_secret(
+            self.podman,
+            "asya-gateway-auth",
+            {"api-keys": f"client:{CLIENT_KEY}", "mesh-token": "deploy-test-mesh-token"},
         )
 
     def play(self, path: Path) -> None:
@@ -150,7 +159,9 @@ async def _stream(
     tokens: list[str] = []
     first: float | None = None
     last: dict[str, Any] = {}
-    async with client.stream("GET", f"{mesh.gateway}/stream/{task}", timeout=None) as resp:
+    async with client.stream(
+        "GET", f"{mesh.gateway}/stream/{task}?last_event_id=0", timeout=None
+    ) as resp:
         assert resp.status_code == 200
         async for name, data in _events(resp):
             if name == "partial":
@@ -196,7 +207,7 @@ async def test_play_manifests_stream_tokens_and_survive_kube_down(
     mesh.play(mesh.infra)
     mesh.play(mesh.actor)
     report["kube_play_s"] = round(time.monotonic() - t_play, 2)
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {CLIENT_KEY}"}) as client:
         with anyio.fail_after(120):
             await _wait_ok(client, f"{mesh.gateway}/health")
             for url in mesh.health.values():
