@@ -93,6 +93,7 @@ async def test_client_sees_every_character_of_a_flood_through_a_slow_gateway(
                     "text", ASYA_GATEWAY_URL=proxy, ASYA_METRICS_ADDR=f"127.0.0.1:{metrics}"
                 )
                 mesh.sidecar("x-sink", end=True, ASYA_GATEWAY_URL=gw)
+                await mesh.wait_declared()  # a create needs its first actor's queue
                 texts: list[str] = []
                 final: dict[str, object] = {}
                 async with client.stream(
