@@ -25,6 +25,8 @@ SEEN_CAP: Final = 4096
 #: Statuses that stop an envelope running here.
 STOPPING: Final = frozenset({"canceled", "failed", "paused", "succeeded"})
 _RECONNECT: Final = (0.5, 1.0, 2.0, 5.0, 10.0)
+#: A feed that ended sooner than this counts as a failure (back off; say so at most once).
+_SHORT_LIVED: Final = 30.0
 
 
 class _TaskLine(msgspec.Struct):
@@ -42,8 +44,9 @@ class Feed:
         self._http = http
         self.url = f"{gw}/api/v1/mesh/feed"
         self.connected = False
-        self.unsupported = False  # 404: this gateway has no feed
+        self.unsupported = ""  # why this gateway has no feed (a 404, not SSE), if it has none
         self._refused = False  # 401/403 seen (warned once)
+        self._connects = 0
         self._seen: OrderedDict[str, str] = OrderedDict()
         self._watchers: dict[str, Callable[[str], None]] = {}
 
@@ -73,15 +76,22 @@ class Feed:
         """Keep the connection open (reconnecting with a back-off) until cancelled or 404."""
         failures = 0
         while not self.unsupported:
+            started = anyio.current_time()
             try:
                 await self._once()
-                failures = 0
+                # A feed that ends at once (a proxy closing idle streams, a gateway restarting
+                # in a loop) must not turn into a reconnect every half second.
+                failures = 0 if anyio.current_time() - started > _SHORT_LIVED else failures
             except (httpx.HTTPError, OSError) as exc:
                 log.debug("task feed lost", url=self.url, error=repr(exc))
             finally:
                 self.connected = False
             if self.unsupported:
-                log.info("gateway has no task feed; using pre-flight GETs", url=self.url)
+                log.info(
+                    "gateway has no task feed; using pre-flight GETs",
+                    url=self.url,
+                    reason=self.unsupported,
+                )
                 return
             await anyio.sleep(_RECONNECT[min(failures, len(_RECONNECT) - 1)])
             failures += 1
@@ -90,7 +100,7 @@ class Feed:
         timeout = httpx.Timeout(5.0, read=None)  # an idle feed is not a dead one
         async with self._http.stream("GET", self.url, timeout=timeout) as r:
             if r.status_code == 404:
-                self.unsupported = True
+                self.unsupported = "answered 404"
                 return
             if r.status_code in (401, 403) and not self._refused:
                 self._refused = True  # once: it retries with a back-off, as for any refusal
@@ -101,8 +111,15 @@ class Feed:
                 )
             if r.status_code >= 300:
                 raise httpx.HTTPStatusError("feed refused", request=r.request, response=r)
+            ctype = r.headers.get("content-type", "")
+            if not ctype.startswith("text/event-stream"):
+                # Not a feed (an older or foreign gateway answering every GET): as for a 404.
+                self.unsupported = f"answered {r.status_code} {ctype or 'without a content type'}"
+                return
             self.connected = True
-            log.info("task feed connected", url=self.url)
+            # Said once at info; every reconnect after that only at debug.
+            (log.debug if self._connects else log.info)("task feed connected", url=self.url)
+            self._connects += 1
             event, data = "", ""
             async for line in r.aiter_lines():
                 if line.startswith("event:"):

@@ -28,7 +28,9 @@ def short_tmp() -> Iterator[Path]:
     try:
         yield Path(d)
     finally:
-        shutil.rmtree(d, ignore_errors=True)
+        # ASYA_KEEP_TMP=1 keeps the logs of a failed run for reading.
+        if not os.environ.get("ASYA_KEEP_TMP"):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def console_script(name: str) -> str:

@@ -53,6 +53,7 @@ async def test_ten_thousand_envelopes_two_actors_memory_flat(
                     },
                     name=f"sidecar-{actor}",
                 )
+            await qc.wait_exists("a", "b")  # b's queue must exist before a routes to it
             ids = [str(uuid.uuid4()) for _ in range(n)]
             for i in range(0, n, 1000):
                 await qc.send(

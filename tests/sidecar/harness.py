@@ -52,7 +52,9 @@ class RecordingGateway:
     requests: list[Recorded] = field(default_factory=list)
     url: str = ""
     feed_enabled: bool = False  # serve GET /api/v1/mesh/feed (else 404, as before the feed)
+    feed_not_sse: bool = False  # answer the feed with a plain JSON 200 (a foreign gateway)
     feed_clients: int = 0
+    feed_requests: int = 0
     _feeds: list[MemoryObjectSendStream[str]] = field(default_factory=list)
 
     async def _record(self, request: Request) -> Recorded:
@@ -85,6 +87,9 @@ class RecordingGateway:
         return Response(status_code=404)
 
     async def feed(self, request: Request) -> Response:
+        self.feed_requests += 1
+        if self.feed_not_sse:
+            return JSONResponse({"status": "running"})
         if not self.feed_enabled:
             return Response(status_code=404)
         send, recv = anyio.create_memory_object_stream[str](1000)

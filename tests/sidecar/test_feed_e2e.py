@@ -43,3 +43,19 @@ async def test_no_feed_at_the_gateway_falls_back_to_preflight(mesh: Mesh) -> Non
             out = await mesh.take("x-sink")
             assert out["status"]["reason"] == "PreFlightCanceled"
             assert [r.path for r in gw.requests if r.method == "GET"] == ["/api/v1/mesh/f-1"]
+
+
+async def test_a_feed_answered_without_sse_falls_back_once(mesh: Mesh) -> None:
+    # A gateway answering every GET with JSON (a foreign or older one): the sidecar must not
+    # reconnect to it in a loop, and pre-flights go back to GETs.
+    with anyio.fail_after(TIMEOUT):
+        gw_state = RecordingGateway(feed_not_sse=True, preflight={"n-1": "canceled"})
+        async with serve_gateway(gw_state) as gw:
+            mesh.runtime("echo", "examples.handlers.util:echo")
+            mesh.sidecar("echo", ASYA_GATEWAY_URL=gw.url)
+            await wait_for(lambda: gw.feed_requests >= 1, what="the sidecar asking for a feed")
+            await mesh.send("echo", envelope("n-1", ["echo"], 1))
+            out = await mesh.take("x-sink")
+            assert out["status"]["reason"] == "PreFlightCanceled"
+            assert [r.path for r in gw.requests if r.method == "GET"] == ["/api/v1/mesh/n-1"]
+            assert gw.feed_requests == 1
