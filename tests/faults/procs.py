@@ -213,13 +213,13 @@ class QueueClient:
         for actor in actors:
             await self._t.declare(self.q(actor))
 
-    async def wait_exists(self, *actors: str, timeout: float = 30.0) -> None:
+    async def wait_exists(self, *actors: str) -> None:
         """Until these actors' sidecars have declared their queues (routing to an actor whose
-        queue does not exist yet sends the envelope to x-sump, by design)."""
-        with anyio.fail_after(timeout):
-            for actor in actors:
-                while not await self._t.exists(self.q(actor)):
-                    await anyio.sleep(0.05)
+        queue does not exist yet sends the envelope to x-sump, by design). Callers bound it."""
+        for actor in actors:
+            # A queue's creation has no event to wait on from another process: poll.
+            while not await self._t.exists(self.q(actor)):  # noqa: ASYNC110
+                await anyio.sleep(0.05)
 
     async def send(self, actor: str, bodies: Iterable[bytes]) -> None:
         await self._t.send_many([(self.q(actor), b) for b in bodies])
