@@ -35,11 +35,6 @@ pytestmark = [
     pytest.mark.e2e,
     pytest.mark.slow,
     pytest.mark.timeout(900),
-    # Passed on its own branch (figures in docs/reliability.md); after the merge with the
-    # per-gateway outbox and must_exist routing, the mesh stopped flowing after a RabbitMQ
-    # restart in the final run and was not diagnosed in time: skipped until it is (see the
-    # closing note and docs/reliability.md), rather than hang CI for 10 minutes a case.
-    pytest.mark.skip(reason="hangs after a broker restart since the outbox/must_exist merge"),
 ]
 
 #: tasks created per outage (the size knob; CI default below).
@@ -149,6 +144,15 @@ async def flowing_mesh(mesh: Mesh, t: TransportEnv) -> AsyncIterator[str]:
                 {**t.env, "ASYA_CONCURRENCY": "4", "ASYA_GATEWAY_URL": url},
                 name=f"sidecar-{actor}{i}",
             )
+    # Every actor's queue must exist before the first create: a routes to b, and an envelope
+    # routed to an actor whose queue does not exist yet goes to x-sump (by design), never to
+    # x-sink, which left this test waiting for tasks that had failed.
+    async with contextlib.aclosing(await open_transport(t.config, concurrency=1)) as probe:
+        for actor in ("a", "b"):
+            q = queue_name(t.config.namespace, actor)
+            with anyio.fail_after(60):
+                while not await probe.exists(q):  # noqa: ASYNC110 (another process declares it)
+                    await anyio.sleep(0.05)
     yield url
 
 
