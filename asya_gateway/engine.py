@@ -254,23 +254,32 @@ class TaskEngine:
     async def ingest(self, task_id: str, events: list[Event]) -> None:
         """A sidecar's events, in order; statuses are stored before this returns.
         Raises UnknownTask for a status of an unknown task (FLYs for one are dropped)."""
+        flys: list[Message] = []
         for event in events:
             if isinstance(event, FlyEvent):
-                if isinstance(self.bus, LocalBus) and self.registry.get(task_id) is None:
-                    rec = await self.store.get(task_id)  # e.g. after a restart
-                    if rec is not None:
-                        self.registry.track(rec)
-                try:
-                    await self.bus.publish(fly_message(task_id, event))
-                except Exception as exc:  # FLY is at-most-once: dropped and counted
-                    self.fly_publish_failed += 1
-                    _log.warning("FLY not published", task_id=task_id, error=str(exc))
+                flys.append(fly_message(task_id, event))
                 continue
+            await self._publish_flys(task_id, flys)  # the FLYs before it, in one batch
+            flys = []
             rec, _ = await self._change(
                 task_id, partial(apply_status, event=event, now=self.clock())
             )
             if rec is None:
                 raise UnknownTask(f"unknown task {task_id!r}")
+        await self._publish_flys(task_id, flys)
+
+    async def _publish_flys(self, task_id: str, flys: list[Message]) -> None:
+        if not flys:
+            return
+        if isinstance(self.bus, LocalBus) and self.registry.get(task_id) is None:
+            rec = await self.store.get(task_id)  # e.g. after a restart
+            if rec is not None:
+                self.registry.track(rec)
+        try:
+            await self.bus.publish_many(flys)
+        except Exception as exc:  # FLY is at-most-once: dropped and counted
+            self.fly_publish_failed += len(flys)
+            _log.warning("FLYs not published", task_id=task_id, n=len(flys), error=str(exc))
 
     def feed(self) -> Subscriber:
         """A cancellation-feed subscriber (the caller calls `unfeed`)."""
