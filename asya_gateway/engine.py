@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any, Final
 
 import anyio
@@ -21,7 +20,7 @@ import anyio.abc
 import msgspec
 import structlog
 
-from asya_mesh.events import Event, FlyEvent
+from asya_mesh.events import Event, FlyEvent, StatusEvent
 from asya_mesh.transports import QueueMissing, queue_name
 
 from .auth import current_principal, may_see
@@ -255,18 +254,39 @@ class TaskEngine:
         """A sidecar's events, in order; statuses are stored before this returns.
         Raises UnknownTask for a status of an unknown task (FLYs for one are dropped)."""
         flys: list[Message] = []
-        for event in events:
+        statuses: list[StatusEvent] = []
+        for event in events:  # runs of FLYs and runs of statuses, each run in one go
             if isinstance(event, FlyEvent):
+                if statuses:
+                    await self._apply_statuses(task_id, statuses)
+                    statuses = []
                 flys.append(fly_message(task_id, event))
-                continue
-            await self._publish_flys(task_id, flys)  # the FLYs before it, in one batch
-            flys = []
-            rec, _ = await self._change(
-                task_id, partial(apply_status, event=event, now=self.clock())
-            )
-            if rec is None:
-                raise UnknownTask(f"unknown task {task_id!r}")
+            else:
+                await self._publish_flys(task_id, flys)
+                flys = []
+                statuses.append(event)
+        if statuses:
+            await self._apply_statuses(task_id, statuses)
         await self._publish_flys(task_id, flys)
+
+    async def _apply_statuses(self, task_id: str, statuses: list[StatusEvent]) -> None:
+        """Consecutive status reports in one store transaction (a hop's received, processing
+        and completed usually arrive together); every change they make is still published."""
+        now = self.clock()
+        steps: list[TaskRecord] = []
+
+        def change(rec: TaskRecord) -> TaskRecord | None:
+            steps.clear()  # a store may run it again
+            for event in statuses:
+                new = apply_status(rec, event=event, now=now)
+                if new is not None:
+                    rec = new
+                    steps.append(new)
+            return steps[-1] if steps else None
+
+        rec, _ = await self._change(task_id, change, published=steps)
+        if rec is None:
+            raise UnknownTask(f"unknown task {task_id!r}")
 
     async def _publish_flys(self, task_id: str, flys: list[Message]) -> None:
         if not flys:
@@ -293,18 +313,26 @@ class TaskEngine:
     # -- internals ------------------------------------------------------------------------
 
     async def _change(
-        self, task_id: str, change: Callable[[TaskRecord], TaskRecord | None]
+        self,
+        task_id: str,
+        change: Callable[[TaskRecord], TaskRecord | None],
+        *,
+        published: list[TaskRecord] | None = None,
     ) -> tuple[TaskRecord | None, bool]:
+        """Store a change; publish the new record (or, when `change` fills `published`, each
+        record it went through, in order)."""
         try:
             rec, changed = await self.store.update(task_id, change)
         except StoreError as exc:
             raise Unavailable(str(exc)) from None
         if rec is not None and changed:
+            msgs = [Message(task=r.id, record=r) for r in (published or [rec])]
             try:
-                await self.bus.publish(Message(task=rec.id, record=rec))
+                await self.bus.publish_many(msgs)
             except Exception as exc:  # stored, so GET and pre-flights see it; streams here do too
                 _log.warning("change not published to the replicas", task_id=rec.id, error=str(exc))
-                self._deliver(Message(task=rec.id, record=rec), None)
+                for msg in msgs:
+                    self._deliver(msg, None)
         return rec, changed
 
     def _deliver(self, msg: Message, eid: int | None) -> None:

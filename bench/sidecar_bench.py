@@ -281,6 +281,8 @@ async def gateway_bench(quick: bool) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="asya-g-", dir="/tmp"))
     procs = Procs(tmp)
     _T = await open_transport(TransportConfig(kind="sqlite", namespace=NS, sqlite_path=procs.db))
+    for q in ("hold", "probe"):  # the bench plays these actors: their queues must exist
+        await _T.declare(queue_name(NS, q))
     port = 19000 + os.getpid() % 1000
     gw = f"http://127.0.0.1:{port}"
     res: dict[str, list[tuple[float, float, float]]] = {}

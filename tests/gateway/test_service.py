@@ -120,3 +120,30 @@ async def test_watch_yields_snapshot_flys_and_the_terminal_then_ends() -> None:
         async with gw.engine.watch(task.id, last_event_id=ids[1]) as updates:
             rest = [u async for u in updates]
         assert [u.event_id for u in rest] == ids[2:]
+
+
+async def test_a_hops_statuses_in_one_body_each_reach_the_stream_in_order() -> None:
+    # They are stored in one transaction; a client still sees every step, in order, and the
+    # progress never goes back (a late `received` keeps the processing figure).
+    async with running_gateway() as gw, httpx.AsyncClient() as c:
+        tid = await start_task(c, gw.url, ["a", "b"])
+        events: list[SseEvent] = []
+        async with c.stream("GET", f"{gw.url}/stream/{tid}") as s, anyio.create_task_group() as tg:
+            tg.start_soon(read_sse, s, events)
+            hop = {"prev": [], "curr": "a", "next": ["b"]}
+            done = {"prev": ["a"], "curr": "b", "next": []}
+            body = [
+                status("received", **hop),
+                status("processing", **hop),
+                status("received", **hop),  # late
+                status("completed", actor="a", **done),
+                status("succeeded", result={"ok": 1}, **done),
+            ]
+            assert await post_events(c, gw.url, tid, body) == 204
+        steps = [e.data for e in events if e.event == "update"]
+        assert [d["state"] for d in steps] == [
+            "pending", "received", "processing", "received", "completed", "succeeded"
+        ]  # fmt: skip
+        progress = [d["progress_percent"] for d in steps]
+        assert progress == sorted(progress) == [0.0, 5.0, 25.0, 25.0, 50.0, 100.0]
+        assert events[-1].terminal and events[-1].data["result"] == {"ok": 1}

@@ -138,6 +138,33 @@ def test_eviction_prefers_ended_tasks() -> None:
     assert reg.get("a") is None and reg.get("b") is not None and len(reg) == 2
 
 
+@given(hs.lists(hs.tuples(hs.booleans(), hs.integers(0, 30)), max_size=120), hs.integers(1, 6))
+def test_eviction_forgets_the_first_ended_task_else_the_oldest(
+    ops: list[tuple[bool, int]], cap: int
+) -> None:
+    # A model: creates (False) and ends (True, of the i-th created task still known).
+    reg = TaskRegistry(max_tasks=cap)
+    known: list[str] = []  # insertion order of what the registry holds
+    ended: list[str] = []  # the order they ended in
+    n = 0
+    for end, i in ops:
+        if end:
+            running = [t for t in known if t not in ended]
+            if running:
+                tid = running[i % len(running)]
+                reg.changed(rec(tid, status="succeeded", updated_at=1.0))
+                ended.append(tid)
+            continue
+        tid, n = f"t{n}", n + 1
+        if len(known) >= cap:  # the model's choice: the first ended, else the oldest held
+            gone = ended.pop(0) if ended else known[0]
+            known.remove(gone)
+        reg.track(rec(tid), new=True)
+        known.append(tid)
+        assert len(reg) == len(known) <= cap
+        assert all(reg.get(t) is not None for t in known)
+
+
 def test_ring_is_bounded_in_bytes_too() -> None:
     reg = TaskRegistry(ring_size=1000, ring_max_bytes=1000)
     r = rec()
