@@ -3,8 +3,9 @@ session manager, with `tools/list` and `tools/call` answered from the flows and 
 
 The SDK owns the wire (every revision its client negotiates: the stateless 2026-07-28 POSTs and
 the 2025-03-26..2025-11-25 handshake sessions, `notifications/cancelled`, a closed response stream
-cancelling the handler). This module only turns the pure core's values into SDK models and
-follows one task per call. It depends on `service.TaskService`, never on the gateway's internals.
+cancelling the handler, binding a session to the user that opened it). This module only hands
+it the guard's principal, turns the pure core's values into SDK models and follows one task per
+call. It depends on `service.TaskService`, never on the gateway's internals.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any, Final
 
 import anyio
 import mcp_types as types
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -202,13 +205,30 @@ class _Tools:
             log.warning("mcp: could not cancel task %s: %s", task_id, exc)
 
 
+def _as_sdk_user(scope: Scope) -> Scope:
+    """The request as the SDK's session manager should see it: the guard's principal as the
+    SDK's `AuthenticatedUser`, by its owner name (`key:NAME` / `jwt:SUB`, never the secret).
+
+    The manager binds a handshake session to the user of the request that opened it and
+    answers any request for that session from another user (POST, GET stream, DELETE) exactly
+    as for an unknown session: 404 with a JSON-RPC error, "Session not found". Its owner map is
+    emptied as it forgets each session (DELETE, idle timeout, crash, shutdown) and is bounded by
+    its session limit. With access control off there is no user, and nothing changes."""
+    principal = scope.get("asya.principal")
+    owner = principal.owner if isinstance(principal, Principal) else None
+    if owner is None:
+        return scope
+    token = AccessToken(token="", client_id=owner, scopes=[])  # the owner is the identity
+    return {**scope, "user": AuthenticatedUser(token)}
+
+
 class _Endpoint:
     # A class instance, so Starlette's Route treats it as a raw ASGI app (not a request handler).
     def __init__(self, manager: StreamableHTTPSessionManager) -> None:
         self._manager = manager
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._manager.handle_request(scope, receive, send)
+        await self._manager.handle_request(_as_sdk_user(scope), receive, send)
 
 
 @dataclass(frozen=True, slots=True)
