@@ -26,10 +26,11 @@ from asya_mesh.names import ACTOR_NAME_PATTERN
 from asya_mesh.transports import open_transport
 
 from .a2a import a2a_routes
+from .answers import message_patch
 from .auth import ClientAuth, MeshAuth
 from .bus import PgBus
 from .config import GatewayConfig
-from .engine import Enqueue, TaskEngine, message_patch
+from .engine import Enqueue, TaskEngine
 from .flows import Flows, load_flows
 from .guard import Guard, Listeners
 from .ingest import (

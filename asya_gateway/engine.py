@@ -23,6 +23,7 @@ import structlog
 from asya_mesh.events import Event, FlyEvent, StatusEvent
 from asya_mesh.transports import QueueMissing, queue_name
 
+from .answers import merge_payload
 from .auth import current_principal, may_see
 from .bus import Bus, LocalBus, Message, fly_message
 from .flows import Flows
@@ -49,38 +50,6 @@ _log = structlog.get_logger("asya_gateway")
 _encoder: Final = msgspec.json.Encoder()
 _PAUSE_HEADER: Final = "x-asya-pause"
 _SINK: Final = "x-sink"  # upstream's default end queue (ASYA_ACTOR_SINK)
-
-
-def message_patch(message: dict[str, Any]) -> dict[str, Any]:
-    """An A2A message as a payload patch (front-doors.md): text parts joined with "\\n" become
-    `query`, data parts are merged in."""
-    patch: dict[str, Any] = {}
-    texts = []
-    for part in message.get("parts") or []:
-        if not isinstance(part, dict):
-            continue
-        if isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif isinstance(part.get("data"), dict):
-            patch.update(part["data"])
-    if texts:
-        patch["query"] = "\n".join(texts)
-    return patch
-
-
-def merge_payload(payload: Any, patch: dict[str, Any], message: dict[str, Any] | None) -> Any:
-    """The stored payload with `patch` merged in and `message` appended to the A2A history."""
-    out: dict[str, Any] = dict(payload) if isinstance(payload, dict) else {}
-    if not isinstance(payload, dict) and payload is not None and not patch:
-        return payload
-    out.update(patch)
-    if message is not None:
-        a2a = dict(out.get("a2a") or {})
-        task = dict(a2a.get("task") or {})
-        task["history"] = [*(task.get("history") or []), message]
-        a2a["task"] = task
-        out["a2a"] = a2a
-    return out
 
 
 class TaskEngine:
@@ -438,4 +407,4 @@ async def _updates(sub: Subscriber) -> AsyncIterator[TaskUpdate]:
             return
 
 
-__all__ = ["Enqueue", "TaskEngine", "merge_payload", "message_patch"]
+__all__ = ["Enqueue", "TaskEngine"]

@@ -31,13 +31,14 @@ from asya_gateway.service import (
     UnknownTask,
 )
 
+from ..answers import message_patch
 from . import rpc
 from .cards import flow_card, gateway_card
 from .model import Version, render_task, state_name
 from .replay import add_history, catch_up, latest_event_id, task_events
 from .rpc import Call, RpcError
 from .stream import A2AStream
-from .translate import message_patch, message_payload
+from .translate import message_payload
 from .view import DEFAULT_MAX_BYTES, TaskA2A
 
 _JSON: Final = "application/json"

@@ -12,6 +12,8 @@ from typing import Any, Final
 
 import msgspec
 
+from ..answers import message_patch
+
 STREAM_ARTIFACT: Final = "stream"
 EVENTS_ARTIFACT: Final = "events"
 RESULT_ARTIFACT: Final = "result"
@@ -80,28 +82,6 @@ def norm_message(m: dict[str, Any], *, default_id: str = "") -> dict[str, Any]:
     meta = m.get("metadata")
     if isinstance(meta, dict) and meta:
         out["metadata"] = meta
-    return out
-
-
-def message_patch(message: dict[str, Any]) -> dict[str, Any]:
-    """The payload keys a message contributes: texts joined → `query`, data objects merged.
-
-    A single data part and no text is the payload itself (an object; anything else lands
-    under `data`); data that is not an object, beside text, lands under `data` too.
-    """
-    texts = [p["text"] for p in message["parts"] if "text" in p]
-    datas = [p["data"] for p in message["parts"] if "data" in p]
-    out: dict[str, Any] = {}
-    loose: list[Any] = []
-    for d in datas:
-        if isinstance(d, dict):
-            out.update(d)
-        else:
-            loose.append(d)
-    if loose:
-        out["data"] = loose[0] if len(loose) == 1 and not texts and len(datas) == 1 else loose
-    if texts:
-        out["query"] = "\n".join(texts)
     return out
 
 
@@ -197,7 +177,6 @@ __all__ = [
     "FlyEffect",
     "MessageFly",
     "a2a_of",
-    "message_patch",
     "message_payload",
     "norm_message",
     "norm_part",
