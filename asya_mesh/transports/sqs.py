@@ -126,6 +126,9 @@ class SqsTransport(Transport):
     def __init__(self, client: Any, stack: contextlib.AsyncExitStack, config: Any) -> None:
         self._client = client
         self._stack = stack
+        # Until the endpoint has answered once, unreachable is a wrong address, not an outage:
+        # fail at once (after botocore's own retries) with one line, as RabbitMQ's connect does.
+        self._reached = False
         self._namespace: str = config.namespace
         self._wait_cap = max(0, min(int(config.sqs_wait_time_seconds), 20))
         lease = config.sqs_visibility_timeout or config.lease_seconds
@@ -137,7 +140,12 @@ class SqsTransport(Transport):
     async def open(cls, config: Any) -> SqsTransport:
         stack = contextlib.AsyncExitStack()
         # Connections for concurrent long polls plus sends; aiohttp's default pool is 10.
-        aio_config = AioConfig(max_pool_connections=64, retries={"max_attempts": 5})
+        # botocore's "standard" retries, 3 attempts: throttling and a blip are retried, and a
+        # wrong endpoint fails in seconds (legacy mode's 5 attempts took ~12 s); outages of an
+        # endpoint that answered before are ridden out by `_call`.
+        aio_config = AioConfig(
+            max_pool_connections=64, retries={"max_attempts": 3, "mode": "standard"}
+        )
         try:
             client = await stack.enter_async_context(
                 get_session().create_client(
@@ -154,15 +162,21 @@ class SqsTransport(Transport):
 
     async def _call(self, what: str, method: str, **kw: Any) -> Any:
         """`client.method(**kw)`, retried while the endpoint is unreachable (refused, reset,
-        timed out) for up to `OUTAGE_RETRY_SECONDS`; other errors raise at once."""
-        give_up = time.monotonic() + OUTAGE_RETRY_SECONDS
+        timed out) for up to `OUTAGE_RETRY_SECONDS` once it has answered; other errors, and
+        an endpoint never reached, raise at once."""
+        give_up = time.monotonic() + (OUTAGE_RETRY_SECONDS if self._reached else 0.0)
         backoff = 0.1
         while True:
             try:
                 async with _mapped(what):
-                    return await getattr(self._client, method)(**kw)
+                    result = await getattr(self._client, method)(**kw)
+                self._reached = True
+                return result
             except TransportError as exc:
-                if not _unreachable(exc) or time.monotonic() + backoff > give_up:
+                if not _unreachable(exc):
+                    self._reached = True  # it answered, with an error
+                    raise
+                if time.monotonic() + backoff > give_up:
                     raise
             await anyio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
