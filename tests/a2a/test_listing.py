@@ -104,6 +104,10 @@ async def test_context_status_and_history_filters(door: Door) -> None:
     by_id = {t.id: t for t in with_art.tasks}
     assert [x.artifact_id for x in by_id[a[1]].artifacts] == ["result"]
     assert all(len(t.history) == 0 for t in with_art.tasks)
+    for stamp, expected in [("2000-01-01T00:00:00Z", 4), ("2999-01-01T00:00:00Z", 0)]:
+        req = pb.ListTasksRequest()
+        req.status_timestamp_after.FromJsonString(stamp)
+        assert len((await client.list_tasks(req)).tasks) == expected, stamp
     await client.close()
 
 
