@@ -29,6 +29,8 @@ from .bus import Bus, LocalBus, Message, fly_message
 from .flows import Flows
 from .service import (
     AlreadyTerminal,
+    Cursor,
+    Listed,
     NotPaused,
     TaskUpdate,
     TaskView,
@@ -208,6 +210,16 @@ class TaskEngine:
             yield _updates(sub)
         finally:
             self.registry.unsubscribe(sub)
+
+    async def recent(self, limit: int, before: Cursor | None = None) -> list[Listed]:
+        principal = current_principal.get()
+        # may_see, as a store filter: open and mesh see every owner's tasks, a client its own.
+        owner = None if may_see(principal, None) else principal.owner
+        try:
+            recs = await self.store.recent(limit, owner=owner, before=before)
+        except StoreError as exc:
+            raise Unavailable(str(exc)) from None
+        return [Listed(task=view(r), cursor=(r.created_at, r.id)) for r in recs]
 
     # -- for the REST/SSE shell -----------------------------------------------------------
 

@@ -56,6 +56,16 @@ class StatusUpdate(msgspec.Struct, kw_only=True):
 
 TaskUpdate = FlyUpdate | StatusUpdate
 
+#: Where a listing stands: (created_at as stored, id) of a task, newest first.
+Cursor = tuple[float, str]
+
+
+class Listed(msgspec.Struct, kw_only=True, frozen=True):
+    """One task of a listing and the cursor to continue after it (`recent(before=cursor)`)."""
+
+    task: TaskView
+    cursor: Cursor
+
 
 class ServiceError(Exception):
     """Base of the errors a door maps to its own protocol's error shape."""
@@ -124,11 +134,19 @@ class TaskService(Protocol):
         nothing falls between them. Raises UnknownTask on entry."""
         ...
 
+    async def recent(self, limit: int, before: Cursor | None = None) -> list[Listed]:
+        """At most `limit` of the tasks the caller may see, newest first (by creation, then
+        id), strictly after `before`; fewer than `limit` means there are no more. Raises
+        Unavailable when the store cannot answer."""
+        ...
+
 
 __all__ = [
     "TERMINAL_STATUSES",
     "AlreadyTerminal",
+    "Cursor",
     "FlyUpdate",
+    "Listed",
     "NotPaused",
     "ServiceError",
     "StatusUpdate",

@@ -2,14 +2,13 @@
 
 Every answer is HTTP 200 JSON-RPC (errors too). A task's A2A view is folded from the service's
 event log (`watch(id, 0)` replays it), so it lives exactly as long as the service keeps the task;
-nothing here stores task state of its own except the ids `ListTasks` can name.
+nothing here stores task state of its own (`ListTasks` pages through the service's listing).
 """
 
 from __future__ import annotations
 
 import inspect
 import uuid
-from collections import OrderedDict
 from typing import Any, Final
 
 import anyio
@@ -32,7 +31,7 @@ from asya_gateway.service import (
 )
 
 from ..answers import message_patch
-from . import rpc
+from . import listing, rpc
 from .cards import flow_card, gateway_card
 from .model import Version, render_task, state_name
 from .replay import add_history, catch_up, latest_event_id, task_events
@@ -52,7 +51,6 @@ class DoorConfig(msgspec.Struct, kw_only=True, frozen=True):
     max_view_bytes: int = DEFAULT_MAX_BYTES
     blocking_wait_seconds: float = 300.0  # a blocking SendMessage answers by then at the latest
     fold_guard_seconds: float = 5.0  # GetTask never waits longer for the replay than this
-    list_limit: int = 10_000  # task ids remembered for ListTasks
 
 
 def _answer(body: bytes) -> Response:
@@ -75,7 +73,6 @@ class A2ADoor:
         self.flows = flows
         self.public_url = public_url.rstrip("/")
         self.config = config or DoorConfig()
-        self._known: OrderedDict[str, None] = OrderedDict()
         # The payload names the mesh task id (`payload.a2a.task.id`), which the service picks.
         # A service whose `create` takes `task_id` gets ours; one with an `on_stored` hook
         # (called between storing the task and enqueueing it) has the id filled in there.
@@ -208,33 +205,11 @@ class A2ADoor:
         return _answer(self._result(call, task))
 
     async def _list(self, call: Call) -> Response:
-        p = call.params
-        ctx = p.get("contextId", p.get("context_id"))
-        size = p.get("pageSize", p.get("page_size"))
-        size = size if isinstance(size, int) and 0 < size <= 100 else 50
-        tasks: list[dict[str, Any]] = []
-        for task_id in reversed(self._known):
-            try:
-                view = await self.service.get(task_id)
-            except UnknownTask:
-                continue
-            task = TaskA2A.for_view(view)
-            task.apply(StatusUpdate(event_id=0, task=view))
-            if ctx and task.context_id != ctx:
-                continue
-            want = p.get("status")
-            if isinstance(want, str) and want and state_name(task.status.state, "1.0") != want:
-                continue
-            tasks.append(render_task(msgspec.structs.replace(task.snapshot(), history=[]), "1.0"))
-            if len(tasks) >= size:
-                break
-        body = {"tasks": tasks, "nextPageToken": "", "pageSize": size, "totalSize": len(tasks)}
-        return _answer(rpc.result_bytes(call.id, body))
-
-    def _remember(self, task_id: str) -> None:
-        self._known[task_id] = None
-        while len(self._known) > self.config.list_limit:
-            self._known.popitem(last=False)
+        try:
+            q = listing.query(call.params)
+        except ValueError as exc:  # PageTokenError too
+            raise RpcError(rpc.INVALID_PARAMS, f"invalid params: {exc}", call.id) from None
+        return _answer(rpc.result_bytes(call.id, await listing.list_page(self.service, q)))
 
     async def _subscribe(self, call: Call) -> Response:
         task_id = call.params["id"]
@@ -283,7 +258,6 @@ class A2ADoor:
         except ServiceError as exc:
             raise RpcError(rpc.INTERNAL_ERROR, f"flow {flow.name!r}: {exc}", call.id) from None
         message["taskId"] = view.id
-        self._remember(view.id)
         task = TaskA2A(
             view.id,
             context_id,

@@ -1,8 +1,9 @@
 """The task store's interface: one atomic read-modify-write, lookups, and the schema rule.
 
 Implementations (`sqlite.py`, `postgres.py`) keep one row per task: the record as JSON plus the
-columns queries need (status, deadline). Every write is durable when the call returns, so the
-gateway answers a sidecar only after its status change is stored. FLYs never come here.
+columns queries need (status, deadline, owner, created_at). Every write is durable when the call
+returns, so the gateway answers a sidecar only after its status change is stored. FLYs never
+come here.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import msgspec
 from ..state import TaskRecord
 
 #: The schema this code writes; `migrate` brings older stores up to it.
-SCHEMA_VERSION: Final = 2  # 2: the `owner` column (who created the task)
+SCHEMA_VERSION: Final = 3  # 2: the `owner` column (who created the task); 3: `created_at`
 
 Change = Callable[[TaskRecord], TaskRecord | None]
+#: Where a listing stands: (created_at, id) of the last task it gave, newest first.
+Cursor = tuple[float, str]
 
 _encoder: Final = msgspec.json.Encoder()
 _decoder: Final = msgspec.json.Decoder(TaskRecord)
@@ -64,6 +67,13 @@ class TaskStore(Protocol):
         """(deadline_at, id) of every unfinished task that has a deadline."""
         ...
 
+    async def recent(
+        self, limit: int, *, owner: str | None = None, before: Cursor | None = None
+    ) -> list[TaskRecord]:
+        """At most `limit` tasks, newest first by (created_at, id): every owner's (`owner`
+        None) or only `owner`'s, and only those strictly after `before` in that order."""
+        ...
+
 
 def encode(rec: TaskRecord) -> bytes:
     return _encoder.encode(rec)
@@ -94,6 +104,7 @@ def redact(url: str) -> str:
 __all__ = [
     "SCHEMA_VERSION",
     "Change",
+    "Cursor",
     "SchemaTooNew",
     "StoreError",
     "TaskExists",

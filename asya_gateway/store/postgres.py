@@ -17,6 +17,7 @@ from ..state import TaskRecord
 from .base import (
     SCHEMA_VERSION,
     Change,
+    Cursor,
     StoreError,
     TaskExists,
     check_version,
@@ -38,6 +39,14 @@ _MIGRATIONS: Final = {
         "ALTER TABLE asya_tasks ADD COLUMN owner TEXT",
         "UPDATE asya_tasks SET owner = doc->>'owner'",
         "CREATE INDEX asya_tasks_owner ON asya_tasks (owner) WHERE owner IS NOT NULL",
+    ],
+    # When the task was created, as a column too (ListTasks pages by it), filled from the rows.
+    3: [
+        "ALTER TABLE asya_tasks ADD COLUMN created_at DOUBLE PRECISION",
+        "UPDATE asya_tasks SET created_at = (doc->>'created_at')::double precision",
+        "CREATE INDEX asya_tasks_created ON asya_tasks (created_at, id)",
+        "CREATE INDEX asya_tasks_owner_created ON asya_tasks (owner, created_at, id)"
+        " WHERE owner IS NOT NULL",
     ],
 }
 
@@ -103,14 +112,15 @@ class PostgresStore:
     async def _insert(self, rec: TaskRecord) -> None:
         try:
             await self.pool.execute(
-                "INSERT INTO asya_tasks (id, status, deadline_at, updated_at, doc, owner)"
-                " VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
+                "INSERT INTO asya_tasks (id, status, deadline_at, updated_at, doc, owner,"
+                " created_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)",
                 rec.id,
                 rec.status,
                 rec.deadline_at,
                 rec.updated_at,
                 encode(rec).decode(),
                 rec.owner,
+                rec.created_at,
             )
         except asyncpg.UniqueViolationError:
             raise TaskExists(f"task {rec.id!r} already exists") from None
@@ -155,6 +165,27 @@ class PostgresStore:
                 " AND status NOT IN ('succeeded', 'failed', 'canceled')"
             )
         return [(float(r[0]), str(r[1])) for r in rows]
+
+    async def recent(
+        self, limit: int, *, owner: str | None = None, before: Cursor | None = None
+    ) -> list[TaskRecord]:
+        where: list[str] = []
+        args: list[object] = []
+        if owner is not None:
+            args.append(owner)
+            where.append(f"owner = ${len(args)}")
+        if before is not None:
+            args += [before[0], before[1]]
+            where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+        args.append(max(0, limit))
+        cond = f" WHERE {' AND '.join(where)}" if where else ""
+        query = (
+            f"SELECT doc::text FROM asya_tasks{cond}"  # only placeholders vary
+            f" ORDER BY created_at DESC, id DESC LIMIT ${len(args)}"
+        )
+        async with _mapped(self.url):
+            rows: list[Any] = await self.pool.fetch(query, *args)
+        return [decode(r[0]) for r in rows]
 
 
 __all__ = ["PostgresStore"]

@@ -16,7 +16,16 @@ import anyio
 import anyio.to_thread
 
 from ..state import TaskRecord
-from .base import SCHEMA_VERSION, Change, StoreError, TaskExists, check_version, decode, encode
+from .base import (
+    SCHEMA_VERSION,
+    Change,
+    Cursor,
+    StoreError,
+    TaskExists,
+    check_version,
+    decode,
+    encode,
+)
 
 _MIGRATIONS: Final = {
     1: [
@@ -30,6 +39,13 @@ _MIGRATIONS: Final = {
         "ALTER TABLE tasks ADD COLUMN owner TEXT",
         "UPDATE tasks SET owner = json_extract(CAST(doc AS TEXT), '$.owner')",
         "CREATE INDEX tasks_owner ON tasks (owner) WHERE owner IS NOT NULL",
+    ],
+    # When the task was created, as a column too (ListTasks pages by it), filled from the rows.
+    3: [
+        "ALTER TABLE tasks ADD COLUMN created_at REAL",
+        "UPDATE tasks SET created_at = json_extract(CAST(doc AS TEXT), '$.created_at')",
+        "CREATE INDEX tasks_created ON tasks (created_at, id)",
+        "CREATE INDEX tasks_owner_created ON tasks (owner, created_at, id) WHERE owner IS NOT NULL",
     ],
 }
 
@@ -96,9 +112,17 @@ class SqliteStore:
     def _insert(self, rec: TaskRecord) -> None:
         try:
             self.db.execute(
-                "INSERT INTO tasks (id, status, deadline_at, updated_at, doc, owner)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (rec.id, rec.status, rec.deadline_at, rec.updated_at, encode(rec), rec.owner),
+                "INSERT INTO tasks (id, status, deadline_at, updated_at, doc, owner, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rec.id,
+                    rec.status,
+                    rec.deadline_at,
+                    rec.updated_at,
+                    encode(rec),
+                    rec.owner,
+                    rec.created_at,
+                ),
             )
         except sqlite3.IntegrityError:
             raise TaskExists(f"task {rec.id!r} already exists") from None
@@ -147,6 +171,27 @@ class SqliteStore:
         return self.db.execute(
             "SELECT deadline_at, id FROM tasks WHERE deadline_at IS NOT NULL"
             " AND status NOT IN ('succeeded', 'failed', 'canceled')"
+        ).fetchall()
+
+    async def recent(
+        self, limit: int, *, owner: str | None = None, before: Cursor | None = None
+    ) -> list[TaskRecord]:
+        rows = await self._run(self._recent, limit, owner, before)
+        return [decode(r[0]) for r in rows]
+
+    def _recent(self, limit: int, owner: str | None, before: Cursor | None) -> Any:
+        where: list[str] = []
+        args: list[object] = []
+        if owner is not None:
+            where.append("owner = ?")
+            args.append(owner)
+        if before is not None:
+            where.append("(created_at, id) < (?, ?)")
+            args += [before[0], before[1]]
+        cond = f" WHERE {' AND '.join(where)}" if where else ""
+        return self.db.execute(
+            f"SELECT doc FROM tasks{cond} ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*args, max(0, limit)),
         ).fetchall()
 
 

@@ -3,13 +3,14 @@
 It follows service.py's contract the way the door relies on it: event ids dense from 1 (the
 creation is event 1), `watch(id)` starts with the current state as a `StatusUpdate` carrying
 the latest event id, `watch(id, n)` replays the events after `n` from a bounded ring (or, past
-the ring, starts with a snapshot), then goes live and ends after the terminal update. Tests
-drive the "mesh" with `fly()` and `report()`.
+the ring, starts with a snapshot), then goes live and ends after the terminal update; `recent`
+lists newest first by (creation time, id). Tests drive the "mesh" with `fly()` and `report()`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator
@@ -21,7 +22,9 @@ import msgspec
 
 from asya_gateway.service import (
     AlreadyTerminal,
+    Cursor,
     FlyUpdate,
+    Listed,
     NotPaused,
     StatusUpdate,
     TaskUpdate,
@@ -41,6 +44,7 @@ class _Task:
         self.events: deque[TaskUpdate] = deque(maxlen=ring)
         self.last = 0
         self.changed = anyio.Event()
+        self.cursor: Cursor = (0.0, view.id)  # set by `create`: its creation number
 
 
 class MemService:
@@ -54,6 +58,7 @@ class MemService:
         self.resumed: list[dict[str, Any]] = []
         self.task_created = anyio.Event()
         self.was_resumed = anyio.Event()
+        self._created = itertools.count(1)
 
     # -- the mesh side ----------------------------------------------------------------------
 
@@ -96,6 +101,7 @@ class MemService:
             flow=flow, payload=payload, actor=route[0],
         )  # fmt: skip
         t = self.tasks[tid] = _Task(view, self.ring)
+        t.cursor = (float(next(self._created)), tid)
         self._push(t, lambda n: StatusUpdate(event_id=n, task=view))
         self.created.append({"id": tid, "route": route, "payload": payload, "headers": headers})
         self.task_created.set()
@@ -126,6 +132,11 @@ class MemService:
         self.was_resumed.set()
         self.report(task_id, "running", pause=None)
         return self.tasks[task_id].view
+
+    async def recent(self, limit: int, before: Cursor | None = None) -> list[Listed]:
+        cursors = sorted((t.cursor for t in self.tasks.values()), reverse=True)
+        after = [c for c in cursors if before is None or c < before][: max(0, limit)]
+        return [Listed(task=self.tasks[c[1]].view, cursor=c) for c in after]
 
     @contextlib.asynccontextmanager
     async def watch(

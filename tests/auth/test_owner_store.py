@@ -52,7 +52,7 @@ async def test_sqlite_v1_rows_migrate_with_their_owner() -> None:
     finally:
         await store.aclose()
     db = sqlite3.connect(path)
-    assert db.execute("SELECT version FROM asya_schema").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("SELECT version FROM asya_schema").fetchone()[0] == SCHEMA_VERSION
     rows = dict(db.execute("SELECT id, owner FROM tasks").fetchall())
     assert rows == {"t1": "key:a", "t2": None, "t3": "jwt:s"}
     db.close()
@@ -83,7 +83,7 @@ async def test_postgres_v1_rows_migrate_with_their_owner(short_tmp: Path) -> Non
         finally:
             await store.aclose()
         assert await conn.fetchval("SELECT owner FROM asya_tasks WHERE id = 't1'") == "key:a"
-        assert await conn.fetchval("SELECT version FROM asya_schema") == 2
+        assert await conn.fetchval("SELECT version FROM asya_schema") == SCHEMA_VERSION
         await conn.close()
 
 

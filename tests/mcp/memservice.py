@@ -24,7 +24,9 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from asya_gateway.service import (
     AlreadyTerminal,
+    Cursor,
     FlyUpdate,
+    Listed,
     StatusUpdate,
     TaskUpdate,
     TaskView,
@@ -124,6 +126,12 @@ class MemoryTaskService:
         self.created.append(view)
         self._tg.start_soon(self._script, task)
         return view
+
+    async def recent(self, limit: int, before: Cursor | None = None) -> list[Listed]:
+        """Newest first; a task's position is its creation number (ids are `task-N`)."""
+        cursors = sorted(((float(i), v.id) for i, v in enumerate(self.created)), reverse=True)
+        after = [c for c in cursors if before is None or c < before][: max(0, limit)]
+        return [Listed(task=self.tasks[tid].view, cursor=(n, tid)) for n, tid in after]
 
     async def get(self, task_id: str) -> TaskView:
         if task_id not in self.tasks:

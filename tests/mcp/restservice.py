@@ -13,7 +13,9 @@ import msgspec
 
 from asya_gateway.service import (
     AlreadyTerminal,
+    Cursor,
     FlyUpdate,
+    Listed,
     StatusUpdate,
     TaskUpdate,
     TaskView,
@@ -58,6 +60,13 @@ class RestTaskService:
         if r.status_code == 404:
             raise UnknownTask(task_id)
         return _view(r.json())
+
+    async def recent(self, limit: int, before: Cursor | None = None) -> list[Listed]:
+        """The tasks this bridge created, newest first (the REST API has no listing), each
+        read fresh over HTTP."""
+        cursors = sorted(((float(i), v.id) for i, v in enumerate(self.created)), reverse=True)
+        after = [c for c in cursors if before is None or c < before][: max(0, limit)]
+        return [Listed(task=await self.get(c[1]), cursor=c) for c in after]
 
     async def cancel(self, task_id: str) -> TaskView:
         before = await self.get(task_id)
