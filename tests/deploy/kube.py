@@ -83,7 +83,9 @@ def ensure_base(podman: str, times: dict[str, float]) -> None:
         _timed(
             times,
             "mmdebstrap",
-            lambda: sh(mmdebstrap, "--variant=minbase", include, "bookworm", str(part)),
+            lambda: sh(
+                mmdebstrap, "--variant=minbase", "--format=tar", include, "bookworm", str(part)
+            ),
         )
         part.rename(rootfs)
     _timed(times, "import_base", lambda: sh(podman, "import", str(rootfs), BASE_IMAGE))
