@@ -1,6 +1,6 @@
 """A2A SendStreamingMessage vs the native SSE stream, same flow, same mesh, same run.
 
-    .venv/bin/python bench/a2a_bench.py [--tokens N] [--rounds R]
+    .venv/bin/python bench/a2a_bench.py [--tokens N] [--rounds R] [--quick]
 
 `asya dev --route bench` runs this module's `tokens` handler (N `{"partial": true, "text": …}`
 FLYs as fast as it can). Each round streams one task natively (`POST /api/v1/mesh` with
@@ -52,7 +52,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="3 rounds (make bench)")
     args = ap.parse_args()
+    if args.quick:
+        args.rounds = min(args.rounds, 3)
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
