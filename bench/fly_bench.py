@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import statistics
 import sys
@@ -76,6 +77,11 @@ async def _stream_task(
         return await _read_stream(resp, on_fly)
 
 
+async def _post(client: httpx.AsyncClient, url: str, body: Any) -> None:
+    """A sidecar's POST; a refusal stops the bench (it would wait for events forever)."""
+    (await client.post(url, json=body)).raise_for_status()
+
+
 def _pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
@@ -115,10 +121,9 @@ async def gateway_throughput(client: httpx.AsyncClient, url: str, n: int) -> tup
         t0 = time.perf_counter()
         for start in range(0, n, 100):
             batch = [{"type": "fly", "data": {"i": i, "t": 0}} for i in range(start, start + 100)]
-            await client.post(f"{url}/api/v1/mesh/{tid}/events", json=batch)
-        await client.post(
-            f"{url}/api/v1/mesh/{tid}/events",
-            json={"type": "status", "status": "succeeded", "data": {}},
+            await _post(client, f"{url}/api/v1/mesh/{tid}/events", batch)
+        await _post(
+            client, f"{url}/api/v1/mesh/{tid}/events", {"type": "status", "status": "succeeded"}
         )
     return len(times) / (times[-1] - t0), len(times)
 
@@ -166,13 +171,13 @@ async def gateway_latency(client: httpx.AsyncClient, url: str, n: int) -> list[f
             wait = start + i / 1000 - time.perf_counter()
             if wait > 0:
                 await anyio.sleep(wait)
-            await client.post(
+            await _post(
+                client,
                 f"{url}/api/v1/mesh/{tid}/events",
-                json={"type": "fly", "data": {"i": i, "t": time.time_ns()}},
+                {"type": "fly", "data": {"i": i, "t": time.time_ns()}},
             )
-        await client.post(
-            f"{url}/api/v1/mesh/{tid}/events",
-            json={"type": "status", "status": "succeeded", "data": {}},
+        await _post(
+            client, f"{url}/api/v1/mesh/{tid}/events", {"type": "status", "status": "succeeded"}
         )
     return lat[len(lat) // 10 :]
 
@@ -188,6 +193,8 @@ async def main(quick: bool) -> None:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     # The bench client is the only subscriber: let it lag without gateway-side drops.
     env["ASYA_GATEWAY_SUBSCRIBER_BUFFER"] = str(BIG)
+    # The baselines post events as a sidecar does: with the mesh token `asya dev` would make.
+    token = env.setdefault("ASYA_GATEWAY_MESH_TOKEN", secrets.token_urlsafe(32))
     os.chdir(ROOT)
     plan = plan_mesh(opts, env)
     (opts.workdir / "flows.json").write_bytes(dev_flows(opts))  # as run_dev writes it
@@ -215,7 +222,10 @@ async def main(quick: bool) -> None:
             await queues.declare(queue_name(opts.namespace, "nobody"))
             await queues.aclose()
             url = plan.gateway_url
-            async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None)) as client:
+            async with httpx.AsyncClient(
+                timeout=httpx.Timeout(30, read=None),
+                headers={"Authorization": f"Bearer {token}"},
+            ) as client:
                 await mesh_throughput(client, url, 1000)  # warm-up
                 res["base_tp"] = await gateway_throughput(client, url, n_flood)
                 res["mesh_tp"] = await mesh_throughput(client, url, n_flood, "flood")
