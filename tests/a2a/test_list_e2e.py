@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 from a2a.client import Client, ClientConfig, ClientFactory
@@ -19,7 +18,8 @@ from a2a.types import a2a_pb2 as pb
 
 from asya_mesh.transports import TransportConfig, open_transport, queue_name
 
-from ..conftest import ROOT, console_script
+from ..conftest import console_script
+from ..gateway.helpers import spawn_logged, wait_healthy
 from ..gateway.stores import BACKENDS, database_url
 from .conftest import free_port
 
@@ -53,30 +53,17 @@ class Gateway:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def log(self) -> Path:
+        return self.tmp / f"gw-{self.port}.log"
+
     def spawn(self) -> None:
-        log = open(self.tmp / f"gw-{self.port}.log", "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(
-            [console_script("asya-gateway"), "run"],
-            env=self.env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        self.proc = spawn_logged([console_script("asya-gateway"), "run"], self.env, self.log)
 
     async def start(self) -> None:
         self.spawn()
         assert self.proc is not None
-        async with httpx.AsyncClient() as c:
-            with anyio.fail_after(30):
-                while True:
-                    try:
-                        if (await c.get(f"{self.url}/health")).status_code == 200:
-                            return
-                    except httpx.TransportError:
-                        pass
-                    assert self.proc.poll() is None, (self.tmp / f"gw-{self.port}.log").read_text()
-                    await anyio.sleep(0.05)
+        await wait_healthy(self.proc, self.url, self.log, 30)
 
     async def declare_chat(self) -> None:
         """The test plays the `chat` actor's sidecar: its queue exists, nothing consumes it."""

@@ -6,10 +6,12 @@ import contextlib
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -152,6 +154,31 @@ async def post_events(client: httpx.AsyncClient, base: str, task_id: str, body: 
     return r.status_code
 
 
+def spawn_logged(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A gateway process writing to `log_path` (appended: restarts share one log)."""
+    from tests.conftest import ROOT
+
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+async def wait_healthy(
+    proc: subprocess.Popen[bytes], base: str, log_path: Path, limit: float = 30.0
+) -> None:
+    """Until `base/health` answers 200; fails with the process's log if it exits first."""
+    async with httpx.AsyncClient() as c:
+        with anyio.fail_after(limit):
+            while True:
+                try:
+                    if (await c.get(f"{base}/health")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None:  # exited: its log says why (read once, at the end)
+                    raise AssertionError(log_path.read_text())  # noqa: ASYNC240
+                await anyio.sleep(0.05)  # a process's readiness has no event to wait on
+
+
 def fly(i: int) -> dict[str, Any]:
     return {"type": "fly", "data": {"partial": True, "text": f"t{i}"}}
 
@@ -175,7 +202,9 @@ __all__ = [
     "post_events",
     "read_sse",
     "running_gateway",
+    "spawn_logged",
     "start_task",
     "status",
+    "wait_healthy",
     "wait_until",
 ]

@@ -14,9 +14,18 @@ import httpx
 import pytest
 
 from asya_mesh.transports import TransportConfig, open_transport, queue_name
-from tests.conftest import ROOT
 
-from .helpers import SseEvent, collect_stream, fly, post_events, read_sse, status, wait_until
+from .helpers import (
+    SseEvent,
+    collect_stream,
+    fly,
+    post_events,
+    read_sse,
+    spawn_logged,
+    status,
+    wait_healthy,
+    wait_until,
+)
 from .stores import BACKENDS, database_url
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.timeout(90)]
@@ -40,30 +49,21 @@ class GatewayProc:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def log(self) -> Path:
+        return self.tmp / f"gw-{self.port}.log"
+
     def spawn(self) -> None:
-        log = open(self.tmp / f"gw-{self.port}.log", "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(
+        self.proc = spawn_logged(
             [sys.executable, "-m", "tests.gateway.gateway_proc", str(self.port), self.url],
-            env=self.env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            self.env,
+            self.log,
         )
-        log.close()
 
     async def start(self) -> None:
         self.spawn()
         assert self.proc is not None
-        async with httpx.AsyncClient() as c:
-            with anyio.fail_after(20):
-                while True:
-                    try:
-                        if (await c.get(f"{self.base}/health")).status_code == 200:
-                            return
-                    except httpx.TransportError:
-                        pass
-                    assert self.proc.poll() is None, (self.tmp / f"gw-{self.port}.log").read_text()
-                    await anyio.sleep(0.05)
+        await wait_healthy(self.proc, self.base, self.log, 20)
 
     async def declare(self, *actors: str) -> None:
         """The test plays these actors' sidecars: declare their queues, as a sidecar does at
