@@ -42,10 +42,17 @@ async def test_three_actor_pipeline_to_sink_with_fly_order(mesh: Mesh) -> None:
             assert "".join(toks) == result["text"]
             assert result["stages"] == stages
             assert final["data"]["progress"] == 1.0 and final["data"]["id"] == "t-1"
-            # Per actor: received, processing, completed, before the terminal report.
-            st = gw.statuses("t-1")
-            assert st[:3] == ["received", "processing", "completed"]
-            assert st.count("received") == st.count("processing") == 3
+            # Per actor, in the order it posted them: received, processing, completed. Across
+            # actors the gateway may hear the next one's `received` before this one's
+            # `completed` (separate processes posting side by side; seen once in CI).
+            per_actor: dict[str, list[str]] = {}
+            for e in gw.event_list("t-1"):
+                if e.get("type") == "status" and e["status"] != "succeeded":
+                    d = e.get("data", {})
+                    who = d.get("actor") or d.get("curr")
+                    per_actor.setdefault(who, []).append(e["status"])
+            steps = ["received", "processing", "completed"]
+            assert per_actor == {"tokens": steps, "stages": steps, "echo": steps}, per_actor
             # All calls carry the envelope id header.
             assert all(r.headers.get("x-asya-envelope-id") == "t-1" for r in gw.requests)
             await mesh.wait_depth("x-sink", 0)  # the end actor acked it
