@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import msgspec
 import pytest
 
-from asya_gateway.bus import INLINE_MAX, Message, PgBus
+from asya_gateway.bus import INLINE_MAX, LocalBus, Message, PgBus
 
 from .stores import database_url
 
@@ -116,3 +117,28 @@ async def test_publishing_without_a_running_bus_sends_directly(tmp_path: Path) -
             await _until(lambda: len(heard.got) >= 2, "both messages")
         await idle.aclose()
         assert [i for i, _ in heard.of("t")] == [0, 1]
+
+
+async def test_a_local_burst_leaves_the_streams_room_to_write() -> None:
+    # One POST of 1,000 FLYs: a stream must get its first events before the last is delivered
+    # (else the first token waits for the whole burst).
+    bus, heard = LocalBus(), Heard()
+    seen_midway: list[int] = []
+    async with anyio.create_task_group() as tg:
+        started = anyio.Event()
+        tg.start_soon(bus.run, heard.deliver, heard.on_lost, started.set)
+        await started.wait()
+        done = anyio.Event()
+
+        async def stream() -> None:  # what an SSE writer does: run whenever it is let
+            while not done.is_set():
+                seen_midway.append(len(heard.got))
+                await anyio.lowlevel.checkpoint()
+
+        tg.start_soon(stream)
+        await anyio.lowlevel.checkpoint()
+        await bus.publish_many([_fly("t", i) for i in range(1000)])
+        done.set()
+        tg.cancel_scope.cancel()
+    assert [i for i, _ in heard.of("t")] == list(range(1000))  # all, in order
+    assert any(0 < n < 1000 for n in seen_midway), seen_midway[:5]
