@@ -1,4 +1,4 @@
-"""Shared fixtures: the anyio backend and short socket directories."""
+"""Shared fixtures: the anyio backend, short socket directories and a headless Chromium page."""
 
 from __future__ import annotations
 
@@ -13,6 +13,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (`.ci/run` installs it); Playwright drives it
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
@@ -46,3 +57,19 @@ def subprocess_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+@pytest.fixture
+def page() -> Iterator[object]:
+    """A fresh page in headless Chromium (skipped without Chromium; `CI` makes no difference:
+    `.ci/run` installs it)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()

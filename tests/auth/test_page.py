@@ -3,9 +3,7 @@ for the tab, and streams the task with it (fetch-read SSE: EventSource cannot se
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -13,22 +11,6 @@ import pytest
 from .helpers import MESH, threaded_gateway
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-
-
-@pytest.fixture
-def page() -> Iterator[object]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("no Chromium at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
 
 
 def _wait(cond: object, what: str, limit: float = 20.0) -> None:

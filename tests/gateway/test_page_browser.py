@@ -17,9 +17,6 @@ from tests.dev.test_mesh_e2e import free_port, processes_mentioning
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(150)]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
-
 
 @pytest.fixture
 def dev(short_tmp: Path, subprocess_env: dict[str, str]) -> Iterator[str]:
@@ -60,20 +57,6 @@ def dev(short_tmp: Path, subprocess_env: dict[str, str]) -> Iterator[str]:
                 proc.kill()
         for pid in processes_mentioning(workdir):
             os.kill(pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def page() -> Iterator[object]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("no Chromium at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
 
 
 def status_is(page: object, status: str) -> None:
