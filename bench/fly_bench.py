@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from asya_dev.cli import DevOptions, dev_flows, plan_mesh, wait_ready  # noqa: E402
 from asya_dev.supervisor import Supervisor  # noqa: E402
 from asya_mesh.transports import TransportConfig, open_transport, queue_name  # noqa: E402
+from bench.sse_read import read_flys  # noqa: E402
 
 HANDLERS = {
     "flood": "examples.handlers.util:fly_flood",  # sidecar with its default FLY buffer
@@ -48,25 +49,6 @@ HANDLERS = {
 BIG = 65536
 
 
-async def _read_stream(resp: httpx.Response, on_fly: Any) -> dict[str, Any]:
-    """Feed each FLY's data bytes to `on_fly`; return the terminal update."""
-    buf = b""
-    async for chunk in resp.aiter_bytes():
-        buf += chunk
-        *events, buf = buf.split(b"\n\n")
-        for ev in events:
-            lines = ev.split(b"\n")
-            name = next((ln[7:] for ln in lines if ln.startswith(b"event: ")), b"")
-            data = b"\n".join(ln[6:] for ln in lines if ln.startswith(b"data: "))
-            if name == b"partial":
-                on_fly(data)
-            elif name == b"update":
-                upd = msgspec.json.decode(data)
-                if upd["status"] in ("succeeded", "failed", "canceled"):
-                    return dict(upd)
-    raise RuntimeError("stream closed without a terminal update")
-
-
 async def _stream_task(
     client: httpx.AsyncClient, url: str, body: dict[str, Any], on_fly: Any
 ) -> dict[str, Any]:
@@ -74,7 +56,7 @@ async def _stream_task(
         "POST", f"{url}/api/v1/mesh", json=body, headers={"Accept": "text/event-stream"}
     ) as resp:
         resp.raise_for_status()
-        return await _read_stream(resp, on_fly)
+        return await read_flys(resp, on_fly)
 
 
 async def _post(client: httpx.AsyncClient, url: str, body: Any) -> None:
@@ -115,7 +97,7 @@ async def gateway_throughput(client: httpx.AsyncClient, url: str, n: int) -> tup
     async with client.stream("GET", f"{url}/stream/{tid}") as s, anyio.create_task_group() as tg:
 
         async def read() -> None:
-            await _read_stream(s, lambda d: times.append(time.perf_counter()))
+            await read_flys(s, lambda d: times.append(time.perf_counter()))
 
         tg.start_soon(read)
         t0 = time.perf_counter()
@@ -165,7 +147,7 @@ async def gateway_latency(client: httpx.AsyncClient, url: str, n: int) -> list[f
         lat.append((time.time_ns() - msgspec.json.decode(data)["t"]) / 1e6)
 
     async with client.stream("GET", f"{url}/stream/{tid}") as s, anyio.create_task_group() as tg:
-        tg.start_soon(_read_stream, s, on_fly)
+        tg.start_soon(read_flys, s, on_fly)
         start = time.perf_counter()
         for i in range(n):
             wait = start + i / 1000 - time.perf_counter()

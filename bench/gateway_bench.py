@@ -46,6 +46,7 @@ from asya_dev.supervisor import Supervisor  # noqa: E402
 from asya_gateway.state import TaskRecord  # noqa: E402
 from asya_gateway.store import open_store  # noqa: E402
 from asya_gateway.store.base import encode  # noqa: E402
+from bench.sse_read import read_flys  # noqa: E402
 
 HANDLERS = {"steady": "bench.fly_handlers:steady"}
 RATE = 1000
@@ -74,25 +75,6 @@ async def fresh_database(admin: str) -> AsyncIterator[str]:
 # -- 1. FLY latency through replicas ---------------------------------------------------------
 
 
-async def _read_flys(resp: httpx.Response, on_fly: Callable[[bytes], None]) -> str:
-    """Feed each FLY's data to `on_fly` until the terminal update; return its status."""
-    buf = b""
-    async for chunk in resp.aiter_bytes():
-        buf += chunk
-        *events, buf = buf.split(b"\n\n")
-        for ev in events:
-            lines = ev.split(b"\n")
-            name = next((ln[7:] for ln in lines if ln.startswith(b"event: ")), b"")
-            data = b"\n".join(ln[6:] for ln in lines if ln.startswith(b"data: "))
-            if name == b"partial":
-                on_fly(data)
-            elif name == b"update":
-                status = str(msgspec.json.decode(data)["status"])
-                if status in ("succeeded", "failed", "canceled"):
-                    return status
-    raise RuntimeError("stream closed without a terminal update")
-
-
 async def latency(
     client: httpx.AsyncClient, create_on: str, stream_on: str, n: int, received: list[int]
 ) -> list[float]:
@@ -109,7 +91,7 @@ async def latency(
     # From the task's first event: the few FLYs before this subscription are replayed (late,
     # so the first tenth is dropped as warm-up below).
     async with client.stream("GET", f"{stream_on}/stream/{tid}?last_event_id=0") as s:
-        status = await _read_flys(s, on_fly)
+        status = (await read_flys(s, on_fly))["status"]
     assert status == "succeeded", status
     received.append(len(lat))  # FLY is at-most-once: a sidecar buffer overflow drops (counted)
     return lat[len(lat) // 10 :]

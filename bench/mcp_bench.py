@@ -47,6 +47,7 @@ from asya_dev.cli import DevOptions, plan_mesh, wait_ready  # noqa: E402
 from asya_dev.supervisor import Supervisor  # noqa: E402
 from asya_gateway.flows import parse_flows  # noqa: E402
 from asya_gateway.mcp import mcp_app  # noqa: E402
+from bench.sse_read import read_flys  # noqa: E402
 from tests.mcp.restservice import RestTaskService  # noqa: E402
 
 HANDLERS = {"flood": "examples.handlers.util:fly_flood", "steady": "bench.fly_handlers:steady"}
@@ -69,20 +70,15 @@ async def native(client: httpx.AsyncClient, url: str, actor: str, payload: Any) 
         json={"route": [actor], "payload": payload},
         headers={"Accept": "text/event-stream"},
     ) as resp:
-        buf = b""
-        async for chunk in resp.aiter_bytes():
-            buf += chunk
-            *events, buf = buf.split(b"\n\n")
-            for ev in events:
-                lines = ev.split(b"\n")
-                name = next((ln[7:] for ln in lines if ln.startswith(b"event: ")), b"")
-                data = b"\n".join(ln[6:] for ln in lines if ln.startswith(b"data: "))
-                if name == b"partial":
-                    out.append(data)
-                    times.append(time.perf_counter())
-                elif name == b"update" and b'"succeeded"' in data:
-                    return out
-    raise RuntimeError("native stream ended without success")
+
+        def on_fly(data: bytes) -> None:
+            out.append(data)
+            times.append(time.perf_counter())
+
+        final = await read_flys(resp, on_fly)
+    if final["status"] != "succeeded":
+        raise RuntimeError(f"native stream ended {final['status']}")
+    return out
 
 
 async def mcp_call(session: ClientSession, tool: str, args: dict[str, Any]) -> list[str]:
