@@ -29,6 +29,8 @@ from anyio.abc import TaskGroup
 from asya_gateway.flows import Flow, Flows, load_flows
 from asya_runtime import __version__
 from asya_runtime.settings import Parser, add_arguments, given_from_args, load
+from asya_runtime.wire import READY_FILE
+from asya_sidecar.metrics import NAMESPACE as METRICS_NAMESPACE
 
 from .image import add_image_command
 from .options import (
@@ -53,6 +55,9 @@ class MeshPlan:
     runtime_ready_files: list[Path]
     sidecar_health_urls: list[str]
     replica_urls: list[str] = dataclasses.field(default_factory=list)  # beyond gateway_url
+    # The actors' sidecar /metrics: ready once each one's gateway task feed is connected, so
+    # a cancel right after "mesh ready" reaches the running handler.
+    feed_metrics_urls: list[str] = dataclasses.field(default_factory=list)
 
 
 def _free_port() -> int:
@@ -117,7 +122,7 @@ def plan_mesh(
         )
     # Sidecars report (and follow the feed) on the mesh listener when there is one.
     report_url = url if opts.mesh_port is None else f"http://127.0.0.1:{opts.mesh_port}"
-    ready_files, health = [], []
+    ready_files, health, feeds = [], [], []
     for actor in opts.route:
         sock_dir = workdir / actor  # one dir per actor: runtime-ready sits next to the socket
         children.append(
@@ -133,7 +138,7 @@ def plan_mesh(
                 common,
             )
         )
-        ready_files.append(sock_dir / "runtime-ready")
+        ready_files.append(sock_dir / READY_FILE)
     for actor in [*opts.route, *END_ACTORS]:
         metrics_port = port_for()
         env = {
@@ -149,7 +154,9 @@ def plan_mesh(
             env |= {"ASYA_SOCKET_DIR": str(workdir / actor), "ASYA_SOCKET_NAME": SOCKET_NAME}
         children.append(ChildSpec(f"{actor}/sidecar", [python_script("asya-sidecar"), "run"], env))
         health.append(f"http://127.0.0.1:{metrics_port}/health")
-    return MeshPlan(url, children, ready_files, health, replicas[1:])
+        if actor not in END_ACTORS:
+            feeds.append(f"http://127.0.0.1:{metrics_port}/metrics")
+    return MeshPlan(url, children, ready_files, health, replicas[1:], feeds)
 
 
 def dev_flows(opts: DevOptions) -> bytes:
@@ -159,26 +166,45 @@ def dev_flows(opts: DevOptions) -> bytes:
     return msgspec.json.encode({"flows": list(flows.with_flow(dev))})
 
 
+FEED_CONNECTED = f"{METRICS_NAMESPACE}_gateway_feed_connected"
+
+
+def feed_connected(metrics_text: str) -> bool:
+    """Whether a sidecar's `/metrics` text says its gateway task feed is connected."""
+    for line in metrics_text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == FEED_CONNECTED:
+            try:
+                return float(value) >= 1
+            except ValueError:
+                return False
+    return False
+
+
 async def wait_ready(plan: MeshPlan, limit: float) -> None:
-    """Until the gateway, every runtime and every sidecar says it is ready (polled: HTTP
-    health and files have no event to wait on)."""
+    """Until the gateway, every runtime and every sidecar says it is ready and each actor's
+    sidecar follows its gateway's task feed (polled: HTTP health and files have no event to
+    wait on)."""
     gateways = [plan.gateway_url, *plan.replica_urls]
-    pending_urls = [*(f"{g}/health" for g in gateways), *plan.sidecar_health_urls]
+    pending: dict[str, Callable[[httpx.Response], bool]] = {
+        url: lambda r: r.status_code == 200
+        for url in [*(f"{g}/health" for g in gateways), *plan.sidecar_health_urls]
+    }
+    for url in plan.feed_metrics_urls:
+        pending[url] = lambda r: r.status_code == 200 and feed_connected(r.text)
     pending_files = list(plan.runtime_ready_files)
     with anyio.fail_after(limit):
         async with httpx.AsyncClient(timeout=2.0) as client:
-            while pending_urls or pending_files:
+            while pending or pending_files:
                 pending_files = [p for p in pending_files if not p.exists()]
-                still = []
-                for url in pending_urls:
+                for url, ready in list(pending.items()):
                     try:
-                        ok = (await client.get(url)).status_code == 200
+                        ok = ready(await client.get(url))
                     except httpx.HTTPError:
                         ok = False
-                    if not ok:
-                        still.append(url)
-                pending_urls = still
-                if pending_urls or pending_files:
+                    if ok:
+                        del pending[url]
+                if pending or pending_files:
                     await anyio.sleep(0.1)
 
 
@@ -357,6 +383,7 @@ __all__ = [
     "DevOptions",
     "DevSettings",
     "MeshPlan",
+    "feed_connected",
     "main",
     "options_from",
     "parse_actor_overrides",

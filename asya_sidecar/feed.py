@@ -4,8 +4,11 @@ failed or paused at the gateway reaches the envelope running it here within a se
 (sidecar-gateway.md "Per envelope" step 6), and pre-flights can be answered without a GET.
 
 A 404 means the gateway has no feed: the sidecar falls back to pre-flight GETs and no in-flight
-cancel. Bounded: the last `SEEN_CAP` statuses are remembered (oldest forgotten first); watchers
-are the envelopes in flight. Knows nothing about queues, the runtime or the machine.
+cancel. The feed says only what happens while it is connected, so on every (re)connect the tasks
+being watched are asked for once (`GET {gw}/api/v1/mesh/{id}`): a task canceled while the feed
+was down (a gateway restarting, a replica's bus gap) still stops the handler running it.
+Bounded: the last `SEEN_CAP` statuses are remembered (oldest forgotten first); watchers are the
+envelopes in flight. Knows nothing about queues, the runtime or the machine.
 """
 
 from __future__ import annotations
@@ -24,9 +27,26 @@ log = structlog.get_logger("asya.sidecar.feed")
 SEEN_CAP: Final = 4096
 #: Statuses that stop an envelope running here.
 STOPPING: Final = frozenset({"canceled", "failed", "paused", "succeeded"})
-_RECONNECT: Final = (0.5, 1.0, 2.0, 5.0, 10.0)
+# Capped at 2 s: a cancel issued while the feed is away waits for the reconnect (a refused
+# connect every 2 s costs nothing).
+_RECONNECT: Final = (0.1, 0.25, 0.5, 1.0, 2.0)
+#: At most this many watched tasks are asked about at once after a reconnect.
+_RECHECK_LIMIT: Final = 8
 #: A feed that ended sooner than this counts as a failure (back off; say so at most once).
 _SHORT_LIVED: Final = 30.0
+
+
+def stopped_status(answer: object) -> str | None:
+    """The status in a `GET /api/v1/mesh/{id}` answer if it is one the feed would have sent
+    (canceled, paused, failed at its deadline), else None: the same rule as the gateway's."""
+    if not isinstance(answer, dict):
+        return None
+    status, error = answer.get("status"), answer.get("error")
+    if status in ("canceled", "paused"):
+        return str(status)
+    if status == "failed" and isinstance(error, dict) and error.get("type") == "Timeout":
+        return "failed"
+    return None
 
 
 class _TaskLine(msgspec.Struct):
@@ -40,10 +60,17 @@ _decode = msgspec.json.Decoder(_TaskLine)
 class Feed:
     """What one gateway's feed said, and who wants to hear about which task."""
 
-    def __init__(self, http: httpx.AsyncClient, gw: str) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        gw: str,
+        on_connected: Callable[[bool], None] = lambda up: None,
+    ) -> None:
         self._http = http
+        self._gw = gw
         self.url = f"{gw}/api/v1/mesh/feed"
         self.connected = False
+        self._on_connected = on_connected
         self.unsupported = ""  # why this gateway has no feed (a 404, not SSE), if it has none
         self._refused = False  # 401/403 seen (warned once)
         self._connects = 0
@@ -85,7 +112,9 @@ class Feed:
             except (httpx.HTTPError, OSError) as exc:
                 log.debug("task feed lost", url=self.url, error=repr(exc))
             finally:
-                self.connected = False
+                if self.connected:
+                    self.connected = False
+                    self._on_connected(False)
             if self.unsupported:
                 log.info(
                     "gateway has no task feed; using pre-flight GETs",
@@ -117,24 +146,55 @@ class Feed:
                 self.unsupported = f"answered {r.status_code} {ctype or 'without a content type'}"
                 return
             self.connected = True
+            self._on_connected(True)
             # Said once at info; every reconnect after that only at debug.
             (log.debug if self._connects else log.info)("task feed connected", url=self.url)
             self._connects += 1
-            event, data = "", ""
-            async for line in r.aiter_lines():
-                if line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:"):
-                    data += line[5:].strip()
-                elif not line:  # end of one SSE event
-                    if event == "task" and data:
-                        try:
-                            t = _decode.decode(data)
-                        except msgspec.DecodeError:
-                            log.debug("bad task feed line", data=data[:200])
-                        else:
-                            self._saw(t.id, t.status)
-                    event, data = "", ""
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._recheck, list(self._watchers))
+                await self._read(r)
+                tg.cancel_scope.cancel()  # the feed ended: a reconnect asks again
+
+    async def _recheck(self, task_ids: list[str]) -> None:
+        """Ask the gateway once about each task watched before this connection existed."""
+        limit = anyio.Semaphore(_RECHECK_LIMIT)
+
+        async def one(task_id: str) -> None:
+            async with limit:
+                try:
+                    r = await self._http.get(
+                        f"{self._gw}/api/v1/mesh/{task_id}",
+                        headers={"X-Asya-Envelope-ID": task_id},
+                        timeout=5.0,
+                    )
+                    answer = r.json() if r.status_code == 200 else None
+                except (httpx.HTTPError, ValueError) as exc:
+                    log.debug("task recheck failed", task_id=task_id, error=repr(exc))
+                    return
+            status = stopped_status(answer)
+            if status is not None and task_id in self._watchers:
+                self._saw(task_id, status)
+
+        async with anyio.create_task_group() as tg:
+            for task_id in task_ids:
+                tg.start_soon(one, task_id)
+
+    async def _read(self, r: httpx.Response) -> None:
+        event, data = "", ""
+        async for line in r.aiter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data += line[5:].strip()
+            elif not line:  # end of one SSE event
+                if event == "task" and data:
+                    try:
+                        t = _decode.decode(data)
+                    except msgspec.DecodeError:
+                        log.debug("bad task feed line", data=data[:200])
+                    else:
+                        self._saw(t.id, t.status)
+                event, data = "", ""
 
 
-__all__ = ["SEEN_CAP", "STOPPING", "Feed"]
+__all__ = ["SEEN_CAP", "STOPPING", "Feed", "stopped_status"]

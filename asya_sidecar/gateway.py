@@ -118,7 +118,10 @@ class GatewayClient:
             return None
         f = self._feeds.get(gw)
         if f is None and len(self._feeds) < _MAX_GATEWAYS:
-            f = self._feeds[gw] = Feed(self._http, gw)
+            gauge = self._metrics.feed_connected
+            f = self._feeds[gw] = Feed(
+                self._http, gw, on_connected=lambda up: gauge.inc() if up else gauge.dec()
+            )
             self._tg.start_soon(f.run)
         return f
 

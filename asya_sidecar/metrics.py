@@ -86,6 +86,12 @@ class Metrics:
             registry=r,
         )
         self.active = Gauge("active_messages", "Envelopes in flight", namespace=ns, registry=r)
+        self.feed_connected = Gauge(
+            "gateway_feed_connected",
+            "Gateway task feeds connected (a cancel at the gateway reaches running handlers)",
+            namespace=ns,
+            registry=r,
+        )
         self.runtime_errors = Counter(
             "runtime_errors", "Runtime errors", ["queue", "error_type"], namespace=ns, registry=r
         )

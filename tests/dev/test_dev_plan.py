@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 import asya_gateway
-from asya_dev.cli import DEFAULT_HANDLERS, DevOptions, parse_actor_overrides, plan_mesh
+from asya_dev.cli import (
+    DEFAULT_HANDLERS,
+    DevOptions,
+    feed_connected,
+    parse_actor_overrides,
+    plan_mesh,
+)
 from asya_dev.render import SseParser, TerminalRenderer
 
 from .screen import screen
@@ -61,6 +67,17 @@ def test_plan_configures_every_child_by_env(tmp_path: Path) -> None:
     assert sink["ASYA_IS_END_ACTOR"] == "true" and "ASYA_SOCKET_DIR" not in sink
     assert plan.runtime_ready_files[1] == Path(sock).parent / "runtime-ready"
     assert plan.sidecar_health_urls[0] == "http://127.0.0.1:9100/health"
+    # Ready also waits for each actor's task feed (not the end actors'): a cancel right after
+    # "mesh ready" must reach the handler.
+    assert len(plan.feed_metrics_urls) == 2 and plan.feed_metrics_urls[0].endswith("/metrics")
+
+
+def test_feed_connected_reads_the_sidecar_gauge() -> None:
+    head = "# TYPE asya_actor_gateway_feed_connected gauge\n"
+    assert feed_connected(head + "asya_actor_gateway_feed_connected 1.0\n")
+    assert not feed_connected(head + "asya_actor_gateway_feed_connected 0.0\n")
+    assert not feed_connected("asya_actor_active_messages 1.0\n")  # absent: not connected
+    assert not feed_connected("asya_actor_gateway_feed_connected NaNx\n")
 
 
 def test_plan_needs_a_handler_per_actor(tmp_path: Path) -> None:

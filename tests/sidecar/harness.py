@@ -53,6 +53,7 @@ class RecordingGateway:
     url: str = ""
     feed_enabled: bool = False  # serve GET /api/v1/mesh/feed (else 404, as before the feed)
     feed_not_sse: bool = False  # answer the feed with a plain JSON 200 (a foreign gateway)
+    feed_down: bool = False  # answer the feed 503 (a gateway restarting) until set False
     feed_clients: int = 0
     feed_requests: int = 0
     _feeds: list[MemoryObjectSendStream[str]] = field(default_factory=list)
@@ -92,6 +93,8 @@ class RecordingGateway:
             return JSONResponse({"status": "running"})
         if not self.feed_enabled:
             return Response(status_code=404)
+        if self.feed_down:
+            return Response(status_code=503)
         send, recv = anyio.create_memory_object_stream[str](1000)
         self._feeds.append(send)
 

@@ -75,7 +75,7 @@ MODULES: dict[str, list[str]] = {
         "Shutdown",
         "TimedOut",
     ],
-    "feed": ["SEEN_CAP", "STOPPING", "Feed"],
+    "feed": ["SEEN_CAP", "STOPPING", "Feed", "stopped_status"],
     "forwarder": ["EnvelopeEvents", "GatewayState", "NullEvents"],
     "gateway": ["GatewayClient", "gateway_client", "safe_gateway_url"],
     "metrics": ["NAMESPACE", "Metrics", "serve_metrics"],

@@ -34,6 +34,29 @@ async def test_cancel_at_the_gateway_stops_the_running_handler(mesh: Mesh) -> No
             assert out["id"] == "c-2" and out["status"]["reason"] == "PreFlightCanceled"
 
 
+async def test_a_task_canceled_while_the_feed_was_away_stops_its_handler_on_reconnect(
+    mesh: Mesh,
+) -> None:
+    # The feed only says what happens while it is connected: a cancel issued while it was
+    # away (the gateway restarting) is found by asking about each envelope in flight.
+    with anyio.fail_after(TIMEOUT):
+        async with serve_gateway(RecordingGateway(feed_enabled=True, feed_down=True)) as gw:
+            marker = mesh.tmp / "finally-ran"
+            mesh.runtime("hang", "examples.handlers.util:hang")
+            mesh.sidecar("hang", ASYA_GATEWAY_URL=gw.url)
+            await mesh.send("hang", envelope("r-1", ["hang", "next"], {"marker": str(marker)}))
+            await wait_for(lambda: "processing" in gw.statuses("r-1"), what="running")
+            gw.preflight["r-1"] = "canceled"  # canceled while the feed was away
+            gw.feed_down = False
+            await wait_for(lambda: gw.feed_clients == 1, what="the feed back", within=3)
+            await wait_for(marker.exists, what="the handler's finally", within=3)
+            await mesh.wait_depth("hang", 0, within=3)  # acked
+            for q in ("next", "x-sink", "x-sump"):
+                assert await mesh.depth(q) == 0  # nothing routed for it
+            asked = [r.path for r in gw.requests if r.method == "GET"]
+            assert asked.count("/api/v1/mesh/r-1") == 2  # the pre-flight, then the recheck
+
+
 async def test_no_feed_at_the_gateway_falls_back_to_preflight(mesh: Mesh) -> None:
     with anyio.fail_after(TIMEOUT):
         async with serve_gateway(RecordingGateway(preflight={"f-1": "canceled"})) as gw:
