@@ -3,6 +3,7 @@
 `pip install asya-mesh` (no extras) installs every command; `asya-sidecar`, `asya-gateway` and
 `asya` need packages from an extra, so each imports them here first and, if one is missing,
 says which extra to install and exits 2. Stdlib only until the command itself is imported.
+`asya image ...` needs no extra: image building is the standard library and an engine.
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ def gateway() -> int:
 
 def asya() -> int:
     """`asya` (`asya dev`, ...)."""
+    if sys.argv[1:2] == ["image"]:
+        # Straight to the stdlib-only image command: `asya_dev.cli` imports the gateway's
+        # packages, which a machine that only builds images need not have.
+        from asya_dev.image import main as image_main
+
+        return image_main(sys.argv[2:])
     _require("asya")
     from asya_dev.cli import main
 

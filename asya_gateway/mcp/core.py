@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 import msgspec
@@ -169,13 +170,28 @@ def error_message(error: Any) -> str:
     return "the flow failed"
 
 
-def _is_timeout(error: Any, message: str) -> bool:
-    # Typed errors say `{"type": "Timeout"}`; the gateway's upstream-shaped record keeps only the
-    # sidecar's message ("SLA deadline expired", "Runtime timeout exceeded after 2.9s").
-    if isinstance(error, dict) and str(error.get("type", "")).lower() == "timeout":
+def _seconds(stamp: str) -> float | None:
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None
+
+
+def _is_flow_timeout(flow: Flow, view: TaskView, error: Any) -> bool:
+    """The failure is the flow's timeout: never judged by the message (a handler's own
+    "connection timeout" is its own error).
+
+    Either the error is typed `{"type": "Timeout"}` (the gateway's deadline failure, the shape
+    the sidecar writes), or the task failed at or after its deadline by the gateway's clock: the
+    sidecar's Timeout reaches the record as its message alone, and can land a moment before the
+    gateway's own deadline failure. The door creates the task with `deadline_seconds =
+    flow.timeout`, so the deadline is `created_at + timeout` (both stamps to the millisecond)."""
+    if flow.timeout is None:
+        return False
+    if isinstance(error, dict) and error.get("type") == "Timeout":
         return True
-    low = message.lower()
-    return "timeout" in low or "deadline" in low
+    created, ended = _seconds(view.created_at), _seconds(view.updated_at)
+    return created is not None and ended is not None and ended >= created + flow.timeout - 0.001
 
 
 def _timeout_text(flow: Flow) -> str:
@@ -187,13 +203,8 @@ def timed_out(flow: Flow, task_id: str) -> Outcome:
     return Outcome(f"{_timeout_text(flow)}; task {task_id} was canceled", None, True)
 
 
-def outcome(
-    flow: Flow, view: TaskView, state: CallState, *, elapsed: float | None = None
-) -> Outcome:
-    """The tool result for a task that ended (or paused, which an MCP call cannot wait out).
-
-    `elapsed` (seconds since the call began): a failure at or past the flow's timeout is named
-    as the timeout, whatever shape the deadline's error took."""
+def outcome(flow: Flow, view: TaskView, state: CallState) -> Outcome:
+    """The tool result for a task that ended (or paused, which an MCP call cannot wait out)."""
     if view.status == "succeeded":
         result = None if view.result is msgspec.UNSET else view.result
         text = "".join(state.texts) if state.texts else _json.encode(result).decode()
@@ -201,8 +212,7 @@ def outcome(
     if view.status == "failed":
         error = None if view.error is msgspec.UNSET else view.error
         msg = error_message(error)
-        late = elapsed is not None and flow.timeout is not None and elapsed >= 0.95 * flow.timeout
-        if flow.timeout is not None and (late or _is_timeout(error, msg)):
+        if _is_flow_timeout(flow, view, error):
             msg = f"{_timeout_text(flow)}: {msg}"
         return Outcome(msg, {"error": error} if error is not None else None, True)
     if view.status == "canceled":

@@ -155,15 +155,14 @@ class _Tools:
     async def _run(
         self, ctx: ServerRequestContext[Any], flow: Flow, state: CallState, token: str | int | None
     ) -> Outcome:
-        start = anyio.current_time()
         with anyio.move_on_after(flow.timeout) as guard:
             view = await self._follow(ctx, state, token)
         if not guard.cancelled_caught:
-            return outcome(flow, view, state, elapsed=anyio.current_time() - start)
+            return outcome(flow, view, state)
         # Past the flow's timeout: the task may have just ended; if not, it is canceled.
         view = await self.service.get(state.task_id)
         if view.terminal:
-            return outcome(flow, view, state, elapsed=anyio.current_time() - start)
+            return outcome(flow, view, state)
         await self._cancel(state.task_id)
         return timed_out(flow, state.task_id)
 

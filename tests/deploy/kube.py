@@ -263,6 +263,19 @@ def split_secrets(docs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dic
     return [d for d in docs if d["kind"] != "Secret"], secrets
 
 
+def secret_values(broker_url: str, client_key: str) -> dict[str, dict[str, str]]:
+    """The podman secrets the kube-play test creates, by Secret name: one value per key the
+    shipped Secret declares in `stringData` (tests/deploy/test_manifests.py holds them equal)."""
+    return {
+        "asya-broker": {"url": broker_url},
+        "asya-gateway-db": {"url": "sqlite:////var/lib/asya/gateway.db"},
+        "asya-gateway-auth": {
+            "api-keys": f"client:{client_key}",
+            "mesh-token": "deploy-test-mesh-token",
+        },
+    }
+
+
 def podman_secret(podman: str, name: str, values: dict[str, str]) -> None:
     """A podman secret that secretKeyRef reads: JSON of base64 values (a Secret's `data`)."""
     subprocess.run([podman, "secret", "rm", name], capture_output=True, check=False)

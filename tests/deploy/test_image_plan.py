@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from asya_dev.image import ImageError, build_command, find_engine, plan_build
+from tests.conftest import console_script
 
 from .kube import ROOT
 
@@ -116,3 +117,50 @@ def test_no_engine_is_one_line_and_exit_2(tmp_path: Path) -> None:
         "asya image: no container engine found: install podman, docker or buildah "
         "(e.g. `apt-get install podman`)"
     ]
+
+
+NO_ENGINE = (
+    "asya image: no container engine found: install podman, docker or buildah "
+    "(e.g. `apt-get install podman`)"
+)
+# Stands in for a machine without the gateway extra: these imports fail in the child.
+BLOCKER = """
+import sys
+class _Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"starlette", "uvicorn", "rich", "httpx", "structlog",
+                                  "prometheus_client", "anyio", "msgspec"}:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, _Blocker())
+"""
+
+
+def test_asya_image_build_needs_no_extra_and_says_when_no_engine(tmp_path: Path) -> None:
+    """The `asya` console script, its gateway extra's packages unimportable and nothing on
+    PATH: `asya image build` still runs (stdlib only) and refuses in one line, exit 2."""
+    (tmp_path / "sitecustomize.py").write_text(BLOCKER)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = dict(os.environ, PATH=str(empty), PYTHONPATH=str(tmp_path))
+    argv = [console_script("asya"), "image", "build", "examples/handlers/tokens.py:stream"]
+    p = subprocess.run(
+        [*argv, "-t", "x"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert (p.returncode, p.stderr.strip().splitlines()) == (2, [NO_ENGINE]), p.stderr
+    # The blocker works: any other `asya` command asks for the extra.
+    other = subprocess.run(
+        [console_script("asya"), "dev", "--help"], env=env, capture_output=True, text=True
+    )
+    assert other.returncode == 2 and "needs the gateway extra" in other.stderr, other.stderr
+
+
+def test_asya_main_image_build_without_an_engine_is_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from asya_dev.cli import main
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.chdir(ROOT)
+    assert main(["image", "build", "examples/handlers/tokens.py:stream", "-t", "x"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [NO_ENGINE]

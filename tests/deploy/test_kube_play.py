@@ -65,11 +65,11 @@ class Mesh:
             mesh_port=_free_port(),
             metrics_ports={n: _free_port() for n in ("tokens", "tokens-1", "x-sink", "x-sump")},
         )
-        infra, secrets = kube.split_secrets(
+        infra, _ = kube.split_secrets(
             kube.localize(kube.load_docs("gateway.yaml", "end-actors.yaml"), images, self.local)
         )
         actor = kube.localize(kube.load_docs("actor-tokens.yaml"), images, self.local)
-        self.secret_names = [*secrets, "asya-broker"]
+        self.secret_names = list(kube.secret_values(RABBITMQ_URL, CLIENT_KEY))
         self.infra = kube.write_yaml(tmp / "infra.yaml", infra)
         self.actor = kube.write_yaml(tmp / "actor.yaml", actor)
         self.gateway = f"http://127.0.0.1:{self.local.gateway_port}"
@@ -78,15 +78,8 @@ class Mesh:
         }
 
     def secrets(self) -> None:
-        kube.podman_secret(self.podman, "asya-broker", {"url": RABBITMQ_URL})
-        kube.podman_secret(
-            self.podman, "asya-gateway-db", {"url": "sqlite:////var/lib/asya/gateway.db"}
-        )
-        kube.podman_secret(
-            self.podman,
-            "asya-gateway-auth",
-            {"api-keys": f"client:{CLIENT_KEY}", "mesh-token": "deploy-test-mesh-token"},
-        )
+        for name, values in kube.secret_values(RABBITMQ_URL, CLIENT_KEY).items():
+            kube.podman_secret(self.podman, name, values)
 
     def play(self, path: Path) -> None:
         kube.sh(self.podman, "kube", "play", "--network", "host", str(path))
@@ -311,10 +304,14 @@ def test_asya_image_build_installs_requirements_from_wheels(
 ) -> None:
     from asya_dev.image import build
 
-    deps = next(kube.CACHE.glob("wheels-*"))
+    deps = next(kube.CACHE.glob("wheels-*"), None)
+    if deps is None:
+        pytest.fail(f"no wheelhouse under {kube.CACHE} (the images fixture builds one)")
     wheels = tmp_path / "wheels"
     wheels.mkdir()
-    six = next(deps.glob("six-*.whl"))
+    six = next(deps.glob("six-*.whl"), None)
+    if six is None:
+        pytest.fail(f"no six wheel in {deps}: the test installs it as a handler's requirement")
     (wheels / six.name).write_bytes(six.read_bytes())
     (tmp_path / "code").mkdir()
     (tmp_path / "code" / "agent.py").write_text("import six\n\ndef run(p):\n    return p\n")

@@ -13,7 +13,7 @@ import yaml
 from asya_dev.image import HANDLER_CONTAINERFILE
 from asya_runtime.durations import parse_duration
 
-from .kube import K8S, ROOT, load_docs
+from .kube import K8S, ROOT, load_docs, secret_values
 
 FILES = sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
 VERSION = kubernetes_validate.latest_version()
@@ -120,6 +120,24 @@ def test_broker_and_database_come_from_secrets_and_flows_from_a_configmap() -> N
     service = next(d for d in docs if d["kind"] == "Service")
     assert service["spec"]["selector"] == gw["spec"]["selector"]["matchLabels"]
     assert env["ASYA_GATEWAY_PUBLIC_URL"].startswith(f"http://{service['metadata']['name']}:")
+
+
+def test_the_kube_play_secrets_carry_exactly_the_shipped_secret_keys() -> None:
+    """test_kube_play.py creates the Secrets itself (podman 4.3 cannot read played ones): with
+    the keys the manifests declare, no fewer (a pod would not start) and no others."""
+    shipped = {
+        d["metadata"]["name"]: set(d["stringData"])
+        for d in load_docs("broker.yaml", "gateway.yaml")
+        if d["kind"] == "Secret"
+    }
+    created = {name: set(values) for name, values in secret_values("amqp://x", "k").items()}
+    assert created == shipped
+    for d in _all():
+        for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            for value in _env(c).values():
+                if isinstance(value, dict) and "secretKeyRef" in value:
+                    ref = value["secretKeyRef"]
+                    assert ref["key"] in shipped.get(ref["name"], set()), (c["name"], ref)
 
 
 def test_the_flows_configmap_is_a_valid_flows_file() -> None:

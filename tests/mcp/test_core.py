@@ -247,22 +247,63 @@ def test_a_deadline_failure_names_the_flow_timeout() -> None:
     )
     assert out.is_error
     assert out.text == "flow 'slowpoke' passed its timeout of 2.5s: SLA deadline expired"
-    upstream = outcome(
-        f, view("failed", error="Runtime timeout exceeded after 2.4s"), CallState("t")
+    gateway = {"type": "Timeout", "message": "task deadline 2025-01-01T00:00:02.500Z passed"}
+    assert outcome(f, view("failed", error=gateway), CallState("t1")).text.startswith(
+        "flow 'slowpoke' passed its timeout of 2.5s: task deadline"
     )
-    assert (
-        upstream.text
-        == "flow 'slowpoke' passed its timeout of 2.5s: Runtime timeout exceeded after 2.4s"
-    )
-    no_timeout = outcome(flow(), view("failed", error="deadline expired"), CallState("t1"))
-    assert no_timeout.text == "deadline expired"  # a flow without a timeout names none
-    odd = view("failed", error={"type": "DeadlineExceeded", "message": "too late"})
-    assert outcome(f, odd, CallState("t1"), elapsed=2.5).text.startswith(
-        "flow 'slowpoke' passed its timeout of 2.5s: too late"
-    )
-    assert outcome(f, odd, CallState("t1"), elapsed=1.0).text == "too late"  # before it: as is
+    typed = {"type": "Timeout", "message": "SLA deadline expired"}
+    no_timeout = outcome(flow(), view("failed", error=typed), CallState("t1"))
+    assert no_timeout.text == "SLA deadline expired"  # a flow without a timeout names none
     guard = timed_out(f, "t1")
     assert guard.is_error and guard.text.startswith("flow 'slowpoke' passed its timeout of 2.5s")
+
+
+CREATED = "2025-01-01T00:00:00.000Z"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "connection timeout",
+        "upstream deadline exceeded",
+        "Timeout talking to the model",
+        {"type": "TimeoutError", "message": "connection timeout"},
+        {"type": "ValueError", "message": "read timeout"},
+        {"type": "DeadlineExceeded", "message": "too late"},
+        {"message": "timeout"},
+    ],
+)
+def test_a_handler_error_mentioning_a_timeout_is_not_the_flow_timeout(error: Any) -> None:
+    """Only the typed `Timeout` or a failure at the deadline is the flow's: a handler's own
+    "connection timeout" before it is reported as it is."""
+    f = flow("slowpoke", timeout=2.5)
+    before = view("failed", error=error, created_at=CREATED, updated_at="2025-01-01T00:00:01.200Z")
+    out = outcome(f, before, CallState("t1"))
+    assert out.is_error and out.text == error_message(error)
+    assert "passed its timeout" not in out.text
+    assert outcome(f, view("failed", error=error), CallState("t1")).text == error_message(error)
+
+
+@pytest.mark.parametrize(
+    ("ended", "named"),
+    [
+        ("2025-01-01T00:00:02.400Z", False),
+        ("2025-01-01T00:00:02.498Z", False),
+        ("2025-01-01T00:00:02.500Z", True),
+        ("2025-01-01T00:00:02.731Z", True),
+        ("2025-01-01T00:01:00.000Z", True),
+    ],
+)
+def test_a_failure_at_or_after_the_deadline_is_the_flow_timeout(ended: str, named: bool) -> None:
+    """The sidecar's Timeout reaches the record as its message alone: the gateway's timestamps
+    (deadline = created_at + the flow's timeout) decide, never the message."""
+    f = flow("slowpoke", timeout=2.5)
+    error = "Runtime timeout exceeded after 2.4s" if named else "connection timeout"
+    failed = view("failed", error=error, created_at=CREATED, updated_at=ended)
+    out = outcome(f, failed, CallState("t"))
+    prefix = "flow 'slowpoke' passed its timeout of 2.5s: "
+    assert out.is_error and out.text == (prefix + error if named else error)
+    assert outcome(flow(), failed, CallState("t")).text == error  # no timeout: none named
 
 
 def test_canceled_and_paused_end_the_call_as_errors() -> None:

@@ -157,6 +157,14 @@ async def task_status(way: Way, task_id: str) -> str:
         return str((await c.get(f"/api/v1/mesh/{task_id}")).json()["status"])
 
 
+async def tasks_known(way: Way) -> int:
+    """The gateway's count of the tasks it tracks (`GET /api/v1/stats`): one more per create."""
+    async with httpx.AsyncClient(base_url=way.gateway_url, timeout=10) as c:
+        r = await c.get("/api/v1/stats")
+        r.raise_for_status()
+        return int(r.json()["tasks"])
+
+
 @pytest.mark.parametrize("revision", REVISIONS)
 async def test_tools_progress_results_and_refusals(way: Way, revision: str) -> None:
     progress: list[tuple[float, str | None, float]] = []
@@ -203,18 +211,23 @@ async def test_tools_progress_results_and_refusals(way: Way, revision: str) -> N
             assert not quiet.is_error and notes == [] and progress == []
             assert quiet.content[0].text.startswith("You asked: why.")  # type: ignore[union-attr]
 
+            known = await tasks_known(way)
             failed = await s.call_tool("bad", {"message": "the model is on fire"})
             assert failed.is_error
             assert "the model is on fire" in failed.content[0].text  # type: ignore[union-attr]
             assert failed.meta is not None
             assert await task_status(way, failed.meta[TASK_ID_META]) == "failed"
+            assert await tasks_known(way) == known + 1  # the gateway counts each task created
 
             before = len(way.bridge.created) if way.bridge else 0
+            known = await tasks_known(way)
             refused = await s.call_tool("tokens", {"prompt": 7})
             assert refused.is_error and TASK_ID_META not in (
                 refused.meta or {}
             )  # no task behind it
             assert "`prompt`: 7 is not of type 'string'" in refused.content[0].text  # type: ignore[union-attr]
+            # Refused before any envelope: the real mesh's gateway created no task for it.
+            assert await tasks_known(way) == known
             if way.bridge:
                 assert len(way.bridge.created) == before
 

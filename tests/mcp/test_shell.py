@@ -169,15 +169,17 @@ async def test_task_failed_by_its_deadline_names_the_timeout(door: Door, revisio
     assert "'late' passed its timeout of 0.3s" in text
 
 
-async def test_an_older_handshake_revision_is_served(door: Door) -> None:
-    """2025-03-26 (the first Streamable HTTP revision), spoken by hand: initialize, then list."""
+@pytest.mark.parametrize("old", ["2025-03-26", "2025-06-18"])
+async def test_an_older_handshake_revision_is_served(door: Door, old: str) -> None:
+    """Older revisions than the SDK client's, spoken by hand (2025-03-26, the first Streamable
+    HTTP one, and 2025-06-18): initialize, then list."""
     headers = {"Accept": "application/json, text/event-stream"}
     init = {
         "jsonrpc": "2.0",
         "id": 1,
         "method": "initialize",
         "params": {
-            "protocolVersion": "2025-03-26",
+            "protocolVersion": old,
             "capabilities": {},
             "clientInfo": {"name": "hand", "version": "0"},
         },
@@ -185,9 +187,9 @@ async def test_an_older_handshake_revision_is_served(door: Door) -> None:
     async with httpx.AsyncClient(base_url=door.url, timeout=10) as c:
         r = await c.post("/mcp", json=init, headers=headers)
         assert r.status_code == 200, r.text
-        assert '"protocolVersion":"2025-03-26"' in r.text.replace(" ", "")
+        assert f'"protocolVersion":"{old}"' in r.text.replace(" ", "")
         sid = r.headers["mcp-session-id"]
-        h = headers | {"mcp-session-id": sid, "mcp-protocol-version": "2025-03-26"}
+        h = headers | {"mcp-session-id": sid, "mcp-protocol-version": old}
         note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
         assert (await c.post("/mcp", json=note, headers=h)).status_code == 202
         listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
