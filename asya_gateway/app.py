@@ -362,7 +362,9 @@ def create_app(
     )
     gw = Gateway(config, engine)
     # Raises AuthConfigError (one line, no secret) for keys or a JWT key that cannot be used.
-    clients = ClientAuth.from_config(config.api_keys, config.jwt_key)
+    clients = ClientAuth.from_config(
+        config.api_keys, config.jwt_key, audience=config.jwt_audience, issuer=config.jwt_issuer
+    )
     mesh_auth = MeshAuth(config.mesh_token)
     listeners = Listeners(config.mesh_port)
     mcp = mcp_app(engine, flows)  # raises ToolSchemaError (one line) for a bad input_schema

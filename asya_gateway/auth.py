@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Final, Literal
@@ -95,11 +95,22 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 class ClientAuth:
     """Client credentials: named API keys and/or one JWT verification key. Off when neither."""
 
-    def __init__(self, keys: dict[str, str] | None = None, jwt_key: str | None = None) -> None:
-        # name -> digest of the key; several keys at once make rotation without downtime easy.
-        self._keys = {name: _digest(k) for name, k in (keys or {}).items()}
+    def __init__(
+        self,
+        keys: Iterable[tuple[str, str]] | Mapping[str, str] | None = None,
+        jwt_key: str | None = None,
+        *,
+        audience: str | None = None,
+        issuer: str | None = None,
+    ) -> None:
+        # (name, digest of the key) pairs: several keys at once make rotation without downtime
+        # easy, and a name listed twice keeps its tasks while its key is swapped.
+        pairs = keys.items() if isinstance(keys, Mapping) else (keys or ())
+        self._keys = [(name, _digest(k)) for name, k in pairs]
         self._jwt_key: str | None = None
         self._jwt_algorithms: list[str] = []
+        self._audience = audience or None
+        self._issuer = issuer or None
         if jwt_key is not None:
             if jwt_key.startswith("hs256:"):
                 self._jwt_key, self._jwt_algorithms = jwt_key[6:], _JWT_ALGORITHMS_HS
@@ -114,11 +125,19 @@ class ClientAuth:
                 )
 
     @classmethod
-    def from_config(cls, api_keys: str | None, jwt_key: str | None) -> ClientAuth:
-        """From `ASYA_GATEWAY_API_KEYS` and `ASYA_GATEWAY_JWT_KEY` (either may be None/empty)."""
-        keys = parse_api_keys(api_keys) if api_keys else {}
+    def from_config(
+        cls,
+        api_keys: str | None,
+        jwt_key: str | None,
+        *,
+        audience: str | None = None,
+        issuer: str | None = None,
+    ) -> ClientAuth:
+        """From `ASYA_GATEWAY_API_KEYS`, `ASYA_GATEWAY_JWT_KEY` (either may be None/empty) and
+        `ASYA_GATEWAY_JWT_AUDIENCE` / `ASYA_GATEWAY_JWT_ISSUER` (None: not checked)."""
+        keys = parse_api_keys(api_keys) if api_keys else []
         pem = _read_source(jwt_key, "ASYA_GATEWAY_JWT_KEY").strip() if jwt_key else None
-        return cls(keys, pem or None)
+        return cls(keys, pem or None, audience=audience, issuer=issuer)
 
     @property
     def enabled(self) -> bool:
@@ -145,7 +164,7 @@ class ClientAuth:
             )
         presented = _digest(token)
         matched: str | None = None
-        for name, digest in self._keys.items():
+        for name, digest in self._keys:
             # Every key is compared (no early exit): timing does not tell which one matched.
             if hmac.compare_digest(presented, digest):
                 matched = name
@@ -163,10 +182,30 @@ class ClientAuth:
                 token,
                 self._jwt_key,  # type: ignore[arg-type]
                 algorithms=self._jwt_algorithms,  # never "none"
-                options={"require": ["sub"], "verify_exp": True},
+                # `exp` required: a token without one would be valid forever. With no audience
+                # configured, a token's `aud` is not checked (PyJWT would refuse every token
+                # that has one); with one, the token must name it (likewise `iss`).
+                audience=self._audience,
+                issuer=self._issuer,
+                options={
+                    "require": ["sub", "exp"],
+                    "verify_exp": True,
+                    "verify_aud": self._audience is not None,
+                    "verify_iss": self._issuer is not None,
+                },
             )
         except jwt.ExpiredSignatureError:
             return AuthFailure("invalid credentials: the JWT has expired")
+        except jwt.MissingRequiredClaimError as exc:
+            return AuthFailure(f"invalid credentials: the JWT has no `{exc.claim}` claim")
+        except jwt.InvalidAudienceError:
+            return AuthFailure(
+                "invalid credentials: the JWT's `aud` does not name this gateway's audience"
+            )
+        except jwt.InvalidIssuerError:
+            return AuthFailure("invalid credentials: the JWT's `iss` is not the expected issuer")
+        except jwt.ImmatureSignatureError:
+            return AuthFailure("invalid credentials: the JWT is not valid yet (`nbf`/`iat`)")
         except jwt.InvalidTokenError as exc:
             return AuthFailure(f"invalid credentials: JWT rejected ({type(exc).__name__})")
         sub = claims.get("sub")
@@ -175,32 +214,41 @@ class ClientAuth:
         return Principal("jwt", sub)
 
     def __repr__(self) -> str:  # never show a key
-        return f"ClientAuth(keys={sorted(self._keys)}, jwt={self._jwt_key is not None})"
+        names = sorted({name for name, _ in self._keys})
+        return f"ClientAuth(keys={names}, jwt={self._jwt_key is not None})"
 
 
 class MeshAuth:
-    """The sidecars' token for the event, pre-flight and pause endpoints. Off when unset."""
+    """The sidecars' token for the event, pre-flight and pause endpoints. Off when unset.
+
+    `ASYA_GATEWAY_MESH_TOKEN` may list several tokens, comma-separated, any one of which is
+    accepted: a rolling rotation adds the new token, moves the sidecars, then drops the old."""
 
     def __init__(self, token: str | None) -> None:
-        self._digest = _digest(token) if token else None
+        tokens = [t.strip() for t in (token or "").split(",")]
+        self._digests = [_digest(t) for t in tokens if t]
 
     @property
     def enabled(self) -> bool:
-        return self._digest is not None
+        return bool(self._digests)
 
     def is_mesh(self, headers: Mapping[str, str]) -> bool:
-        """True when the request carries the mesh token (always False when it is not set)."""
-        if self._digest is None:
+        """True when the request carries a mesh token (always False when none is set)."""
+        if not self._digests:
             return False
         auth = headers.get("authorization", "")
         scheme, _, token = auth.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return False
-        return hmac.compare_digest(_digest(token.strip()), self._digest)
+        presented = _digest(token.strip())
+        matched = False
+        for digest in self._digests:  # every token compared: timing does not tell which
+            matched |= hmac.compare_digest(presented, digest)
+        return matched
 
     def check(self, headers: Mapping[str, str]) -> Principal | AuthFailure:
         """For sidecar-only endpoints: MESH, OPEN when no token is configured, else a failure."""
-        if self._digest is None:
+        if not self._digests:
             return OPEN
         if self.is_mesh(headers):
             return MESH
@@ -210,13 +258,16 @@ class MeshAuth:
         return f"MeshAuth(enabled={self.enabled})"
 
 
-def parse_api_keys(value: str) -> dict[str, str]:
+def parse_api_keys(value: str) -> list[tuple[str, str]]:
     """`ASYA_GATEWAY_API_KEYS`: comma-separated (or `@FILE`, one per line) `name:key` or bare
-    keys; a bare key is named by its 1-based position. Raises AuthConfigError."""
+    keys; a bare key is named by its 1-based position. A name may be listed more than once
+    (`alice:OLD,alice:NEW`: rotation keeping alice's tasks); one key under two names is
+    refused (its owner would be ambiguous). `(name, key)` pairs; raises AuthConfigError."""
     text = _read_source(value, "ASYA_GATEWAY_API_KEYS")
     separator = "\n" if value.startswith("@") else ","
     entries = [e.strip() for e in text.split(separator)]
-    keys: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
+    owner_of: dict[str, str] = {}
     for position, entry in enumerate((e for e in entries if e and not e.startswith("#")), 1):
         name, sep, key = entry.partition(":")
         if not sep:
@@ -226,12 +277,16 @@ def parse_api_keys(value: str) -> dict[str, str]:
             raise AuthConfigError(
                 f"ASYA_GATEWAY_API_KEYS: entry {position} has an empty name or key"
             )
-        if name in keys:
-            raise AuthConfigError(f"ASYA_GATEWAY_API_KEYS: the name {name!r} is used twice")
-        keys[name] = key
-    if not keys:
+        first = owner_of.setdefault(key, name)
+        if first != name:
+            raise AuthConfigError(
+                f"ASYA_GATEWAY_API_KEYS: entry {position} ({name!r}) repeats the key of {first!r}"
+            )
+        if (name, key) not in pairs:
+            pairs.append((name, key))
+    if not pairs:
         raise AuthConfigError("ASYA_GATEWAY_API_KEYS: set but lists no key")
-    return keys
+    return pairs
 
 
 def _check_pem(pem: str) -> None:

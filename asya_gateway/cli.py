@@ -160,7 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         flows = load_flows(config.flows_file) if config.flows_file else Flows()
         ToolCatalog.build(flows)  # every MCP flow's input_schema is a usable JSON Schema
         anyio.run(verify_store, config.database_url or default_database_url(config))
-        clients = ClientAuth.from_config(config.api_keys, config.jwt_key)
+        clients = ClientAuth.from_config(
+            config.api_keys, config.jwt_key, audience=config.jwt_audience, issuer=config.jwt_issuer
+        )
     except (FlowsError, ToolSchemaError, StoreError, AuthConfigError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2

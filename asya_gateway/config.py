@@ -155,10 +155,26 @@ class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
         str | None,
         opt(
             "ASYA_GATEWAY_JWT_KEY",
-            "accept JWTs (bearer) signed with this key: a PEM public key (RS256/ES256), @FILE"
-            " or hs256:SECRET",
+            "accept JWTs (bearer; sub and exp required) signed with this key: a PEM public key"
+            " (RS256/ES256), @FILE or hs256:SECRET",
             metavar="KEY",
             cli=False,  # a secret: never on a command line (ps shows it)
+        ),
+    ] = None
+    jwt_audience: Annotated[
+        str | None,
+        opt(
+            "ASYA_GATEWAY_JWT_AUDIENCE",
+            "a JWT's aud must name this; unset: aud is not checked",
+            metavar="AUD",
+        ),
+    ] = None
+    jwt_issuer: Annotated[
+        str | None,
+        opt(
+            "ASYA_GATEWAY_JWT_ISSUER",
+            "a JWT's iss must be this; unset: iss is not checked",
+            metavar="ISS",
         ),
     ] = None
     mesh_token: Annotated[
@@ -166,7 +182,7 @@ class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
         opt(
             "ASYA_GATEWAY_MESH_TOKEN",
             "the sidecars' token (their ASYA_GATEWAY_TOKEN): required on the event, pause and"
-            " feed endpoints",
+            " feed endpoints; TOKEN,TOKEN,... accepts any one (rotation)",
             metavar="TOKEN",
             cli=False,  # a secret: never on a command line (ps shows it)
         ),

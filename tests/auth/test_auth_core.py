@@ -41,18 +41,35 @@ def _pem_pair(kind: str) -> tuple[object, str]:
 
 
 def test_key_list_named_bare_and_from_a_file(tmp_path: Path) -> None:
-    assert parse_api_keys(KEYS) == {"alice": "k-alice-123", "bob": "k-bob-456"}
-    assert parse_api_keys("one, two") == {"1": "one", "2": "two"}
-    assert parse_api_keys("svc:a:b") == {"svc": "a:b"}  # split at the first `:` only
+    assert parse_api_keys(KEYS) == [("alice", "k-alice-123"), ("bob", "k-bob-456")]
+    assert parse_api_keys("one, two") == [("1", "one"), ("2", "two")]
+    assert parse_api_keys("svc:a:b") == [("svc", "a:b")]  # split at the first `:` only
     f = tmp_path / "keys"
     f.write_text("# comment\nalice:one\n\ntwo\n")
-    assert parse_api_keys(f"@{f}") == {"alice": "one", "2": "two"}
+    assert parse_api_keys(f"@{f}") == [("alice", "one"), ("2", "two")]
+
+
+def test_a_name_listed_twice_keeps_its_tasks_across_a_key_swap() -> None:
+    assert parse_api_keys("alice:OLD,bob:B,alice:NEW,alice:NEW") == [
+        ("alice", "OLD"),
+        ("bob", "B"),
+        ("alice", "NEW"),
+    ]
+    auth = ClientAuth.from_config("alice:k-old-1,bob:k-bob-2,alice:k-new-3", None)
+    for key in ("k-old-1", "k-new-3"):
+        assert auth.authenticate({"authorization": f"Bearer {key}"}) == Principal("key", "alice")
+    assert auth.authenticate({"x-api-key": "k-bob-2"}) == Principal("key", "bob")
+    assert repr(auth) == "ClientAuth(keys=['alice', 'bob'], jwt=False)"
+    # After the swap only the new key is listed: the old one is refused, the owner unchanged.
+    after = ClientAuth.from_config("alice:k-new-3,bob:k-bob-2", None)
+    assert isinstance(after.authenticate({"authorization": "Bearer k-old-1"}), AuthFailure)
+    assert after.authenticate({"authorization": "Bearer k-new-3"}) == Principal("key", "alice")
 
 
 @pytest.mark.parametrize(
     ("value", "needle"),
     [
-        ("a:x,a:y", "used twice"),
+        ("a:x,b:x", "repeats the key of 'a'"),
         (":x", "empty name or key"),
         ("a:", "empty name or key"),
         (" , ", "lists no key"),
@@ -109,6 +126,56 @@ def test_hs256_jwt_signature_expiry_and_alg_none() -> None:
     assert isinstance(auth.authenticate({"authorization": f"Bearer {no_sub}"}), AuthFailure)
 
 
+def _hs(claims: dict[str, object]) -> dict[str, str]:
+    return {"authorization": "Bearer " + jwt.encode(claims, SECRET, algorithm="HS256")}
+
+
+def test_a_jwt_without_exp_is_refused_and_the_401_says_why() -> None:
+    auth = ClientAuth.from_config(None, "hs256:" + SECRET)
+    out = auth.authenticate(_hs({"sub": "carol"}))
+    assert isinstance(out, AuthFailure) and "no `exp` claim" in out.message
+    soon = time.time() + 60
+    assert auth.authenticate(_hs({"sub": "carol", "exp": soon})) == Principal("jwt", "carol")
+    out = auth.authenticate(_hs({"sub": "carol", "exp": soon, "nbf": soon}))
+    assert isinstance(out, AuthFailure) and "not valid yet" in out.message
+
+
+def test_no_audience_configured_accepts_any_aud_and_iss() -> None:
+    auth = ClientAuth.from_config(None, "hs256:" + SECRET)
+    exp = time.time() + 60
+    for claims in (
+        {"aud": "some-api"},
+        {"aud": ["a", "b"]},
+        {"iss": "https://idp.example"},
+        {"aud": "x", "iss": "y"},
+    ):
+        got = auth.authenticate(_hs({"sub": "carol", "exp": exp, **claims}))
+        assert got == Principal("jwt", "carol"), claims
+
+
+def test_audience_and_issuer_when_configured() -> None:
+    auth = ClientAuth.from_config(
+        None, "hs256:" + SECRET, audience="asya", issuer="https://idp.example"
+    )
+    ok = {"sub": "carol", "exp": time.time() + 60, "aud": "asya", "iss": "https://idp.example"}
+    assert auth.authenticate(_hs(ok)) == Principal("jwt", "carol")
+    assert auth.authenticate(_hs(ok | {"aud": ["other", "asya"]})) == Principal("jwt", "carol")
+    for claims, needle in [
+        (ok | {"aud": "other"}, "`aud` does not name"),
+        (ok | {"aud": ["x", "y"]}, "`aud` does not name"),
+        ({k: v for k, v in ok.items() if k != "aud"}, "no `aud` claim"),
+        (ok | {"iss": "https://evil.example"}, "`iss` is not the expected issuer"),
+        ({k: v for k, v in ok.items() if k != "iss"}, "no `iss` claim"),
+        ({k: v for k, v in ok.items() if k != "exp"}, "no `exp` claim"),
+    ]:
+        out = auth.authenticate(_hs(claims))
+        assert isinstance(out, AuthFailure) and needle in out.message, (claims, out)
+        assert "evil" not in out.message  # a claim's value is not echoed
+    # Only the audience: any issuer passes.
+    aud_only = ClientAuth.from_config(None, "hs256:" + SECRET, audience="asya")
+    assert aud_only.authenticate(_hs(ok | {"iss": "anyone"})) == Principal("jwt", "carol")
+
+
 @pytest.mark.parametrize(("kind", "alg"), [("rsa", "RS256"), ("ec", "ES256")])
 def test_public_key_jwts(tmp_path: Path, kind: str, alg: str) -> None:
     private, pem = _pem_pair(kind)
@@ -138,6 +205,20 @@ def test_mesh_token_is_separate_from_client_keys() -> None:
     assert isinstance(clients.authenticate({"authorization": "Bearer mesh-tok"}), AuthFailure)
     assert MeshAuth(None).check({}) is OPEN
     assert not MeshAuth("").enabled
+
+
+def test_mesh_token_list_for_a_rolling_rotation() -> None:
+    mesh = MeshAuth(" tok-old , tok-new ,")
+    assert mesh.enabled
+    for token in ("tok-old", "tok-new"):
+        assert mesh.check({"authorization": f"Bearer {token}"}) is MESH
+    for token in ("tok-old,tok-new", "tok", "", ","):
+        assert isinstance(mesh.check({"authorization": f"Bearer {token}"}), AuthFailure), token
+    assert not MeshAuth(" , ").enabled
+    assert MeshAuth(",").check({}) is OPEN
+    assert "tok" not in repr(mesh)
+    # After the swap only the new token is accepted.
+    assert isinstance(MeshAuth("tok-new").check({"authorization": "Bearer tok-old"}), AuthFailure)
 
 
 def test_bearer_token_parsing() -> None:

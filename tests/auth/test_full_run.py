@@ -4,7 +4,6 @@ secrets appears in any process's output."""
 
 from __future__ import annotations
 
-import inspect
 import signal
 import subprocess
 import threading
@@ -14,7 +13,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-import asya_sidecar.runner
 from tests.a2a.conftest import free_port
 from tests.conftest import console_script
 
@@ -23,11 +21,7 @@ from .helpers import ALICE, BOB, KEYS, MESH_TOKEN
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 SECRETS = ["key-alice-0123456789", "key-bob-9876543210", MESH_TOKEN]
 
-# The sidecar sends ASYA_GATEWAY_TOKEN once its runner passes it to the gateway client.
-_SENDS_TOKEN = "gateway_token" in inspect.getsource(asya_sidecar.runner)
 
-
-@pytest.mark.skipif(not _SENDS_TOKEN, reason="asya_sidecar/runner.py does not pass the token yet")
 def test_full_run_with_keys_and_mesh_token(short_tmp: Path, subprocess_env: dict[str, str]) -> None:
     port, mport = free_port(), free_port()
     env = subprocess_env | {

@@ -11,6 +11,7 @@ import time
 
 import anyio
 import httpx
+import jwt
 import pytest
 
 from asya_mesh.transports import TransportConfig, open_transport, queue_name
@@ -21,7 +22,27 @@ from .helpers import ALICE, KEYS, MESH, MESH_TOKEN
 pytestmark = pytest.mark.timeout(90)
 JWT_SECRET = "jwt-secret-for-the-log-test-0123456789"
 GATEWAY = os.path.join(os.path.dirname(sys.executable), "asya-gateway")
-SECRETS = ["key-alice-0123456789", "key-bob-9876543210", MESH_TOKEN, JWT_SECRET]
+AUDIENCE, ISSUER = "asya-log-test", "https://idp.log-test.example"
+#: Valid for the gateway below (audience and issuer set): a bearer JWT is a secret too.
+JWT_TOKEN = jwt.encode(
+    {"sub": "carol", "exp": int(time.time()) + 3600, "aud": AUDIENCE, "iss": ISSUER},
+    JWT_SECRET,
+    algorithm="HS256",
+)
+#: Signed right but for another audience: refused, and not logged either.
+JWT_OTHER_AUD = jwt.encode(
+    {"sub": "carol", "exp": int(time.time()) + 3600, "aud": "elsewhere", "iss": ISSUER},
+    JWT_SECRET,
+    algorithm="HS256",
+)
+SECRETS = [
+    "key-alice-0123456789",
+    "key-bob-9876543210",
+    MESH_TOKEN,
+    JWT_SECRET,
+    JWT_TOKEN,
+    JWT_OTHER_AUD,
+]
 
 
 def _run(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], int, int]:
@@ -64,6 +85,8 @@ def test_full_run_never_logs_a_secret_and_warns_at_start() -> None:
         "ASYA_LOG_LEVEL": "debug",
         "ASYA_GATEWAY_API_KEYS": KEYS,
         "ASYA_GATEWAY_JWT_KEY": f"hs256:{JWT_SECRET}",
+        "ASYA_GATEWAY_JWT_AUDIENCE": AUDIENCE,
+        "ASYA_GATEWAY_JWT_ISSUER": ISSUER,
         "ASYA_GATEWAY_MESH_TOKEN": MESH_TOKEN,
         "ASYA_GATEWAY_HOST": "127.0.0.1",
     }
@@ -89,6 +112,16 @@ def test_full_run_never_logs_a_secret_and_warns_at_start() -> None:
                     c.get(f"{base}/api/v1/mesh/{tid}", headers={"Authorization": bad}).status_code
                     == 401
                 )
+            # A valid JWT (audience and issuer as configured) owns its task; Alice's key does
+            # not see it; a JWT for another audience is refused, naming the claim.
+            carol = {"Authorization": f"Bearer {JWT_TOKEN}"}
+            r = c.post(f"{base}/api/v1/mesh", json={"route": ["a"]}, headers=carol)
+            assert r.status_code == 201, r.text
+            jid = r.json()["id"]
+            assert c.get(f"{base}/api/v1/mesh/{jid}", headers=carol).status_code == 200
+            assert c.get(f"{base}/api/v1/mesh/{jid}", headers=ALICE).status_code == 404
+            r = c.get(f"{base}/api/v1/flows", headers={"Authorization": f"Bearer {JWT_OTHER_AUD}"})
+            assert r.status_code == 401 and "`aud`" in r.json()["error"]
             jwtish = "Bearer a.b.c"
             assert (
                 c.get(f"{base}/api/v1/flows", headers={"Authorization": jwtish}).status_code == 401
@@ -116,11 +149,13 @@ def test_start_warnings() -> None:
     assert "ASYA_GATEWAY_MESH_TOKEN is not" in out and "beyond loopback" not in out
     bad = subprocess.run(
         [GATEWAY, "run", "--port", str(free_port())],
-        env={**base_env, "ASYA_GATEWAY_API_KEYS": "a:x,a:y"},
+        env={**base_env, "ASYA_GATEWAY_API_KEYS": "a:x,b:x"},
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert (
-        bad.returncode == 2 and "used twice" in bad.stderr and "x" not in bad.stderr.split(":")[-1]
+        bad.returncode == 2
+        and "repeats the key of 'a'" in bad.stderr
+        and "x" not in bad.stderr.split(":")[-1]
     )

@@ -151,12 +151,16 @@ async def test_another_key_cannot_use_a_session() -> None:
 
 
 async def test_a_jwt_of_another_subject_cannot_use_a_session() -> None:
+    import time
+
     import jwt
 
     secret = "jwt-secret-0123456789abcdef0123456789"
 
     def bearer(sub: str, **claims: Any) -> dict[str, str]:
-        token = jwt.encode({"sub": sub, **claims}, secret, algorithm="HS256")
+        # `exp` is required: the gateway refuses a JWT that never expires.
+        claims = {"sub": sub, "exp": int(time.time()) + 300} | claims
+        token = jwt.encode(claims, secret, algorithm="HS256")
         return {"Authorization": f"Bearer {token}"}
 
     async with (
