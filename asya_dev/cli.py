@@ -89,10 +89,13 @@ def plan_mesh(
     flows_file = workdir / "flows.json"  # written by run_dev: the route as flow `dev`
     # A fresh mesh token per run (unless the environment sets one): only this run's sidecars
     # can post events to its gateways.
-    token = base_env.get("ASYA_GATEWAY_MESH_TOKEN") or secrets.token_urlsafe(32)
+    # A listed set of tokens (a rotation in progress): sidecars send the last, the newest.
+    accepted = base_env.get("ASYA_GATEWAY_MESH_TOKEN", "")
+    listed = [t.strip() for t in accepted.split(",") if t.strip()]
+    token = listed[-1] if listed else secrets.token_urlsafe(32)
     gateway_env = {
         **common,
-        "ASYA_GATEWAY_MESH_TOKEN": token,
+        "ASYA_GATEWAY_MESH_TOKEN": accepted if listed else token,
         "ASYA_GATEWAY_FLOWS": str(flows_file),
         "ASYA_GATEWAY_DATABASE_URL": opts.database_url or f"sqlite:///{workdir / 'gateway.db'}",
     }

@@ -27,7 +27,7 @@ from asya_runtime import __version__
 from asya_runtime.settings import ConfigError, Parser, add_arguments, given_from_args, load
 
 from .app import create_app, default_database_url
-from .auth import AuthConfigError, ClientAuth
+from .auth import AuthConfigError, ClientAuth, MeshAuth
 from .config import GatewayConfig
 from .flows import Flows, FlowsError, load_flows
 from .mcp import McpDoor, ToolCatalog, ToolSchemaError
@@ -73,7 +73,7 @@ def start_warnings(config: GatewayConfig, clients: ClientAuth) -> list[str]:
             "who reaches the port can create, read and cancel tasks (set ASYA_GATEWAY_API_KEYS "
             "or ASYA_GATEWAY_JWT_KEY)"
         )
-    if clients.enabled and not config.mesh_token:
+    if clients.enabled and not MeshAuth(config.mesh_token).enabled:  # "," is none, too
         out.append(
             "client credentials are set but ASYA_GATEWAY_MESH_TOKEN is not: anyone who reaches "
             "the event endpoints can forge task events"

@@ -251,3 +251,15 @@ def test_fuzzed_headers_never_raise_and_never_bypass(
     if isinstance(out, Principal):
         assert presented in ("k-alice-123", "k-bob-456")
     assert (mesh.check(headers) is MESH) == (presented == "mesh-tok" and auth_header is not None)
+
+
+def test_a_mesh_token_of_only_commas_is_no_token_and_is_warned_about() -> None:
+    from asya_gateway.cli import start_warnings
+    from asya_gateway.config import GatewayConfig
+
+    clients = ClientAuth.from_config("alice:k-alice-123456", None)
+    for none in (None, "", ",", " , "):
+        assert not MeshAuth(none).enabled
+        warned = start_warnings(GatewayConfig(mesh_token=none), clients)
+        assert any("ASYA_GATEWAY_MESH_TOKEN is not" in w for w in warned), none
+    assert start_warnings(GatewayConfig(mesh_token="t1,t2"), clients) == []

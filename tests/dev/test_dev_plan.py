@@ -80,6 +80,21 @@ def test_feed_connected_reads_the_sidecar_gauge() -> None:
     assert not feed_connected("asya_actor_gateway_feed_connected NaNx\n")
 
 
+def test_a_listed_mesh_token_goes_whole_to_gateways_and_newest_to_sidecars(
+    tmp_path: Path,
+) -> None:
+    opts = DevOptions(route=["tokens"], handlers=DEFAULT_HANDLERS, port=1, workdir=tmp_path)
+    plan = plan_mesh(opts, {"ASYA_GATEWAY_MESH_TOKEN": " old , new "})
+    by_name = {c.name: c.env for c in plan.children}
+    assert by_name["gateway"]["ASYA_GATEWAY_MESH_TOKEN"] == " old , new "  # accepts both
+    assert {by_name[f"{a}/sidecar"]["ASYA_GATEWAY_TOKEN"] for a in ("tokens", "x-sink")} == {
+        "new"
+    }
+    fresh = plan_mesh(opts, {}).children
+    token = fresh[0].env["ASYA_GATEWAY_MESH_TOKEN"]  # a fresh one per run, given to both
+    assert len(token) > 30 and fresh[-1].env["ASYA_GATEWAY_TOKEN"] == token
+
+
 def test_plan_needs_a_handler_per_actor(tmp_path: Path) -> None:
     opts = DevOptions(route=["mine"], handlers=DEFAULT_HANDLERS, port=1, workdir=tmp_path)
     with pytest.raises(ValueError, match=r"no handler for actor\(s\) \['mine'\]"):
