@@ -150,12 +150,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point: the exit status."""
     args = _parser().parse_args(argv)
-    debug = (os.environ.get("ASYA_LOG_LEVEL") or "").upper() == "DEBUG"
     try:
         config = load(GatewayConfig, os.environ, given_from_args(args, GatewayConfig))
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
+    debug = config.log_level in ("debug", "trace")  # checked by its declaration; the flag wins
     try:
         flows = load_flows(config.flows_file) if config.flows_file else Flows()
         ToolCatalog.build(flows)  # every MCP flow's input_schema is a usable JSON Schema

@@ -141,3 +141,12 @@ def runtime_reader(max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> FrameReade
 def sidecar_reader(max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> FrameReader[RuntimeFrame]:
     """The reader the sidecar uses: it receives runtime frames."""
     return FrameReader(RuntimeFrame, max_frame_bytes)  # type: ignore[arg-type]
+
+
+__all__ = [
+    "NEED_DATA",
+    "FrameReader",
+    "FrameWriter",
+    "runtime_reader",
+    "sidecar_reader",
+]

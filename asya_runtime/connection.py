@@ -47,7 +47,7 @@ from .abi import error_frame
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .wire import End, Error
 
-__all__ = ["Action", "ConnState", "Connection", "ConnectionState", "Event"]
+__all__ = ["ConnAction", "ConnEvent", "ConnState", "Connection", "ConnectionState"]
 
 
 class ConnState(enum.Enum):
@@ -69,7 +69,7 @@ class ConnState(enum.Enum):
     CLOSED = "closed"
 
 
-class Event(enum.StrEnum):
+class ConnEvent(enum.StrEnum):
     __hash__ = str.__hash__  # equal to its value as a str, so it must hash like one
 
     INVOKE = "invoke"
@@ -83,7 +83,7 @@ class Event(enum.StrEnum):
     CLOSE = "close"
 
 
-class Action(enum.Enum):
+class ConnAction(enum.Enum):
     RUN = "run"
     WAIT = "wait"
     QUIESCE = "quiesce"
@@ -100,10 +100,10 @@ class _Do(enum.Enum):
 
 
 S = ConnState
-E = Event
+E = ConnEvent
 _N, _Q, _C, _F, _R, _E = _Do.NOTHING, _Do.QUEUE, _Do.CANCEL, _Do.FAIL, _Do.REPLY, _Do.END
 
-_TRANSITIONS: Final[dict[tuple[ConnState, Event], tuple[ConnState, _Do]]] = {
+_TRANSITIONS: Final[dict[tuple[ConnState, ConnEvent], tuple[ConnState, _Do]]] = {
     # -- open ------------------------------------------------------------------------------
     (S.IDLE, E.INVOKE): (S.RUNNING, _Q),
     (S.IDLE, E.CANCEL): (S.IDLE, _N),  # a cancel that crossed our `end` on the wire: ignored
@@ -199,11 +199,11 @@ INVOKED: Final = frozenset(
 )
 _RUNNABLE: Final = frozenset({S.RUNNING, S.DRAINING_RUNNING, S.READ_SHUT_RUNNING})
 _NEXT: Final = {
-    S.IDLE: Action.WAIT,
-    S.DRAINING: Action.QUIESCE,
-    S.READ_SHUT: Action.CLOSE,
-    S.DONE: Action.CLOSE,
-    S.CLOSED: Action.CLOSE,
+    S.IDLE: ConnAction.WAIT,
+    S.DRAINING: ConnAction.QUIESCE,
+    S.READ_SHUT: ConnAction.CLOSE,
+    S.DONE: ConnAction.CLOSE,
+    S.CLOSED: ConnAction.CLOSE,
 }
 
 
@@ -215,11 +215,11 @@ class ConnectionState:
     def __init__(self) -> None:
         self.state = ConnState.IDLE
 
-    def on(self, event: Event | str) -> ConnState:
-        self._apply(Event(event))
+    def on(self, event: ConnEvent | str) -> ConnState:
+        self._apply(ConnEvent(event))
         return self.state
 
-    def _apply(self, event: Event) -> _Do:
+    def _apply(self, event: ConnEvent) -> _Do:
         try:
             self.state, do = _TRANSITIONS[(self.state, event)]
         except KeyError:
@@ -230,7 +230,7 @@ class ConnectionState:
         return do
 
     def close(self) -> None:
-        self._apply(Event.CLOSE)
+        self._apply(ConnEvent.CLOSE)
 
 
 class Connection(ConnectionState):
@@ -249,9 +249,9 @@ class Connection(ConnectionState):
         """An invocation was accepted and has not ended."""
         return self.state in INVOKED
 
-    def next_action(self) -> Action:
+    def next_action(self) -> ConnAction:
         if self._pending is not None:
-            return Action.RUN
+            return ConnAction.RUN
         try:
             return _NEXT[self.state]
         except KeyError:
@@ -264,24 +264,24 @@ class Connection(ConnectionState):
 
     def invoke(self, envelope: object) -> None:
         """Raises `RemoteProtocolError` while an invocation runs (feed that to `failed`)."""
-        self._apply(Event.INVOKE)
+        self._apply(ConnEvent.INVOKE)
         self._pending = envelope
 
     def cancel(self) -> bool:
         """True: cancel the running invocation now."""
-        return self._apply(Event.CANCEL) is _Do.CANCEL
+        return self._apply(ConnEvent.CANCEL) is _Do.CANCEL
 
     def eof(self) -> bool:
         """The peer closed. True: cancel the running invocation now."""
-        return self._apply(Event.EOF) is _Do.CANCEL
+        return self._apply(ConnEvent.EOF) is _Do.CANCEL
 
     def write_failed(self) -> bool:
         """The socket is broken. True: cancel the running invocation now."""
-        return self._apply(Event.WRITE_FAILED) is _Do.CANCEL
+        return self._apply(ConnEvent.WRITE_FAILED) is _Do.CANCEL
 
     def failed(self, exc: ProtocolError) -> tuple[bool, list[Error | End]]:
         """The peer broke the protocol: (cancel the invocation now?, frames to write now)."""
-        do = self._apply(Event.PROTOCOL_ERROR)
+        do = self._apply(ConnEvent.PROTOCOL_ERROR)
         if do is _Do.REPLY:
             return False, [error_frame(exc), End()]
         if do is _Do.FAIL:
@@ -303,14 +303,14 @@ class Connection(ConnectionState):
 
     def end(self) -> list[Error | End]:
         """The invocation is over: the frames that close it (nothing once closed)."""
-        do = self._apply(Event.END)
+        do = self._apply(ConnEvent.END)
         if do is not _Do.END:
             return []
         fatal, self._fatal = self._fatal, None
         return [End()] if fatal is None else [fatal, End()]
 
     def drain(self) -> None:
-        self._apply(Event.DRAIN)
+        self._apply(ConnEvent.DRAIN)
 
     def shut_read(self) -> None:
-        self._apply(Event.SHUT_READ)
+        self._apply(ConnEvent.SHUT_READ)

@@ -58,3 +58,14 @@ def error_code(exc: BaseException) -> str:
     if isinstance(exc, RemoteProtocolError | msgspec.DecodeError):
         return MSG_PARSING_ERROR
     return PROCESSING_ERROR
+
+
+__all__ = [
+    "AbiError",
+    "AsyaError",
+    "HandlerLoadError",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "error_code",
+]

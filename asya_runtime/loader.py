@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from .errors import HandlerLoadError
 
-__all__ = ["HandlerKind", "LoadedHandler", "kind_of", "load_handler"]
+__all__ = ["HandlerKind", "LoadedHandler", "ensure_cwd_importable", "kind_of", "load_handler"]
 
 _IDENT: Final = r"[A-Za-z_][A-Za-z0-9_]*"
 _COLON: Final = re.compile(rf"^({_IDENT}(?:\.{_IDENT})*):({_IDENT}(?:\.{_IDENT})?)$")

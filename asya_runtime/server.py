@@ -37,7 +37,7 @@ from anyio.abc import SocketListener, SocketStream, TaskGroup, TaskStatus
 from . import __version__
 from .abi import error_frame
 from .codec import NEED_DATA, FrameWriter, runtime_reader
-from .connection import Action, Connection, ConnState
+from .connection import ConnAction, Connection, ConnState
 from .driver import drive
 from .errors import RemoteProtocolError
 from .loader import LoadedHandler
@@ -175,7 +175,7 @@ class _Connection:
         machine = self.machine
         while self._on_readable():
             pass
-        if machine.next_action() is not Action.QUIESCE:
+        if machine.next_action() is not ConnAction.QUIESCE:
             return  # an invoke to run, or the peer left
         if self.reader.buffered:  # an invoke is partly here: wait for the rest (or EOF)
             await self._sleep()
@@ -257,12 +257,12 @@ class _Connection:
         machine = self.machine
         while True:
             action = machine.next_action()
-            if action is Action.RUN:
+            if action is ConnAction.RUN:
                 raw, run = machine.start()
                 await self._invoke(raw, run)  # type: ignore[arg-type]
-            elif action is Action.WAIT:
+            elif action is ConnAction.WAIT:
                 await self._sleep()
-            elif action is Action.QUIESCE:
+            elif action is ConnAction.QUIESCE:
                 await self._quiesce()
             else:
                 if machine.state is ConnState.READ_SHUT:

@@ -35,6 +35,7 @@ __all__ = [
     "given_from_args",
     "help_line",
     "load",
+    "load_one",
     "markdown_table",
     "one_of",
     "opt",
@@ -232,11 +233,11 @@ def _plain(exc: msgspec.ValidationError) -> str:
 
 
 def _raw_values(
-    cls: type[msgspec.Struct], env: Mapping[str, str], given: Mapping[str, Any]
+    opts: Iterable[Option], env: Mapping[str, str], given: Mapping[str, Any]
 ) -> dict[str, Any]:
     """`dest -> converted value` for every option set by a flag (given) or a variable."""
     out: dict[str, Any] = {}
-    for o in options(cls):
+    for o in opts:
         if given.get(o.dest) is not None:
             try:
                 out[o.dest] = _convert(o, given[o.dest], o.flag or o.dest)
@@ -256,7 +257,7 @@ def load(
 ) -> S:
     """Build `cls` from `given` (flag values by `Option.dest`; None = not given), then `env`,
     then defaults. Raises `ConfigError` naming the flag or variable of a bad or missing value."""
-    values = _raw_values(cls, env, given or {})
+    values = _raw_values(options(cls), env, given or {})
     by_dest = {o.dest: o for o in options(cls)}
     for dest in required:
         if values.get(dest) in (None, ""):
@@ -264,6 +265,22 @@ def load(
             names = " / ".join(n for n in (o.env, o.flag) if n)
             raise ConfigError(f"{names} is required ({o.help})")
     return _build(cls, values, ())
+
+
+def load_one(
+    cls: type[msgspec.Struct],
+    dest: str,
+    env: Mapping[str, str],
+    given: Mapping[str, Any] | None = None,
+) -> Any:
+    """One option of `cls` (by `Option.dest`) read and checked as `load` would, the others
+    untouched: for what a CLI needs before or without the whole Struct (e.g. the log level that
+    decides whether a failure shows its traceback). Raises `ConfigError` naming the variable."""
+    (o,) = (o for o in options(cls) if o.dest == dest)
+    values = _raw_values((o,), env, given or {})
+    if dest not in values and o.default is _MISSING:
+        raise ConfigError(f"{' / '.join(n for n in (o.env, o.flag) if n)} is required ({o.help})")
+    return values.get(dest, o.default)
 
 
 @functools.cache

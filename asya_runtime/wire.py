@@ -114,3 +114,26 @@ _envelope_decoder: Final = msgspec.msgpack.Decoder(Envelope)
 def decode_envelope(raw: msgspec.Raw | bytes) -> Envelope:
     """Decode the envelope of an `invoke`; raises `msgspec.ValidationError` naming the field."""
     return _envelope_decoder.decode(raw)
+
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "MSG_PARSING_ERROR",
+    "PROCESSING_ERROR",
+    "PROTOCOL_VERSION",
+    "READY_FILE",
+    "Cancel",
+    "Emit",
+    "End",
+    "Envelope",
+    "Error",
+    "Fly",
+    "Frame",
+    "Hello",
+    "Invoke",
+    "Route",
+    "RuntimeFrame",
+    "SidecarFrame",
+    "decode_envelope",
+    "invoke_frame",
+]

@@ -22,7 +22,7 @@ import msgspec
 from asya_mesh.transports import TransportConfig, TransportError, open_transport, queue_name
 from asya_mesh.transports.config import probe_transport
 from asya_runtime import __version__
-from asya_runtime.settings import Parser, add_arguments, given_from_args
+from asya_runtime.settings import ConfigError, Parser, add_arguments, given_from_args, load_one
 from asya_runtime.wire import Envelope, Route
 
 from .config import SidecarConfig
@@ -106,8 +106,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _debug(env: dict[str, str] | os._Environ[str]) -> bool:
-    return (env.get("ASYA_LOG_LEVEL") or "").upper() == "DEBUG"
+def _log_level(args: argparse.Namespace) -> str:
+    """`--log-level` / ASYA_LOG_LEVEL as `SidecarConfig` declares it (the queue tools too, which
+    have no flag for it); a bad value is one line naming the variable and the allowed levels."""
+    given = given_from_args(args, SidecarConfig) if args.command == "run" else {}
+    try:
+        level: str = load_one(SidecarConfig, "log_level", os.environ, given)
+    except ConfigError as exc:
+        raise _Fail(str(exc)) from None
+    return level
 
 
 def _transport_failure(exc: BaseException, cfg: TransportConfig) -> str:
@@ -163,8 +170,8 @@ def _transport_config(args: argparse.Namespace) -> TransportConfig:
         raise _Fail(str(exc)) from None
 
 
-def _with_transport(cfg: TransportConfig, fn: Any) -> Any:
-    quiet_broker_clients(os.environ.get("ASYA_LOG_LEVEL") or "INFO")
+def _with_transport(cfg: TransportConfig, level: str, fn: Any) -> Any:
+    quiet_broker_clients(level)
 
     async def main() -> Any:
         t = await open_transport(cfg)
@@ -212,7 +219,7 @@ def _queue_send(args: argparse.Namespace) -> int:
     async def send(t: Any) -> None:
         await t.send(queue_name(cfg.namespace, args.actor), msgspec.json.encode(env))
 
-    _with_transport(cfg, send)
+    _with_transport(cfg, _log_level(args), send)
     print(env.id)
     return 0
 
@@ -232,7 +239,7 @@ def _queue_receive(args: argparse.Namespace) -> int:
             got += 1
         return got
 
-    return 0 if _with_transport(cfg, receive) else 1
+    return 0 if _with_transport(cfg, _log_level(args), receive) else 1
 
 
 def _queue_ls(args: argparse.Namespace) -> int:
@@ -242,7 +249,7 @@ def _queue_ls(args: argparse.Namespace) -> int:
         out: dict[str, int] = await t.depths()
         return out
 
-    found: dict[str, int] = _with_transport(cfg, depths)
+    found: dict[str, int] = _with_transport(cfg, _log_level(args), depths)
     width = max((len(q) for q in found), default=5)
     print(f"{'QUEUE':<{width}}  DEPTH")
     for q, n in sorted(found.items()):
@@ -253,14 +260,16 @@ def _queue_ls(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point: the exit status."""
     args = _parser().parse_args(argv)
+    debug = False
     try:
+        debug = _log_level(args).upper() == "DEBUG"
         if args.command == "run":
             return _run(args)
         return {"send": _queue_send, "receive": _queue_receive, "ls": _queue_ls}[
             args.queue_command
         ](args)
     except _Fail as exc:
-        if _debug(os.environ) and exc.__cause__ is not None:
+        if debug and exc.__cause__ is not None:
             traceback.print_exception(exc.__cause__)
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.code

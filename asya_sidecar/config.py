@@ -244,3 +244,10 @@ def describe(cfg: SidecarConfig) -> dict[str, Any]:
     """The configuration as loggable data (for the startup log line)."""
     out: dict[str, Any] = json.loads(msgspec.json.encode(cfg))
     return out
+
+
+__all__ = [
+    "LOG_LEVELS",
+    "SidecarConfig",
+    "describe",
+]

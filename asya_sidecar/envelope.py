@@ -7,15 +7,16 @@ side actions (`Report`, `Count`, `Log`, `Fatal`: do them, no answer) followed by
 action that needs an answer:
 
     Preflight        -> PreflightAnswered
-    Invoke           -> Frame ... (each frame as it arrives), or InvokeFailed, RuntimeLost,
-                        TimedOut
+    StartInvoke      -> FrameArrived ... (each frame as it arrives), or InvokeFailed,
+                        RuntimeGone, TimedOut
     Send/SendWithAck -> Sent or SendFailed
     ReportPause      -> PauseStored
     CancelInvocation -> CancelDone
     Ack / Requeue    -> nothing: the envelope is done
 
-`Report` of a FLY is answered with `FlyAccepted` when the envelope's event stream took it (only
-accepted FLYs are counted into `x-asya-fly-count`). `Shutdown` (grace over) may come in place
+`Report` of a FLY needs no answer; when the envelope's event stream took it, the shell calls
+`fly_accepted()` (only accepted FLYs are counted into `x-asya-fly-count`; it returns nothing,
+so there is no action to drop). `Shutdown` (grace over) may come in place
 of any answer while waiting on the pre-flight or the runtime. The states:
 
     NEW -> [PREFLIGHT] -> RUNNING -> [CANCELLING] -> SENDING -> DONE
@@ -51,9 +52,7 @@ from .envelope_io import (
     Delivered,
     EnvelopeEvent,
     Fatal,
-    FlyAccepted,
-    Frame,
-    Invoke,
+    FrameArrived,
     InvokeFailed,
     Log,
     PauseStored,
@@ -62,12 +61,13 @@ from .envelope_io import (
     Report,
     ReportPause,
     Requeue,
-    RuntimeLost,
+    RuntimeGone,
     Send,
     SendFailed,
     SendWithAck,
     Sent,
     Shutdown,
+    StartInvoke,
     TimedOut,
 )
 from .resiliency import Exhausted, NoPolicy, Resiliency, Retry, decide
@@ -143,8 +143,8 @@ class EnvelopeMachine:
         """Take one event; return the actions it calls for (see the module docstring)."""
         handler = _HANDLERS.get((self.state, type(event)))
         if handler is None:
-            if isinstance(event, Shutdown | Cancelled | FlyAccepted):
-                return []  # nothing left to interrupt / count
+            if isinstance(event, Shutdown | Cancelled):
+                return []  # nothing left to interrupt
             raise EnvelopeStateError(f"{type(event).__name__} in state {self.state.name}")
         return handler(self, event, now)
 
@@ -194,14 +194,14 @@ class EnvelopeMachine:
         self._budget = self.s.actor_timeout if left is None else min(self.s.actor_timeout, left)
         self._t0 = now
         self.state = State.RUNNING
-        acts.append(Invoke(self._inp, self._budget))
+        acts.append(StartInvoke(self._inp, self._budget))
         return acts
 
     # -- while the handler runs -----------------------------------------------------------
 
-    def _frame(self, ev: Frame, now: float) -> list[Action]:
+    def _frame(self, ev: FrameArrived, now: float) -> list[Action]:
         if self._awaiting_send:
-            raise EnvelopeStateError("Frame in state RUNNING while a send is unanswered")
+            raise EnvelopeStateError("FrameArrived in state RUNNING while a send is unanswered")
         f = ev.frame
         if isinstance(f, Fly):
             if self.gateway is None:
@@ -217,9 +217,11 @@ class EnvelopeMachine:
             return self._ended(now)
         raise EnvelopeStateError(f"unexpected frame {type(f).__name__} in state RUNNING")
 
-    def _fly_accepted(self, ev: FlyAccepted, now: float) -> list[Action]:
-        self._flies += 1
-        return []
+    def fly_accepted(self) -> None:
+        """The last reported FLY was taken into the envelope's event stream: count it into
+        `x-asya-fly-count` (no effect once the handler is over: nothing is sent after)."""
+        if self.state is State.RUNNING:
+            self._flies += 1
 
     def _emit(self, f: Emit, now: float) -> list[Action]:
         if self._error is not None or self._pause is not None:
@@ -332,7 +334,7 @@ class EnvelopeMachine:
     def _timed_out(self, ev: TimedOut, now: float) -> list[Action]:
         return self._cancel("timeout")
 
-    def _runtime_lost(self, ev: RuntimeLost, now: float) -> list[Action]:
+    def _runtime_gone(self, ev: RuntimeGone, now: float) -> list[Action]:
         assert self.env is not None
         held = [] if self._held is None else [self._held]
         out = routing.runtime_lost(self.env, ev.reason, self.s.names, now)
@@ -468,17 +470,16 @@ class EnvelopeMachine:
 _Handler = Callable[[EnvelopeMachine, Any, float], list[Action]]
 _S = State
 # The whole table: (state, event) -> handler. Anything else is an `EnvelopeStateError`, except
-# `Shutdown`/`Cancelled`/`FlyAccepted` with nothing left to interrupt (ignored).
+# `Shutdown`/`Cancelled` with nothing left to interrupt (ignored).
 _HANDLERS: Final[dict[tuple[State, type], _Handler]] = {
     (_S.NEW, Delivered): EnvelopeMachine._delivered,
     (_S.PREFLIGHT, PreflightAnswered): EnvelopeMachine._preflight_answered,
     (_S.PREFLIGHT, Shutdown): EnvelopeMachine._shutdown,
-    (_S.RUNNING, Frame): EnvelopeMachine._frame,
-    (_S.RUNNING, FlyAccepted): EnvelopeMachine._fly_accepted,
+    (_S.RUNNING, FrameArrived): EnvelopeMachine._frame,
     (_S.RUNNING, Sent): EnvelopeMachine._sent_while_running,
     (_S.RUNNING, SendFailed): EnvelopeMachine._send_failed_while_running,
     (_S.RUNNING, TimedOut): EnvelopeMachine._timed_out,
-    (_S.RUNNING, RuntimeLost): EnvelopeMachine._runtime_lost,
+    (_S.RUNNING, RuntimeGone): EnvelopeMachine._runtime_gone,
     (_S.RUNNING, InvokeFailed): EnvelopeMachine._invoke_failed,
     (_S.RUNNING, Cancelled): EnvelopeMachine._cancelled,
     (_S.RUNNING, Shutdown): EnvelopeMachine._shutdown,
@@ -501,9 +502,7 @@ __all__ = [
     "EnvelopeMachine",
     "EnvelopeStateError",
     "Fatal",
-    "FlyAccepted",
-    "Frame",
-    "Invoke",
+    "FrameArrived",
     "InvokeFailed",
     "Log",
     "PauseStored",
@@ -512,13 +511,14 @@ __all__ = [
     "Report",
     "ReportPause",
     "Requeue",
-    "RuntimeLost",
+    "RuntimeGone",
     "Send",
     "SendFailed",
     "SendWithAck",
     "Sent",
     "Settings",
     "Shutdown",
+    "StartInvoke",
     "State",
     "TimedOut",
 ]

@@ -24,19 +24,15 @@ class PreflightAnswered(msgspec.Struct, frozen=True):
     status: str | None  # the task's status at the gateway; None = unknown (carry on)
 
 
-class Frame(msgspec.Struct, frozen=True):
+class FrameArrived(msgspec.Struct, frozen=True):
     frame: RuntimeFrame
-
-
-class FlyAccepted(msgspec.Struct, frozen=True):
-    """The last reported FLY was taken into the envelope's event stream."""
 
 
 class TimedOut(msgspec.Struct, frozen=True):
     pass
 
 
-class RuntimeLost(msgspec.Struct, frozen=True):
+class RuntimeGone(msgspec.Struct, frozen=True):
     reason: str
 
 
@@ -80,10 +76,9 @@ class Shutdown(msgspec.Struct, frozen=True):
 EnvelopeEvent = (
     Delivered
     | PreflightAnswered
-    | Frame
-    | FlyAccepted
+    | FrameArrived
     | TimedOut
-    | RuntimeLost
+    | RuntimeGone
     | InvokeFailed
     | CancelDone
     | Sent
@@ -101,7 +96,7 @@ class Preflight(msgspec.Struct, frozen=True):
     envelope_id: str
 
 
-class Invoke(msgspec.Struct, frozen=True):
+class StartInvoke(msgspec.Struct, frozen=True):
     envelope: Envelope
     timeout: float
 
@@ -161,7 +156,7 @@ class Fatal(msgspec.Struct, frozen=True):
 
 Action = (
     Preflight
-    | Invoke
+    | StartInvoke
     | Send
     | SendWithAck
     | Ack
@@ -185,9 +180,7 @@ __all__ = [
     "Delivered",
     "EnvelopeEvent",
     "Fatal",
-    "FlyAccepted",
-    "Frame",
-    "Invoke",
+    "FrameArrived",
     "InvokeFailed",
     "Log",
     "PauseStored",
@@ -196,11 +189,12 @@ __all__ = [
     "Report",
     "ReportPause",
     "Requeue",
-    "RuntimeLost",
+    "RuntimeGone",
     "Send",
     "SendFailed",
     "SendWithAck",
     "Sent",
     "Shutdown",
+    "StartInvoke",
     "TimedOut",
 ]

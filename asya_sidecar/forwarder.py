@@ -1,4 +1,4 @@
-"""Gateway events on their way out: one `Outbox` per gateway holding the ordered events of
+"""Gateway events on their way out: one `GatewayOutbox` per gateway holding the ordered events of
 every envelope (`EnvelopeEvents`, a bounded lane each), the coalescing of FLYs under pressure,
 and what the client knows per gateway (`GatewayState`). No HTTP here: `gateway.py` POSTs."""
 
@@ -74,7 +74,7 @@ def merge(last: FlyEvent, new: FlyEvent) -> FlyEvent | None:
     return FlyEvent(data=msgspec.Raw(data), seq=last.seq, n=last.n + new.n)
 
 
-class Outbox:
+class GatewayOutbox:
     """One gateway's queue of events, many envelopes interleaved, each envelope's in order.
 
     Bounded per envelope (`buffer` events not yet taken by the sender; status events always
@@ -141,7 +141,7 @@ class EnvelopeEvents:
 
     __slots__ = ("_box", "_closed", "_metrics", "envelope_id", "last", "pending")
 
-    def __init__(self, box: Outbox | None, metrics: Metrics, envelope_id: str = "") -> None:
+    def __init__(self, box: GatewayOutbox | None, metrics: Metrics, envelope_id: str = "") -> None:
         self._box = box
         self._metrics = metrics
         self._closed = box is None
@@ -179,4 +179,12 @@ class NullEvents(EnvelopeEvents):
         return None
 
 
-__all__ = ["EnvelopeEvents", "GatewayState", "NullEvents"]
+__all__ = [
+    "MAX_MERGED_BYTES",
+    "EnvelopeEvents",
+    "GatewayOutbox",
+    "GatewayState",
+    "NullEvents",
+    "Pending",
+    "merge",
+]

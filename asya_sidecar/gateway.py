@@ -1,6 +1,6 @@
 """The gateway client: pre-flight, FLY/status events with batching, fallbacks, never blocking.
 
-Per gateway one `Outbox` (every envelope's events, each envelope's in order and bounded) is
+Per gateway one `GatewayOutbox` (every envelope's events, each envelope's in order and bounded) is
 drained by one sender task, owned by the client's task group. The sender POSTs everything that
 piled up while the previous POST was in flight in one request: many envelopes' events to
 `POST /api/v1/mesh/events` (each event carries its task's `id`), or, from a gateway without that
@@ -29,7 +29,7 @@ import structlog
 from asya_mesh.events import Event, encode_events
 
 from .feed import Feed
-from .forwarder import EnvelopeEvents, GatewayState, NullEvents, Outbox, Pending
+from .forwarder import EnvelopeEvents, GatewayOutbox, GatewayState, NullEvents, Pending
 from .metrics import Metrics
 from .reports import fly_total, legacy, resolve_gateway, safe_gateway_url
 from .routing import GATEWAY_URL
@@ -88,7 +88,7 @@ class GatewayClient:
         self.default_url = safe_gateway_url(default_url)
         self._buffer = buffer
         self._states: dict[str, GatewayState] = {}
-        self._boxes: dict[str, Outbox] = {}
+        self._boxes: dict[str, GatewayOutbox] = {}
         self._changed = anyio.Event()
         self._posts = anyio.Semaphore(_MAX_POSTS)
         self._feeds: dict[str, Feed] = {}
@@ -182,7 +182,7 @@ class GatewayClient:
         if box is None:
             if len(self._boxes) >= _MAX_GATEWAYS:
                 return EnvelopeEvents(None, self._metrics)
-            box = self._boxes[gw] = Outbox(self._buffer, self._metrics)
+            box = self._boxes[gw] = GatewayOutbox(self._buffer, self._metrics)
         if box.lanes >= _MAX_FORWARDERS:
             return EnvelopeEvents(None, self._metrics)
         lane = EnvelopeEvents(box, self._metrics, envelope_id)
@@ -191,7 +191,7 @@ class GatewayClient:
             self._tg.start_soon(self._send_loop, gw, box)
         return lane
 
-    async def _send_loop(self, gw: str, box: Outbox) -> None:
+    async def _send_loop(self, gw: str, box: GatewayOutbox) -> None:
         """The gateway's one sender: everything that piled up during the last POST goes in
         the next one (many envelopes' events together), so a busy sidecar makes few requests."""
         try:

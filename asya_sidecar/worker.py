@@ -235,7 +235,7 @@ class _Run:
             assert m.envelope_id is not None
             self.events = self.w.gateway.open(m.gateway, m.envelope_id)
         if self.events.put(a.event) and isinstance(a.event, FlyEvent):
-            self.machine.handle(E.FlyAccepted(), 0.0)
+            self.machine.fly_accepted()
 
     async def _perform(self, a: E.Action) -> list[E.Action]:
         d = self.delivery
@@ -266,13 +266,13 @@ class _Run:
         if isinstance(a, E.Preflight):
             state = await self.w.gateway.preflight(a.gateway, a.envelope_id)
             return self.feed(E.PreflightAnswered(state))
-        if isinstance(a, E.Invoke):
+        if isinstance(a, E.StartInvoke):
             return await self._invoke(a)
         if isinstance(a, E.CancelInvocation):
             return self.feed(E.CancelDone(await self._cancel_and_drain()))
         raise AssertionError(f"unknown action {a!r}")
 
-    async def _invoke(self, a: E.Invoke) -> list[E.Action]:
+    async def _invoke(self, a: E.StartInvoke) -> list[E.Action]:
         conn, m, q, mach = self.conn, self.w.metrics, self.w.queue, self.machine
         assert conn is not None
         t0 = time.perf_counter()
@@ -299,8 +299,8 @@ class _Run:
                     try:
                         frame = await conn.next_frame()
                     except RuntimeLost as exc:
-                        return self.feed(E.RuntimeLost(str(exc)))
-                    actions = self.feed(E.Frame(frame))
+                        return self.feed(E.RuntimeGone(str(exc)))
+                    actions = self.feed(E.FrameArrived(frame))
                     if not mach.running:
                         return actions  # carried outside the timeout's scope
                     await self.carry(actions)

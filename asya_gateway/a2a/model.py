@@ -51,7 +51,7 @@ class Artifact(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any] | None = None
 
 
-class StatusEvent(msgspec.Struct, kw_only=True, frozen=True):
+class A2AStatusUpdate(msgspec.Struct, kw_only=True, frozen=True):
     task_id: str
     context_id: str
     status: Status
@@ -62,7 +62,7 @@ class StatusEvent(msgspec.Struct, kw_only=True, frozen=True):
         return self.status.state in FINAL_STATES
 
 
-class ArtifactEvent(msgspec.Struct, kw_only=True, frozen=True):
+class A2AArtifactUpdate(msgspec.Struct, kw_only=True, frozen=True):
     task_id: str
     context_id: str
     artifact: Artifact
@@ -79,7 +79,7 @@ class TaskSnapshot(msgspec.Struct, kw_only=True, frozen=True):
     metadata: dict[str, Any] | None = None
 
 
-Event = StatusEvent | ArtifactEvent | TaskSnapshot
+A2AEvent = A2AStatusUpdate | A2AArtifactUpdate | TaskSnapshot
 
 
 # -- v1.0 -------------------------------------------------------------------------------------
@@ -122,11 +122,11 @@ def _v1_task(t: TaskSnapshot) -> dict[str, Any]:
     return out
 
 
-def render_v1(event: Event) -> dict[str, Any]:
+def render_v1(event: A2AEvent) -> dict[str, Any]:
     """A v1.0 `StreamResponse` (the `result` of one SSE event): exactly one member set."""
     if isinstance(event, TaskSnapshot):
         return {"task": _v1_task(event)}
-    if isinstance(event, StatusEvent):
+    if isinstance(event, A2AStatusUpdate):
         body: dict[str, Any] = {
             "taskId": event.task_id,
             "contextId": event.context_id,
@@ -211,11 +211,11 @@ def _v03_task(t: TaskSnapshot) -> dict[str, Any]:
     return out
 
 
-def render_v03(event: Event) -> dict[str, Any]:
+def render_v03(event: A2AEvent) -> dict[str, Any]:
     """A v0.3 stream event (`Task`, `TaskStatusUpdateEvent`, `TaskArtifactUpdateEvent`)."""
     if isinstance(event, TaskSnapshot):
         return _v03_task(event)
-    if isinstance(event, StatusEvent):
+    if isinstance(event, A2AStatusUpdate):
         out: dict[str, Any] = {
             "kind": "status-update",
             "taskId": event.task_id,
@@ -241,7 +241,7 @@ def render_task_v03(t: TaskSnapshot) -> dict[str, Any]:
     return _v03_task(t)
 
 
-def render(event: Event, version: Version) -> dict[str, Any]:
+def render(event: A2AEvent, version: Version) -> dict[str, Any]:
     return render_v1(event) if version == "1.0" else render_v03(event)
 
 
@@ -254,11 +254,11 @@ __all__ = [
     "INTERRUPTED_STATES",
     "STATE_OF_STATUS",
     "TERMINAL_STATES",
+    "A2AArtifactUpdate",
+    "A2AEvent",
+    "A2AStatusUpdate",
     "Artifact",
-    "ArtifactEvent",
-    "Event",
     "Status",
-    "StatusEvent",
     "TaskSnapshot",
     "Version",
     "part_v03",

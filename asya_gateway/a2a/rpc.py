@@ -255,4 +255,5 @@ __all__ = [
     "parse_call",
     "peek_version",
     "result_bytes",
+    "returns_immediately",
 ]

@@ -18,11 +18,11 @@ from asya_gateway.service import FlyUpdate, StatusUpdate, TaskUpdate, TaskView
 from .model import (
     FINAL_STATES,
     TERMINAL_STATES,
+    A2AArtifactUpdate,
+    A2AEvent,
+    A2AStatusUpdate,
     Artifact,
-    ArtifactEvent,
-    Event,
     Status,
-    StatusEvent,
     TaskSnapshot,
 )
 from .translate import RESULT_ARTIFACT, ArtifactFly, a2a_of, read_fly
@@ -119,7 +119,7 @@ class TaskA2A:
 
     # -- the fold ---------------------------------------------------------------------------
 
-    def apply(self, update: TaskUpdate) -> list[Event]:
+    def apply(self, update: TaskUpdate) -> list[A2AEvent]:
         """The A2A events `update` means (possibly none), folded into the view."""
         if self.terminal:
             return []  # nothing follows a terminal state
@@ -132,11 +132,11 @@ class TaskA2A:
             return self._fly(update)
         return self._status(update)
 
-    def _set_status(self, state: str, message: dict[str, Any] | None, ts: str) -> StatusEvent:
+    def _set_status(self, state: str, message: dict[str, Any] | None, ts: str) -> A2AStatusUpdate:
         self.status = Status(state=state, message=message, timestamp=ts)
-        return StatusEvent(task_id=self.task_id, context_id=self.context_id, status=self.status)
+        return A2AStatusUpdate(task_id=self.task_id, context_id=self.context_id, status=self.status)
 
-    def _status(self, update: StatusUpdate) -> list[Event]:
+    def _status(self, update: StatusUpdate) -> list[A2AEvent]:
         t = update.task
         prev, self.mesh_status = self.mesh_status, t.status
         ts = t.updated_at
@@ -149,7 +149,7 @@ class TaskA2A:
                 return []
             return [self._set_status("INPUT_REQUIRED", self._pause_message(t, update), ts)]
         if t.status == "succeeded":
-            out: list[Event] = self._seal_all()
+            out: list[A2AEvent] = self._seal_all()
             if t.result is not msgspec.UNSET:
                 self.result = t.result
                 out.append(self._chunk(RESULT_ARTIFACT, "result", [{"data": t.result}], last=True))
@@ -182,8 +182,8 @@ class TaskA2A:
         parts.append({"data": pause})
         return self._agent_message(update.event_id, parts)
 
-    def _fly(self, update: FlyUpdate) -> list[Event]:
-        out: list[Event] = []
+    def _fly(self, update: FlyUpdate) -> list[A2AEvent]:
+        out: list[A2AEvent] = []
         if self.status.state in ("SUBMITTED", "INPUT_REQUIRED"):
             # a FLY means the task runs, even if its `running` report has not arrived yet
             self.mesh_status = "running"
@@ -200,7 +200,7 @@ class TaskA2A:
             msg.update(taskId=self.task_id, contextId=self.context_id)
         ev_status = self._set_status("WORKING", msg, "")
         if effect.metadata:
-            ev_status = StatusEvent(
+            ev_status = A2AStatusUpdate(
                 task_id=self.task_id,
                 context_id=self.context_id,
                 status=self.status,
@@ -209,7 +209,7 @@ class TaskA2A:
         out.append(ev_status)
         return out
 
-    def _artifact_fly(self, fly: ArtifactFly) -> ArtifactEvent | None:
+    def _artifact_fly(self, fly: ArtifactFly) -> A2AArtifactUpdate | None:
         acc = self.artifacts.get(fly.artifact_id)
         if acc is not None and acc.sealed:
             return None  # an artifact sealed with `lastChunk` takes no more chunks
@@ -229,7 +229,7 @@ class TaskA2A:
         *,
         last: bool,
         append: bool = True,
-    ) -> ArtifactEvent:
+    ) -> A2AArtifactUpdate:
         acc = self.artifacts.get(artifact_id)
         if acc is None:
             acc = self.artifacts[artifact_id] = _Acc(artifact_id, name)
@@ -239,7 +239,7 @@ class TaskA2A:
         self._store(acc, parts)
         acc.sealed = last
         shown = Artifact(artifact_id=artifact_id, parts=parts, name=acc.artifact.name)
-        return ArtifactEvent(
+        return A2AArtifactUpdate(
             task_id=self.task_id,
             context_id=self.context_id,
             artifact=shown,
@@ -273,8 +273,8 @@ class TaskA2A:
                     acc.run = None
                 stored.append(p)
 
-    def _seal_all(self) -> list[Event]:
-        out: list[Event] = []
+    def _seal_all(self) -> list[A2AEvent]:
+        out: list[A2AEvent] = []
         for acc in self.artifacts.values():
             if not acc.sealed:
                 out.append(self._chunk(acc.artifact.artifact_id, "", [], last=True))

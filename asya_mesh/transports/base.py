@@ -138,3 +138,10 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Release connections; leased messages become visible again after their lease."""
+
+
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "Delivery",
+    "Transport",
+]

@@ -57,3 +57,17 @@ def sqs_needs_chaining(due_at: float, now: float, max_hop: int = SQS_MAX_DELAY_S
 def sqs_is_due(due_at: float, now: float, *, slack: float = DUE_SLACK_SECONDS) -> bool:
     """Whether a received chained message may be delivered (a hair early is clock noise)."""
     return due_at - now <= slack
+
+
+__all__ = [
+    "BUCKET_STEPS",
+    "DUE_SLACK_SECONDS",
+    "MAX_BUCKET_MS",
+    "MIN_BUCKET_MS",
+    "SQS_MAX_DELAY_SECONDS",
+    "SQS_MAX_VISIBILITY_SECONDS",
+    "delay_bucket_ms",
+    "sqs_delay_seconds",
+    "sqs_is_due",
+    "sqs_needs_chaining",
+]

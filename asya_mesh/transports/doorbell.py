@@ -169,3 +169,10 @@ class Bell:
         self._sock.close()
         with contextlib.suppress(OSError):
             os.unlink(self.path)
+
+
+__all__ = [
+    "Bell",
+    "Ringer",
+    "bell_directory",
+]

@@ -387,3 +387,17 @@ class RabbitMQTransport(Transport):
         # Unacked deliveries go back to their queue (redelivered=True) when the channel closes.
         with anyio.CancelScope(shield=True), contextlib.suppress(*_BROKER_ERRORS):
             await self._connection.close()
+
+
+__all__ = [
+    "ATTEMPT_HEADER",
+    "DELAY_HEADER",
+    "MAX_MESSAGE_BYTES",
+    "RECONNECT_INTERVAL_SECONDS",
+    "ROUTING_KEY_LAYOUTS",
+    "SEND_RETRY_SECONDS",
+    "RabbitMQDelivery",
+    "RabbitMQTransport",
+    "attempt_of",
+    "routing_key",
+]

@@ -212,3 +212,11 @@ class SqliteTransport(Transport):
         self._fast.close()
         self._closed = True
         self._ringer.close()
+
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "SAFETY_POLL_SECONDS",
+    "SqliteDelivery",
+    "SqliteTransport",
+]

@@ -385,3 +385,15 @@ class SqsTransport(Transport):
         # In-flight messages reappear when their visibility timeout ends.
         with anyio.CancelScope(shield=True):
             await self._stack.aclose()
+
+
+__all__ = [
+    "ATTEMPT_BASE",
+    "DUE_AT",
+    "ENCODING",
+    "MAX_MESSAGE_BYTES",
+    "OUTAGE_RETRY_SECONDS",
+    "SqsDelivery",
+    "SqsTransport",
+    "encode_body",
+]

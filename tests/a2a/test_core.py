@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asya_gateway.a2a.model import (
-    ArtifactEvent,
-    Event,
-    StatusEvent,
+    A2AArtifactUpdate,
+    A2AEvent,
+    A2AStatusUpdate,
     TaskSnapshot,
     render_task_v03,
     render_task_v1,
@@ -152,17 +152,17 @@ class Script:
     def __init__(self, **kw: Any) -> None:
         self.task = TaskA2A("t1", "c1", [_msg({"text": "hi"})], **kw)
         self.n = 0
-        self.events: list[Event] = []
+        self.events: list[A2AEvent] = []
 
-    def status(self, status: str, **kw: Any) -> list[Event]:
+    def status(self, status: str, **kw: Any) -> list[A2AEvent]:
         self.n += 1
         return self._keep(self.task.apply(StatusUpdate(event_id=self.n, task=_view(status, **kw))))
 
-    def fly(self, data: dict[str, Any]) -> list[Event]:
+    def fly(self, data: dict[str, Any]) -> list[A2AEvent]:
         self.n += 1
         return self._keep(self.task.apply(FlyUpdate(event_id=self.n, data=data)))
 
-    def _keep(self, evs: list[Event]) -> list[Event]:
+    def _keep(self, evs: list[A2AEvent]) -> list[A2AEvent]:
         for ev in evs:
             check_v1_event(render_v1(ev))
             check_v03_event(render_v03(ev))
@@ -170,8 +170,8 @@ class Script:
         return evs
 
 
-def _states(evs: list[Event]) -> list[str]:
-    return [e.status.state for e in evs if isinstance(e, StatusEvent)]
+def _states(evs: list[A2AEvent]) -> list[str]:
+    return [e.status.state for e in evs if isinstance(e, A2AStatusUpdate)]
 
 
 def test_streaming_text_then_completed() -> None:
@@ -182,12 +182,12 @@ def test_streaming_text_then_completed() -> None:
     for tok in ["Hel", "lo", "!"]:
         s.fly({"partial": True, "text": tok})
     end = s.status("succeeded", result={"answer": 42})
-    arts = [e for e in s.events if isinstance(e, ArtifactEvent)]
+    arts = [e for e in s.events if isinstance(e, A2AArtifactUpdate)]
     stream = [e for e in arts if e.artifact.artifact_id == "stream"]
     assert [e.append for e in stream] == [False, True, True, True]
     assert [e.last_chunk for e in stream] == [False, False, False, True]
     assert stream[-1].artifact.parts == []  # the seal carries no parts
-    assert isinstance(end[-1], StatusEvent) and end[-1].status.state == "COMPLETED"
+    assert isinstance(end[-1], A2AStatusUpdate) and end[-1].status.state == "COMPLETED"
     result = [e for e in arts if e.artifact.artifact_id == "result"]
     assert len(result) == 1 and result[0].artifact.parts == [{"data": {"answer": 42}}]
     assert result[0].last_chunk and not result[0].append
@@ -206,9 +206,9 @@ def test_failed_seals_and_names_error() -> None:
     s.status("running")
     s.fly({"text": "a"})
     evs = s.status("failed", error={"type": "ValueError", "message": "boom"})
-    assert isinstance(evs[0], ArtifactEvent) and evs[0].last_chunk
+    assert isinstance(evs[0], A2AArtifactUpdate) and evs[0].last_chunk
     last = evs[-1]
-    assert isinstance(last, StatusEvent) and last.status.state == "FAILED" and last.final
+    assert isinstance(last, A2AStatusUpdate) and last.status.state == "FAILED" and last.final
     assert last.status.message is not None
     assert last.status.message["parts"] == [{"text": "ValueError: boom"}]
     assert render_v03(last)["final"] is True and render_v03(last)["status"]["state"] == "failed"
@@ -218,7 +218,7 @@ def test_canceled_has_no_artifact_events() -> None:
     s = Script()
     s.status("running")
     s.fly({"text": "a"})
-    assert [type(e) for e in s.status("canceled")] == [StatusEvent]
+    assert [type(e) for e in s.status("canceled")] == [A2AStatusUpdate]
     assert s.task.terminal
 
 
@@ -227,7 +227,7 @@ def test_paused_then_resumed() -> None:
     s.status("running")
     evs = s.status("paused", pause={"prompt": "Approve?", "options": ["yes", "no"]})
     (ev,) = evs
-    assert isinstance(ev, StatusEvent) and ev.status.state == "INPUT_REQUIRED" and ev.final
+    assert isinstance(ev, A2AStatusUpdate) and ev.status.state == "INPUT_REQUIRED" and ev.final
     msg = ev.status.message
     assert msg is not None and msg["role"] == "agent"
     assert msg["parts"] == [
@@ -249,7 +249,7 @@ def test_typed_artifact_first_chunk_never_appends_and_one_last_chunk() -> None:
     s.fly({"artifact_update": {"artifact_id": "a", "parts": [{"text": "y"}], "last_chunk": True}})
     s.fly({"artifact_update": {"artifact_id": "a", "parts": [{"text": "z"}]}})  # after the seal
     s.status("succeeded")
-    a = [e for e in s.events if isinstance(e, ArtifactEvent) and e.artifact.artifact_id == "a"]
+    a = [e for e in s.events if isinstance(e, A2AArtifactUpdate) and e.artifact.artifact_id == "a"]
     assert [(e.append, e.last_chunk) for e in a] == [(False, False), (True, True)]
 
 
@@ -257,14 +257,14 @@ def test_status_update_fly_stays_working() -> None:
     s = Script()
     s.status("running")
     (ev,) = s.fly({"status_update": {"state": "completed", "message": {"parts": [{"text": "hm"}]}}})
-    assert isinstance(ev, StatusEvent) and ev.status.state == "WORKING" and not ev.final
+    assert isinstance(ev, A2AStatusUpdate) and ev.status.state == "WORKING" and not ev.final
     assert ev.status.message is not None and ev.status.message["messageId"] == "t1-2"
 
 
 def test_fly_before_running_report_starts_working() -> None:
     s = Script()
     evs = s.fly({"text": "a"})
-    assert [type(e) for e in evs] == [StatusEvent, ArtifactEvent]
+    assert [type(e) for e in evs] == [A2AStatusUpdate, A2AArtifactUpdate]
 
 
 def test_view_is_bounded_and_says_truncated() -> None:
@@ -330,7 +330,7 @@ def test_fold_invariants(steps: list[tuple[str, Any]], end: str, bound: int) -> 
     firsts: set[str] = set()
     sealed: dict[str, int] = {}
     for ev in s.events:
-        if isinstance(ev, ArtifactEvent):
+        if isinstance(ev, A2AArtifactUpdate):
             aid = ev.artifact.artifact_id
             assert aid not in sealed, f"chunk after lastChunk on {aid}"
             if aid not in firsts:
@@ -339,7 +339,7 @@ def test_fold_invariants(steps: list[tuple[str, Any]], end: str, bound: int) -> 
             if ev.last_chunk:
                 sealed[aid] = 1
     last = s.events[-1]
-    assert isinstance(last, StatusEvent)
+    assert isinstance(last, A2AStatusUpdate)
     assert last.status.state in ("COMPLETED", "FAILED", "CANCELED")
     if end != "canceled":
         assert set(sealed) == firsts, "every artifact sealed exactly once"
@@ -350,7 +350,7 @@ def test_fold_invariants(steps: list[tuple[str, Any]], end: str, bound: int) -> 
     if not s.task.truncated:
         assembled: dict[str, str] = {}
         for ev in s.events:
-            if isinstance(ev, ArtifactEvent):
+            if isinstance(ev, A2AArtifactUpdate):
                 txt = "".join(p.get("text", "") for p in ev.artifact.parts)
                 prev = assembled.get(ev.artifact.artifact_id, "") if ev.append else ""
                 assembled[ev.artifact.artifact_id] = prev + txt

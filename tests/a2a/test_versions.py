@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asya_gateway.a2a.model import (
-    ArtifactEvent,
-    Event,
-    StatusEvent,
+    A2AArtifactUpdate,
+    A2AEvent,
+    A2AStatusUpdate,
     TaskSnapshot,
     render_v03,
     render_v1,
@@ -36,13 +36,13 @@ def _num(x: Any) -> Any:
     return {k: _num(v) for k, v in x.items()}
 
 
-def _sdk_v03(ev: Event) -> dict[str, Any]:
+def _sdk_v03(ev: A2AEvent) -> dict[str, Any]:
     v1 = render_v1(ev)
-    if isinstance(ev, StatusEvent):
+    if isinstance(ev, A2AStatusUpdate):
         m = conversions.to_compat_task_status_update_event(
             ParseDict(v1["statusUpdate"], pb.TaskStatusUpdateEvent())
         )
-    elif isinstance(ev, ArtifactEvent):
+    elif isinstance(ev, A2AArtifactUpdate):
         m = conversions.to_compat_task_artifact_update_event(
             ParseDict(v1["artifactUpdate"], pb.TaskArtifactUpdateEvent())
         )
@@ -52,10 +52,10 @@ def _sdk_v03(ev: Event) -> dict[str, Any]:
     return out
 
 
-def _ours(ev: Event) -> dict[str, Any]:
+def _ours(ev: A2AEvent) -> dict[str, Any]:
     model: Any = {
-        StatusEvent: v03.TaskStatusUpdateEvent,
-        ArtifactEvent: v03.TaskArtifactUpdateEvent,
+        A2AStatusUpdate: v03.TaskStatusUpdateEvent,
+        A2AArtifactUpdate: v03.TaskArtifactUpdateEvent,
         TaskSnapshot: v03.Task,
     }[type(ev)]
     out: dict[str, Any] = model.model_validate(render_v03(ev)).model_dump(
@@ -76,7 +76,7 @@ def test_v03_matches_the_sdk_conversion(steps: list[tuple[str, Any]], end: str) 
     s.status(end, result={"ok": 1}, error={"message": "boom"})
     for ev in [s.task.snapshot(), *s.events]:
         sdk = _sdk_v03(ev)
-        if isinstance(ev, StatusEvent) and ev.status.state == "INPUT_REQUIRED":
+        if isinstance(ev, A2AStatusUpdate) and ev.status.state == "INPUT_REQUIRED":
             assert sdk["final"] is False
             sdk["final"] = True
         assert _num(_ours(ev)) == _num(sdk), ev

@@ -17,6 +17,7 @@ from asya_runtime.settings import (
     given_from_args,
     help_line,
     load,
+    load_one,
     markdown_table,
     one_of,
     opt,
@@ -122,3 +123,38 @@ def test_usage_errors_are_one_line() -> None:
         p.parse_args(["--bogus"])
     assert ex.value.code == 2
     assert isinstance(p, argparse.ArgumentParser)
+
+
+def test_load_one_reads_one_option_and_leaves_the_others_unchecked() -> None:
+    env = {"T_MODE": "b", "T_COUNT": "zero"}  # T_COUNT is bad, but not asked for
+    assert load_one(Conf, "mode", env) == "b"
+    assert load_one(Conf, "mode", env, {"mode": "a"}) == "a"  # the flag wins
+    assert load_one(Conf, "count", {}) == 1  # unset: the default
+    with pytest.raises(ConfigError, match=r"^T_MODE: expected one of a, b, got 'c'$"):
+        load_one(Conf, "mode", {"T_MODE": "c"})
+    with pytest.raises(ConfigError, match=r"^T_NAME / --name is required \(the name\)$"):
+        load_one(Conf, "name", {})
+
+
+@pytest.mark.parametrize(
+    ("argv", "module"),
+    [
+        (["queue", "ls"], "asya_sidecar.cli"),
+        (["run"], "asya_sidecar.cli"),
+        (["run"], "asya_gateway.cli"),
+    ],
+)
+def test_a_bad_log_level_is_refused_in_one_line_naming_the_variable_and_the_levels(
+    argv: list[str],
+    module: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import importlib
+
+    monkeypatch.setenv("ASYA_LOG_LEVEL", "loud")
+    monkeypatch.setenv("ASYA_ACTOR_NAME", "a")
+    assert importlib.import_module(module).main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ASYA_LOG_LEVEL" in err and "'loud'" in err, err
+    assert "expected one of" in err and "debug" in err.lower() and "error" in err.lower(), err

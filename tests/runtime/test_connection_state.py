@@ -57,17 +57,19 @@ from hypothesis import strategies as st  # noqa: E402
 from asya_runtime.connection import (  # noqa: E402
     _PEER_EVENTS,
     _TRANSITIONS,
-    Action,
+    ConnAction,
     Connection,
-    Event,
+    ConnEvent,
 )
 from asya_runtime.errors import ProtocolError  # noqa: E402
 from asya_runtime.wire import End, Error  # noqa: E402
 
 
 @pytest.mark.parametrize("state", list(ConnState))
-@pytest.mark.parametrize("event", list(Event))
-def test_every_pair_is_a_transition_or_an_error_naming_both(state: ConnState, event: Event) -> None:
+@pytest.mark.parametrize("event", list(ConnEvent))
+def test_every_pair_is_a_transition_or_an_error_naming_both(
+    state: ConnState, event: ConnEvent
+) -> None:
     s = ConnectionState()
     s.state = state
     if (state, event) in _TRANSITIONS:
@@ -83,7 +85,7 @@ def test_every_pair_is_a_transition_or_an_error_naming_both(state: ConnState, ev
 def test_every_state_is_reachable_and_close_always_closes() -> None:
     targets = {dst for dst, _ in _TRANSITIONS.values()}
     assert targets == set(ConnState)
-    assert all(_TRANSITIONS[(s, Event.CLOSE)][0] is ConnState.CLOSED for s in ConnState)
+    assert all(_TRANSITIONS[(s, ConnEvent.CLOSE)][0] is ConnState.CLOSED for s in ConnState)
 
 
 class _Shell:
@@ -114,7 +116,7 @@ class _Shell:
                 assert before is not c.state
             elif event == "cancel":
                 if c.cancel():
-                    assert self.inflight or c.next_action() is Action.RUN
+                    assert self.inflight or c.next_action() is ConnAction.RUN
                     self.cancelled_inflight = self.inflight
             elif event == "eof":
                 c.eof()
@@ -144,13 +146,13 @@ class _Shell:
         if self.closed:
             return
         action = c.next_action()
-        if action is Action.RUN:
+        if action is ConnAction.RUN:
             _, run = c.start()
             self.started += run
             self.inflight = True
-        elif action is Action.QUIESCE:
+        elif action is ConnAction.QUIESCE:
             c.shut_read()
-        elif action is Action.CLOSE:
+        elif action is ConnAction.CLOSE:
             self.close()
 
     def close(self) -> None:
@@ -182,7 +184,7 @@ def test_one_end_per_invoke_always_last_nothing_after_close(events: list[str]) -
             sh.peer(e)
     if not sh.closed:  # let the shell run to completion: it must reach CLOSE or WAIT
         for _ in range(10):
-            if sh.inflight or sh.c.next_action() not in (Action.WAIT, Action.CLOSE):
+            if sh.inflight or sh.c.next_action() not in (ConnAction.WAIT, ConnAction.CLOSE):
                 sh.step()
         assert not sh.c.busy
     # Exactly one `end` per accepted invoke (bar one lost when the task was closed under a
@@ -204,7 +206,7 @@ def test_invoke_cancelled_in_the_same_read_is_not_run_but_ends() -> None:
     c = Connection()
     c.invoke(b"env")
     assert c.cancel() is True  # cancel (nothing runs yet: start() will say so)
-    assert c.next_action() is Action.RUN
+    assert c.next_action() is ConnAction.RUN
     assert c.start() == (b"env", False)
     assert [type(f) for f in c.end()] == [End]
     assert c.state is ConnState.IDLE
@@ -219,14 +221,14 @@ def test_protocol_error_while_running_ends_the_invocation_with_it() -> None:
     frames = c.end()
     assert [type(f) for f in frames] == [Error, End]
     assert "exceeds" in frames[0].message and frames[0].code == "msg_parsing_error"  # type: ignore[union-attr]
-    assert c.next_action() is Action.CLOSE
+    assert c.next_action() is ConnAction.CLOSE
 
 
 def test_protocol_error_while_idle_answers_error_end_and_closes() -> None:
     c = Connection()
     cancel, now = c.failed(RemoteProtocolError("malformed frame"))
     assert not cancel and [type(f) for f in now] == [Error, End]
-    assert c.next_action() is Action.CLOSE
+    assert c.next_action() is ConnAction.CLOSE
 
 
 def test_drain_finishes_the_invocation_then_quiesces_then_closes() -> None:
@@ -236,13 +238,13 @@ def test_drain_finishes_the_invocation_then_quiesces_then_closes() -> None:
     c.drain()
     assert c.busy and c.state is ConnState.DRAINING_RUNNING
     assert [type(f) for f in c.end()] == [End]
-    assert c.next_action() is Action.QUIESCE
+    assert c.next_action() is ConnAction.QUIESCE
     c.shut_read()
     c.eof()  # our own shutdown's EOF: not the peer leaving
     c.invoke(b"last")  # it was already in our buffer: it runs
     assert c.start() == (b"last", True)
     c.end()
-    assert c.next_action() is Action.CLOSE
+    assert c.next_action() is ConnAction.CLOSE
 
 
 def test_nothing_is_written_after_close() -> None:

@@ -36,16 +36,16 @@ def body(**kw: Any) -> bytes:
     return json.dumps(env).encode()
 
 
-def emit(curr: str = "b", payload: Any = 1) -> E.Frame:
-    return E.Frame(Emit(payload=payload, route=Route(prev=["a"], curr=curr, next=[])))
+def emit(curr: str = "b", payload: Any = 1) -> E.FrameArrived:
+    return E.FrameArrived(Emit(payload=payload, route=Route(prev=["a"], curr=curr, next=[])))
 
 
-def err(type_: str = "ValueError") -> E.Frame:
-    return E.Frame(Error(code="processing_error", message="boom", type=type_, mro=[type_]))
+def err(type_: str = "ValueError") -> E.FrameArrived:
+    return E.FrameArrived(Error(code="processing_error", message="boom", type=type_, mro=[type_]))
 
 
-FLY = E.Frame(Fly(data={"i": 0}))
-END = E.Frame(End())
+FLY = E.FrameArrived(Fly(data={"i": 0}))
+END = E.FrameArrived(End())
 
 
 def kinds(actions: list[E.Action]) -> list[str]:
@@ -76,7 +76,7 @@ def sent_env(a: E.Action | None) -> dict[str, Any]:
 
 def test_success_holds_the_last_emit_and_sends_it_with_the_ack() -> None:
     m, acts = start()
-    assert isinstance(blocking(acts), E.Invoke)
+    assert isinstance(blocking(acts), E.StartInvoke)
     assert m.handle(emit(), NOW) == []  # held
     last = blocking(m.handle(END, NOW))
     assert isinstance(last, E.SendWithAck) and last.out.actor == "b"
@@ -156,7 +156,7 @@ def test_preflight_unknown_carries_on_and_reports_progress() -> None:
     m, _ = start(settings_(gateway_url=GW))
     acts = m.handle(E.PreflightAnswered(None), NOW)
     states = [a.event.status for a in acts if isinstance(a, E.Report)]  # type: ignore[union-attr]
-    assert states == ["received", "processing"] and isinstance(blocking(acts), E.Invoke)
+    assert states == ["received", "processing"] and isinstance(blocking(acts), E.StartInvoke)
     acts = m.handle(emit(), NOW + 0.25)
     (done,) = [a.event for a in acts if isinstance(a, E.Report)]
     assert isinstance(done, StatusEvent) and done.status == "completed"
@@ -172,7 +172,7 @@ def test_deadline_passed_goes_to_sink_failed_timeout() -> None:
 def test_deadline_shortens_the_invocation_timeout() -> None:
     _, acts = start(status={"deadline_at": "2027-01-15T08:00:10Z"})
     inv = blocking(acts)
-    assert isinstance(inv, E.Invoke) and 0 < inv.timeout <= 30.0
+    assert isinstance(inv, E.StartInvoke) and 0 < inv.timeout <= 30.0
 
 
 def test_timeout_cancels_then_sends_held_and_the_timeout() -> None:
@@ -196,7 +196,7 @@ def test_a_runtime_that_never_ends_is_fatal_but_the_envelope_is_settled() -> Non
 
 def test_runtime_lost_sends_to_sump_with_the_original_payload() -> None:
     m, _ = start()
-    env = sent_env(blocking(m.handle(E.RuntimeLost("gone"), NOW)))
+    env = sent_env(blocking(m.handle(E.RuntimeGone("gone"), NOW)))
     assert env["route"]["curr"] == "a" and env["payload"]["original_payload"] == {"x": 1}
 
 
@@ -320,11 +320,11 @@ def test_flies_get_seq_from_the_header_and_outputs_carry_the_count() -> None:
         assert isinstance(rep, E.Report) and isinstance(rep.event, FlyEvent)
         seqs.append(rep.event.seq)
         if accepted:
-            m.handle(E.FlyAccepted(), NOW)
+            m.fly_accepted()
     assert seqs == [7, 8, 8]
     m.handle(emit(), NOW)
     m.handle(FLY, NOW)
-    m.handle(E.FlyAccepted(), NOW)  # after the emit, before end: still counted into it
+    m.fly_accepted()  # after the emit, before end: still counted into it
     out = sent_env(blocking(m.handle(END, NOW)))
     assert out["headers"]["x-asya-fly-count"] == 10
 
@@ -380,22 +380,31 @@ def test_every_delivery_ends_in_exactly_one_settlement(
     paused = False
     emits_after_error = 0
 
+    # (position in `log` just after the settling action, which): Ack, Requeue, or a
+    # SendWithAck answered Sent (the input acked by the transport with the last output).
+    settlements: list[tuple[int, str]] = []
+
     def feed(event: E.EnvelopeEvent) -> E.Action | None:
         acts = m.handle(event, NOW)
         log.extend(acts)
+        for i, a in enumerate(acts, start=len(log) - len(acts) + 1):
+            if isinstance(a, E.Ack | E.Requeue):
+                settlements.append((i, type(a).__name__))
         for a in acts:
             if isinstance(a, E.Report) and isinstance(a.event, FlyEvent) and flies_accepted:
-                m.handle(E.FlyAccepted(), NOW)
+                m.fly_accepted()
         return blocking(acts)
 
     def answer(a: E.Action | None) -> E.Action | None:
-        """Answer everything but Invoke (the script feeds frames) until nothing is pending."""
-        while a is not None and not isinstance(a, E.Invoke | E.Ack | E.Requeue):
+        """Answer everything but StartInvoke (the script feeds frames) until nothing is pending."""
+        while a is not None and not isinstance(a, E.StartInvoke | E.Ack | E.Requeue):
             if isinstance(a, E.Preflight):
                 a = feed(E.PreflightAnswered(preflight))
             elif isinstance(a, E.Send | E.SendWithAck):
                 r = next(send_results, "ok")
                 if r == "ok":
+                    if isinstance(a, E.SendWithAck):
+                        settlements.append((log.index(a, len(log) - 1) + 1, "SendWithAck"))
                     a = feed(E.Sent())
                 else:
                     a = feed(
@@ -415,16 +424,16 @@ def test_every_delivery_ends_in_exactly_one_settlement(
         return a
 
     a = answer(feed(E.Delivered(body(), attempt)))
-    if isinstance(a, E.Invoke) and interrupt == "not_delivered":
+    if isinstance(a, E.StartInvoke) and interrupt == "not_delivered":
         answer(feed(E.InvokeFailed("closed")))  # only ever instead of the first frame
-    elif isinstance(a, E.Invoke):
+    elif isinstance(a, E.StartInvoke):
         for step in [*script, "end"]:
             if not m.running:
                 break
             if step == "interrupt":
                 event: E.EnvelopeEvent = {
                     "timeout": E.TimedOut(),
-                    "lost": E.RuntimeLost("gone"),
+                    "lost": E.RuntimeGone("gone"),
                     "shutdown": E.Shutdown(),
                     "cancelled": E.Cancelled("canceled"),
                 }[interrupt]
@@ -441,7 +450,7 @@ def test_every_delivery_ends_in_exactly_one_settlement(
                 if step == "emit_pause":
                     e = frame.frame
                     assert isinstance(e, Emit)
-                    frame = E.Frame(msgspec.structs.replace(e, headers={E.PAUSE_HEADER: {}}))
+                    frame = E.FrameArrived(msgspec.structs.replace(e, headers={E.PAUSE_HEADER: {}}))
                 was_paused = paused
                 answer(feed(frame))
                 if step == "emit_pause" and not error_seen:
@@ -453,21 +462,21 @@ def test_every_delivery_ends_in_exactly_one_settlement(
             else:
                 answer(feed(END))
 
-    # Exactly one settlement, and the machine knows which.
+    # Exactly one settlement, and the machine knows which: an Ack, a Requeue, or a SendWithAck
+    # answered Sent (counted; an Ack after that one would ack twice). None only if the lease
+    # was lost (another consumer has the message and settles it).
     assert m.state is E.State.DONE
-    acks = [x for x in log if isinstance(x, E.Ack)]
+    kinds = [k for _, k in settlements]
     requeues = [x for x in log if isinstance(x, E.Requeue)]
-    with_ack = [x for x in log if isinstance(x, E.SendWithAck)]
-    assert len(acks) + len(requeues) <= 1
-    if m.outcome == "requeue":
-        assert len(requeues) == 1 and not acks
-    elif m.outcome == "ack":
-        assert not requeues and (len(acks) == 1 or with_ack)
-        # Every output before the ack: an Ack, if any, is the very last action.
-        if acks:
-            assert log[-1] == E.Ack()
+    if m.outcome == "lease_lost":
+        assert kinds == [], kinds
     else:
-        assert m.outcome == "lease_lost" and not acks and not requeues
+        assert len(kinds) == 1, kinds
+        assert (kinds[0] == "Requeue") == (m.outcome == "requeue"), (kinds, m.outcome)
+        # Every output before the settlement: nothing is sent or settled after it.
+        pos = settlements[0][0]
+        settling = E.Send | E.SendWithAck | E.Ack | E.Requeue
+        assert not [x for x in log[pos:] if isinstance(x, settling)], log[pos - 1 :]
     # Only sends to a next actor must find its queue; x-sink / x-sump are plain sends.
     for x in log:
         if isinstance(x, E.Send | E.SendWithAck):
@@ -524,17 +533,19 @@ def test_every_delivery_ends_in_exactly_one_settlement(
 # -- pause ------------------------------------------------------------------------------------
 
 
-def pause_emit(payload: Any = "p") -> E.Frame:
+def pause_emit(payload: Any = "p") -> E.FrameArrived:
     e = emit(payload=payload).frame
     assert isinstance(e, Emit)
-    return E.Frame(msgspec.structs.replace(e, headers={E.PAUSE_HEADER: {"prompt": "Approve?"}}))
+    return E.FrameArrived(
+        msgspec.structs.replace(e, headers={E.PAUSE_HEADER: {"prompt": "Approve?"}})
+    )
 
 
 def test_a_pause_is_reported_not_routed_and_acked_once_stored() -> None:
     m, _ = start(settings_(gateway_url=GW))
     m.handle(E.PreflightAnswered(None), NOW)
     m.handle(FLY, NOW)
-    m.handle(E.FlyAccepted(), NOW)
+    m.fly_accepted()
     assert m.handle(pause_emit(), NOW) == []
     assert m.handle(emit(payload="later"), NOW) == []  # nothing routed after a pause
     rep = blocking(m.handle(END, NOW))
@@ -568,5 +579,5 @@ def test_a_pause_header_that_is_not_an_object_is_an_ordinary_header() -> None:
     m, _ = start()
     e = emit().frame
     assert isinstance(e, Emit)
-    m.handle(E.Frame(msgspec.structs.replace(e, headers={E.PAUSE_HEADER: "yes"})), NOW)
+    m.handle(E.FrameArrived(msgspec.structs.replace(e, headers={E.PAUSE_HEADER: "yes"})), NOW)
     assert isinstance(blocking(m.handle(END, NOW)), E.SendWithAck)
