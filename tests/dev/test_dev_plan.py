@@ -87,9 +87,7 @@ def test_a_listed_mesh_token_goes_whole_to_gateways_and_newest_to_sidecars(
     plan = plan_mesh(opts, {"ASYA_GATEWAY_MESH_TOKEN": " old , new "})
     by_name = {c.name: c.env for c in plan.children}
     assert by_name["gateway"]["ASYA_GATEWAY_MESH_TOKEN"] == " old , new "  # accepts both
-    assert {by_name[f"{a}/sidecar"]["ASYA_GATEWAY_TOKEN"] for a in ("tokens", "x-sink")} == {
-        "new"
-    }
+    assert {by_name[f"{a}/sidecar"]["ASYA_GATEWAY_TOKEN"] for a in ("tokens", "x-sink")} == {"new"}
     fresh = plan_mesh(opts, {}).children
     token = fresh[0].env["ASYA_GATEWAY_MESH_TOKEN"]  # a fresh one per run, given to both
     assert len(token) > 30 and fresh[-1].env["ASYA_GATEWAY_TOKEN"] == token
