@@ -13,14 +13,13 @@ from typing import Final, Protocol
 
 import msgspec
 
+from ..service import Cursor
 from ..state import TaskRecord
 
 #: The schema this code writes; `migrate` brings older stores up to it.
 SCHEMA_VERSION: Final = 3  # 2: the `owner` column (who created the task); 3: `created_at`
 
 Change = Callable[[TaskRecord], TaskRecord | None]
-#: Where a listing stands: (created_at, id) of the last task it gave, newest first.
-Cursor = tuple[float, str]
 
 _encoder: Final = msgspec.json.Encoder()
 _decoder: Final = msgspec.json.Decoder(TaskRecord)
