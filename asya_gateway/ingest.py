@@ -7,37 +7,21 @@ Pure: bytes in (one task's events; many tasks' in one batch: `parse_task_events`
 
 from __future__ import annotations
 
-from typing import Any, Final
+import re
+from collections.abc import Callable
+from typing import Any, Final, cast
 
 import msgspec
 
-from asya_mesh.events import Event, FlyEvent, StatusData, StatusEvent
-
-#: Statuses a sidecar may report (upstream's three progress states, pause, and the terminals),
-#: plus the gateway's own phases (a peer gateway may relay them).
-SIDECAR_STATUSES: Final = frozenset(
-    {"received", "processing", "completed", "pending", "running", "paused"}
-    | {"succeeded", "failed", "canceled"}
-)
+from asya_mesh.events import EVENT_STATUSES, Event, EventStatus, FlyEvent, StatusData, StatusEvent
 
 
 class BadEvent(ValueError):
     """A request body that is not a valid event; the message names the problem."""
 
 
-class _Loose(msgspec.Struct, kw_only=True):
-    """First pass: the tag and the raw `data`, so that errors name the field we care about
-    (a FLY's `data` must be an object; a status needs `status`) before the typed decode."""
-
-    type: str
-    status: str | None = None
-    data: msgspec.Raw = msgspec.Raw(b"null")
-    seq: int | None = None
-    n: int = 1
-
-
-class _Tagged(_Loose, kw_only=True):
-    """One event of a many-task batch (`POST /api/v1/mesh/events`): the event plus its task."""
+class _TaskId(msgspec.Struct):
+    """What a many-task batch adds to each event (`POST /api/v1/mesh/events`): its task."""
 
     id: str
 
@@ -45,7 +29,7 @@ class _Tagged(_Loose, kw_only=True):
 class ProgressUpdate(msgspec.Struct, kw_only=True, frozen=True):
     """Upstream's legacy `POST /mesh/{id}/progress` body (digest §4.10)."""
 
-    status: str
+    status: EventStatus
     prev: list[str] = []
     curr: str = ""
     next: list[str] = []
@@ -54,64 +38,104 @@ class ProgressUpdate(msgspec.Struct, kw_only=True, frozen=True):
     duration_ms: float | None = None
 
 
-_loose: Final = msgspec.json.Decoder(_Loose | list[_Loose])
-_tagged: Final = msgspec.json.Decoder(list[_Tagged])
+_events: Final = msgspec.json.Decoder(Event | list[Event])
+_task_events: Final = msgspec.json.Decoder(list[Event])
+_task_ids: Final = msgspec.json.Decoder(list[_TaskId])
 _progress: Final = msgspec.json.Decoder(ProgressUpdate)
 _status_data: Final = msgspec.json.Decoder(StatusData)
 _any: Final = msgspec.json.Decoder()
 
+# msgspec's messages name the path; these say what is wrong in the gateway's terms (clients
+# and tests know them). Each applies only where its field is: `at` (msgspec's path, `$` when
+# it names none) must end with the suffix.
+_AT: Final = r"(?: - at `(?P<at>[^`]*)`)?$"
+_Say = Callable[[re.Match[str], str], str]
+_REWORDED: Final[tuple[tuple[re.Pattern[str], str, _Say], ...]] = (
+    (
+        re.compile(r"^Invalid enum value (?P<v>.*?)" + _AT),
+        ".status",
+        lambda m, at: f"unknown status {m['v']} - at `{at}`",
+    ),
+    (
+        re.compile(r"^Object missing required field `status`" + _AT),
+        "",
+        lambda m, at: f"status event without `status` - at `{at}`",
+    ),
+    (  # only a FLY requires `data`
+        re.compile(r"^Object missing required field `data`" + _AT),
+        "",
+        lambda m, at: f"FLY `data` must be an object - at `{at}.data`",
+    ),
+    (
+        re.compile(r"^Expected `object`, got `\w+`" + _AT),
+        ".data",
+        lambda m, at: f"status `data` must be an object - at `{at}`",
+    ),
+)
+_NULL_DATA: Final = re.compile(r"^Expected `object`, got `null` - at `[^`]*\.data`$")
 
-def _decode(decoder: msgspec.json.Decoder[Any], body: bytes, where: str = "") -> Any:
+
+def _reworded(text: str) -> str:
+    for pattern, suffix, say in _REWORDED:
+        m = pattern.match(text)
+        at = (m["at"] or "$") if m is not None else ""
+        if m is not None and at.endswith(suffix):
+            return say(m, at)
+    return f"invalid event: {text}"
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
     if not body.strip():
         raise BadEvent("empty body: expected a JSON event object")
     try:
-        return decoder.decode(body)
+        try:
+            return decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            if not _NULL_DATA.match(str(exc)):
+                raise
+        return decoder.decode(_without_null_data(body))
     except RecursionError:
         # msgspec stops at its own depth limit; that is our "deeply nested JSON" guard.
         raise BadEvent("JSON nested too deeply") from None
     except msgspec.ValidationError as exc:
-        text = str(exc).replace("`$", f"`{where}") if where else str(exc)
-        raise BadEvent(f"invalid event: {text}") from None
+        raise BadEvent(_reworded(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise BadEvent(f"malformed JSON: {exc}") from None
 
 
-def _status(status: str | None, data: bytes, where: str) -> StatusEvent:
-    if status is None:
-        raise BadEvent(f"status event without `status` - at `{where}`")
-    if status not in SIDECAR_STATUSES:
-        raise BadEvent(f"unknown status {status!r} - at `{where}.status`")
-    if data.strip() == b"null":
-        return StatusEvent(status=status)
-    if not data.lstrip().startswith(b"{"):
-        raise BadEvent(f"status `data` must be an object - at `{where}.data`")
-    return StatusEvent(status=status, data=_decode(_status_data, data, f"{where}.data"))
+def _without_null_data(body: bytes) -> bytes:
+    """The body with `"data": null` dropped from its status events.
+
+    The one untagged-shape leniency: the gateway has always read a status's `"data": null` as
+    no data (upstream's `data` is optional), while the shared `StatusEvent.data` is an object.
+    Reached only when the typed decode failed on exactly that, so the hot path never pays."""
+    obj = _any.decode(body)
+    for ev in obj if isinstance(obj, list) else [obj]:
+        if isinstance(ev, dict) and ev.get("type") == "status" and ev.get("data", 0) is None:
+            del ev["data"]
+    return msgspec.json.encode(obj)
 
 
-def _fly(raw: bytes, where: str, seq: int | None = None, n: int = 1) -> FlyEvent:
-    # Syntax and depth were checked when the enclosing body was decoded (`Raw` spans are
-    # validated, never re-parsed): the hot path pays one decode per request, not per FLY.
-    if not raw.lstrip().startswith(b"{"):
+def _checked(ev: FlyEvent, where: str) -> FlyEvent:
+    """What the Struct's types do not say: `data` is an object, `seq` / `n` in range. `data`
+    is copied out of the request body, which it would otherwise keep alive."""
+    if bytes(memoryview(ev.data)[:1]) != b"{":
         raise BadEvent(f"FLY `data` must be an object - at `{where}.data`")
-    if n < 1 or (seq is not None and seq < 0):
+    if ev.n < 1 or (ev.seq is not None and ev.seq < 0):
         raise BadEvent(f"FLY `seq` must be >= 0 and `n` >= 1 - at `{where}`")
-    return FlyEvent(data=msgspec.Raw(raw.strip()), seq=seq, n=n)
-
-
-def _convert(obj: _Loose, where: str) -> Event:
-    if obj.type == "status":
-        return _status(obj.status, bytes(obj.data), where)
-    if obj.type == "fly":
-        return _fly(bytes(obj.data), where, obj.seq, obj.n)
-    raise BadEvent(f"invalid event: Invalid value {obj.type!r} - at `{where}.type`")
+    ev.data = ev.data.copy()
+    return ev
 
 
 def parse_events(body: bytes) -> list[Event]:
     """Parse one event object or a JSON array of them; raises `BadEvent` naming the problem."""
-    decoded = _decode(_loose, body)
-    if isinstance(decoded, _Loose):
-        return [_convert(decoded, "$")]
-    return [_convert(ev, f"$[{i}]") for i, ev in enumerate(decoded)]
+    decoded: Event | list[Event] = _decode(_events, body)
+    if not isinstance(decoded, list):
+        return [_checked(decoded, "$") if isinstance(decoded, FlyEvent) else decoded]
+    for i, ev in enumerate(decoded):
+        if isinstance(ev, FlyEvent):
+            _checked(ev, f"$[{i}]")
+    return decoded
 
 
 def parse_task_events(body: bytes) -> list[tuple[str, list[Event]]]:
@@ -119,11 +143,16 @@ def parse_task_events(body: bytes) -> list[tuple[str, list[Event]]]:
 
     Returns runs of consecutive events of one task, in body order (so each task's events stay
     in order); raises `BadEvent` naming the problem."""
+    # Two passes over one body (the ids, then the shared event Structs, which ignore `id`)
+    # rather than a second, id-carrying copy of each event Struct.
+    ids = _decode(_task_ids, body)
+    events = _decode(_task_events, body)
     runs: list[tuple[str, list[Event]]] = []
-    for i, obj in enumerate(_decode(_tagged, body)):
+    for i, (obj, ev) in enumerate(zip(ids, events, strict=True)):
         if not obj.id:
             raise BadEvent(f"event without a task `id` - at `$[{i}].id`")
-        ev = _convert(obj, f"$[{i}]")
+        if isinstance(ev, FlyEvent):
+            _checked(ev, f"$[{i}]")
         if runs and runs[-1][0] == obj.id:
             runs[-1][1].append(ev)
         else:
@@ -134,7 +163,7 @@ def parse_task_events(body: bytes) -> list[tuple[str, list[Event]]]:
 def parse_legacy_fly(body: bytes) -> FlyEvent:
     """Legacy `POST /mesh/{id}/fly`: the bare FLY dict."""
     _decode(_any, body)  # well-formed JSON, or a 400 naming why
-    return _fly(body.strip(), "$")
+    return _checked(FlyEvent(data=msgspec.Raw(body.strip())), "$")
 
 
 def parse_legacy_progress(body: bytes) -> StatusEvent:
@@ -147,17 +176,20 @@ def parse_legacy_progress(body: bytes) -> StatusEvent:
         actor=p.actor,
         duration_ms=None if p.duration_ms is None else int(p.duration_ms),
     )
-    return _status(p.status, msgspec.json.encode(data), "$")
+    return StatusEvent(status=p.status, data=data)
 
 
 def parse_legacy_final(body: bytes) -> StatusEvent:
     """Legacy `POST /mesh/{id}/final`: `{status, result?, error?, ...}`, as a status event."""
     data: StatusData = _decode(_status_data, body)
-    return _status(data.status, body.strip(), "$")
+    if data.status is None:
+        raise BadEvent("status event without `status` - at `$`")
+    if data.status not in EVENT_STATUSES:
+        raise BadEvent(f"unknown status {data.status!r} - at `$.status`")
+    return StatusEvent(status=cast(EventStatus, data.status), data=data)
 
 
 __all__ = [
-    "SIDECAR_STATUSES",
     "BadEvent",
     "ProgressUpdate",
     "parse_events",

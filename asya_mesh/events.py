@@ -13,7 +13,7 @@ has seen `flies` of them, or a bound passes.
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 
@@ -23,6 +23,11 @@ FLY_COUNT_HEADER: Final = "x-asya-fly-count"
 #: What a sidecar reports: upstream's three progress states, then the end actors' terminals.
 ProgressState = Literal["received", "processing", "completed"]
 TerminalState = Literal["succeeded", "failed"]
+#: Every status a status event may carry: a sidecar's (above, and `paused` when its handler
+#: pauses the task), plus the gateway's own phases, which a peer gateway may relay.
+EventStatus = Literal[ProgressState, TerminalState, "paused", "pending", "running", "canceled"]
+#: The same set, for membership tests (`get_args` flattens the nested Literals).
+EVENT_STATUSES: Final[frozenset[str]] = frozenset(get_args(EventStatus))
 
 
 class MeshEvent(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
@@ -64,9 +69,9 @@ class StatusData(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class StatusEvent(MeshEvent, tag="status"):
-    """A progress or terminal report."""
+    """A progress or terminal report; decoding refuses a status outside `EventStatus`."""
 
-    status: str
+    status: EventStatus
     data: StatusData = msgspec.field(default_factory=StatusData)
 
 
@@ -83,8 +88,10 @@ def encode_events(events: list[Event]) -> bytes:
 
 
 __all__ = [
+    "EVENT_STATUSES",
     "FLY_COUNT_HEADER",
     "Event",
+    "EventStatus",
     "FlyEvent",
     "MeshEvent",
     "ProgressState",

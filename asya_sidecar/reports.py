@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from asya_mesh.events import Event, FlyEvent, StatusData, StatusEvent
+from asya_mesh.events import Event, EventStatus, FlyEvent, ProgressState, StatusData, StatusEvent
 from asya_runtime.wire import Envelope
 
 from .routing import FAN_IN, GATEWAY_URL, MESH_STATUS, fly_count
@@ -48,12 +48,14 @@ def resolve_gateway(headers: dict[str, Any], default: str | None) -> tuple[str |
     return default, False
 
 
-def status_event(state: str, **data: Any) -> StatusEvent:
+def status_event(state: EventStatus, **data: Any) -> StatusEvent:
     """The one constructor of a status event and its data object."""
     return StatusEvent(status=state, data=StatusData(**data))
 
 
-def progress(state: str, env: Envelope, actor: str, duration_ms: int | None = None) -> StatusEvent:
+def progress(
+    state: ProgressState, env: Envelope, actor: str, duration_ms: int | None = None
+) -> StatusEvent:
     """`received` / `processing` / `completed`: `{prev, curr, next, actor, duration_ms?}`."""
     r = env.route
     return status_event(

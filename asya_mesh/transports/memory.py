@@ -4,12 +4,17 @@ like several connections to one broker (leases, redelivery, `LeaseLost`).
 
 A message is visible when `visible_at <= now` (anyio's clock); leasing pushes `visible_at` to the
 lease expiry, so an unacked message comes back by itself, `attempt + 1`.
+
+Test knobs, all off by default: `max_message_bytes`; `on_send`, which sees each batch about to
+be enqueued and may refuse it by raising (a broker rejecting a queue, a body over its limit);
+`on_extend`, which sees each lease extension first and may fail it; `lapse(delivery)`, which
+ends a lease at once as if it ran out.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 import anyio
@@ -19,6 +24,11 @@ from .base import DEFAULT_LEASE_SECONDS, Delivery, Transport
 from .errors import LeaseLost, TransportError
 
 MAX_MESSAGE_BYTES: Final = 1024 * 1024
+
+#: `on_send(messages, acking)`: `acking` is the delivery `send_then_ack` settles, else None.
+OnSend = Callable[[list[tuple[str, bytes]], Delivery | None], None]
+#: `on_extend(seconds)`, called before the lease is checked.
+OnExtend = Callable[[float], None]
 
 
 class _Message:
@@ -58,11 +68,14 @@ class MemoryQueues:
 
 
 class MemoryDelivery(Delivery):
-    __slots__ = ("_m", "_q", "_queue", "_token", "attempt", "body", "message_id")
+    __slots__ = ("_m", "_on_extend", "_q", "_queue", "_token", "attempt", "body", "message_id")
 
-    def __init__(self, q: MemoryQueues, queue: str, m: _Message) -> None:
+    def __init__(
+        self, q: MemoryQueues, queue: str, m: _Message, on_extend: OnExtend | None = None
+    ) -> None:
         self._q, self._queue, self._m, self._token = q, queue, m, m.lease
         self.body, self.message_id, self.attempt = m.body, str(m.id), m.attempt
+        self._on_extend = on_extend
 
     async def ack(self) -> None:
         self._q.find(self._queue, self._m, self._token).remove(self._m)
@@ -74,8 +87,17 @@ class MemoryDelivery(Delivery):
         self._q.wake()
 
     async def extend(self, seconds: float) -> None:
+        if self._on_extend is not None:
+            self._on_extend(seconds)
         self._q.find(self._queue, self._m, self._token)
         self._m.visible_at = anyio.current_time() + seconds
+
+    def lapse(self) -> None:
+        """The lease runs out now: the message is visible again, this delivery stale."""
+        if self._m.lease == self._token:
+            self._m.lease = -self._m.lease
+            self._m.visible_at = anyio.current_time()
+            self._q.wake()
 
 
 class MemoryTransport(Transport):
@@ -89,10 +111,14 @@ class MemoryTransport(Transport):
         *,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        on_send: OnSend | None = None,
+        on_extend: OnExtend | None = None,
     ) -> None:
         self.queues = queues if queues is not None else MemoryQueues()
         self.lease_seconds = lease_seconds
         self.max_message_bytes = max_message_bytes
+        self.on_send = on_send
+        self.on_extend = on_extend
         self._closed = False
 
     def _check_open(self) -> None:
@@ -118,15 +144,25 @@ class MemoryTransport(Transport):
         delay: float = 0.0,
         must_exist: bool = False,
     ) -> None:
-        batch = list(messages)
+        self._enqueue(list(messages), delay, must_exist, None)
+        await anyio.lowlevel.checkpoint()
+
+    def _enqueue(
+        self,
+        batch: list[tuple[str, bytes]],
+        delay: float,
+        must_exist: bool,
+        acking: Delivery | None,
+    ) -> None:
         self._check_open()
         for queue, body in batch:  # all or nothing, like one transaction
             self.check_size(body)
             if must_exist and queue not in self.queues.queues:
                 raise self.missing(queue)
+        if self.on_send is not None:
+            self.on_send(batch, acking)
         for queue, body in batch:
             self.queues.put(queue, body, max(delay, 0.0))
-        await anyio.lowlevel.checkpoint()
 
     async def send_then_ack(
         self,
@@ -138,8 +174,17 @@ class MemoryTransport(Transport):
         batch = list(messages)
         if isinstance(delivery, MemoryDelivery):  # LeaseLost sends nothing, as on SQLite
             delivery._q.find(delivery._queue, delivery._m, delivery._token)
-        await self.send_many(batch, must_exist=must_exist)
+        self._enqueue(batch, 0.0, must_exist, delivery)
+        await anyio.lowlevel.checkpoint()
         await delivery.ack()
+
+    def lapse(self, delivery: Delivery) -> None:
+        """End `delivery`'s lease now, as if it ran out: its message is visible again (the
+        next receive gets it, `attempt + 1`) and `delivery` can no longer settle or extend it
+        (`LeaseLost`)."""
+        if not isinstance(delivery, MemoryDelivery):
+            raise TypeError(f"not a memory delivery: {delivery!r}")
+        delivery.lapse()
 
     async def receive(self, queue: str, *, wait: float) -> Delivery | None:
         self._check_open()
@@ -153,7 +198,7 @@ class MemoryTransport(Transport):
                     m.attempt += 1
                     m.lease = q.token()
                     m.visible_at = now + self.lease_seconds
-                    return MemoryDelivery(q, queue, m)
+                    return MemoryDelivery(q, queue, m, self.on_extend)
             nearest = min([deadline, *(m.visible_at for m in msgs)])
             if now >= deadline:
                 await anyio.lowlevel.checkpoint()
@@ -168,4 +213,4 @@ class MemoryTransport(Transport):
         self._closed = True
 
 
-__all__ = ["MemoryDelivery", "MemoryQueues", "MemoryTransport"]
+__all__ = ["MemoryDelivery", "MemoryQueues", "MemoryTransport", "OnExtend", "OnSend"]

@@ -1,5 +1,5 @@
-"""Pure tests: event parsing (single, batch, legacy) into the typed mesh events, and SSE
-encoding tables."""
+"""Pure tests: event parsing (single, batch, legacy) into the typed mesh events, the seam with
+the sidecar's encoder, and SSE encoding tables."""
 
 from __future__ import annotations
 
@@ -15,9 +15,21 @@ from asya_gateway.ingest import (
     parse_legacy_final,
     parse_legacy_fly,
     parse_legacy_progress,
+    parse_task_events,
 )
 from asya_gateway.sse import encode_comment, encode_sse, fly_event_name
-from asya_mesh.events import FlyEvent, StatusData, StatusEvent
+from asya_mesh.events import (
+    EVENT_STATUSES,
+    Event,
+    FlyEvent,
+    StatusData,
+    StatusEvent,
+    encode_events,
+)
+from asya_sidecar import reports
+from asya_sidecar.forwarder import EnvelopeEvents, Pending
+from asya_sidecar.gateway import _tagged
+from asya_sidecar.metrics import Metrics
 
 
 def FlyIn(data: bytes, name: str = "partial") -> FlyEvent:  # reads as the old type
@@ -159,3 +171,82 @@ def test_typed_fields_are_kept_and_checked() -> None:
         )
     with pytest.raises(BadEvent, match="`seq` must be >= 0"):
         parse_events(b'{"type":"fly","data":{},"seq":-1}')
+
+
+def test_unknown_status_is_refused_by_the_shared_type() -> None:
+    assert "paused" in EVENT_STATUSES and "dancing" not in EVENT_STATUSES
+    with pytest.raises(
+        msgspec.ValidationError, match=r"Invalid enum value 'dancing' - at `\$.status`"
+    ):
+        msgspec.json.decode(b'{"type":"status","status":"dancing"}', type=StatusEvent)
+    for body in (b'{"type":"status","status":"dancing"}', b'{"id":"x","status":"dancing"}'):
+        with pytest.raises(BadEvent, match=r"unknown status 'dancing' - at `\$.status`"):
+            (parse_events if b"type" in body else parse_legacy_final)(body)
+
+
+def test_status_with_null_data_reads_as_no_data() -> None:
+    body = b'[{"type":"fly","data":{"a":1}},{"type":"status","status":"failed","data":null}]'
+    assert parse_events(body) == [FlyIn(b'{"a":1}'), StatusIn("failed", {})]
+
+
+# The seam from both ends: what the sidecar's constructors and encoders produce, the gateway
+# parses back to equal Structs (the same classes, `asya_mesh.events`).
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8)
+_value = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=10,
+)
+_fly = st.builds(
+    reports.fly, st.dictionaries(_text, _value, max_size=4), st.none() | st.integers(0, 10**9)
+)
+_status_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "prev": st.lists(_text, max_size=3),
+        "curr": _text,
+        "next": st.lists(_text, max_size=3),
+        "actor": _text,
+        "duration_ms": st.integers(0, 10**6),
+        "id": _text,
+        "status": _text,
+        "timestamp": _text,
+        "progress": st.floats(0, 1),
+        "result": _value,
+        "error": _text,
+        "error_details": _value,
+        "current_actor_idx": st.integers(0, 10),
+        "current_actor_name": _text,
+        "flies": st.integers(0, 10**6),
+        "envelope": st.dictionaries(_text, _value, max_size=3),
+        "pause": st.dictionaries(_text, _value, max_size=3),
+    },
+)
+_status = st.builds(
+    lambda state, fields: reports.status_event(state, **fields),
+    st.sampled_from(sorted(EVENT_STATUSES)),
+    _status_fields,
+)
+_events = st.lists(_fly | _status, min_size=1, max_size=6)
+_metrics = Metrics("memory")
+
+
+@given(events=_events)
+def test_sidecar_encoded_events_parse_back_equal(events: list[Event]) -> None:
+    assert parse_events(encode_events(events)) == events
+    assert parse_events(encode_events(events[:1])) == events[:1]  # a single object
+
+
+@given(items=st.lists(st.tuples(st.sampled_from(["a", "b"]), _fly | _status), min_size=1))
+def test_sidecar_many_task_batch_parses_back_equal(items: list[tuple[str, Event]]) -> None:
+    body = (
+        b"["
+        + b",".join(_tagged(Pending(EnvelopeEvents(None, _metrics, t), e)) for t, e in items)
+        + b"]"
+    )
+    runs = parse_task_events(body)
+    assert [(t, e) for t, evs in runs for e in evs] == items

@@ -204,33 +204,28 @@ async def test_events_are_typed_on_the_wire() -> None:
 
 
 async def test_lease_keeper_extends_the_current_delivery_only() -> None:
-    from asya_mesh.transports import Delivery
+    from asya_mesh.transports.memory import MemoryTransport
     from asya_sidecar.worker import LeaseKeeper
 
-    class D(Delivery):
-        body, message_id, attempt = b"", "m", 1
+    extended = anyio.Event()
+    seconds: list[float] = []
 
-        def __init__(self) -> None:
-            self.extended = anyio.Event()
-            self.seconds = 0.0
+    def on_extend(s: float) -> None:
+        seconds.append(s)
+        extended.set()
 
-        async def ack(self) -> None: ...
-
-        async def requeue(self, delay: float = 0.0) -> None: ...
-
-        async def extend(self, seconds: float) -> None:
-            self.seconds = seconds
-            self.extended.set()
-
+    t = MemoryTransport(on_extend=on_extend)
     keeper = LeaseKeeper(0.15)
-    d = D()
     with anyio.fail_after(5):
+        await t.send("q", b"")
+        d = await t.receive("q", wait=1)
+        assert d is not None
         async with anyio.create_task_group() as tg:
             tg.start_soon(keeper.run)
             while keeper.ticks < 2:  # noqa: ASYNC110 - idle periods: nothing to extend
                 await anyio.sleep(0.01)
-            assert d.seconds == 0.0
+            assert seconds == []
             keeper.delivery = d
-            await d.extended.wait()
+            await extended.wait()
             tg.cancel_scope.cancel()
-    assert d.seconds == 0.15
+    assert seconds[-1] == 0.15
