@@ -93,6 +93,25 @@ def test_a_listed_mesh_token_goes_whole_to_gateways_and_newest_to_sidecars(
     assert len(token) > 30 and fresh[-1].env["ASYA_GATEWAY_TOKEN"] == token
 
 
+def test_with_a_mesh_port_sidecars_report_on_the_mesh_listener(tmp_path: Path) -> None:
+    opts = DevOptions(
+        route=["tokens"],
+        handlers=DEFAULT_HANDLERS,
+        port=8100,
+        workdir=tmp_path,
+        gateways=2,
+        database_url="postgresql://db/x",
+        mesh_port=9200,
+    )
+    plan = plan_mesh(opts, {})
+    by_name = {c.name: c for c in plan.children}
+    for name, port in (("gateway", "9200"), ("gateway-2", "9201")):
+        argv = by_name[name].argv
+        assert argv[argv.index("--mesh-port") + 1] == port
+    assert by_name["tokens/sidecar"].env["ASYA_GATEWAY_URL"] == "http://127.0.0.1:9200"
+    assert plan.gateway_url == "http://127.0.0.1:8100"  # clients keep the client port
+
+
 def test_plan_needs_a_handler_per_actor(tmp_path: Path) -> None:
     opts = DevOptions(route=["mine"], handlers=DEFAULT_HANDLERS, port=1, workdir=tmp_path)
     with pytest.raises(ValueError, match=r"no handler for actor\(s\) \['mine'\]"):

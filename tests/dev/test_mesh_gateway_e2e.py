@@ -133,6 +133,8 @@ async def test_the_gateway_stops_a_running_handler(
 ) -> None:
     marker = short_tmp / "finally-ran"
     args = ["--route", "hang", "--actor", "hang=examples.handlers.util:hang"]
+    if how == "deadline":  # and the sidecars on the gateway's separate mesh listener
+        args += ["--mesh-port", str(free_port())]
     async with (
         running_dev(args, subprocess_env, str(short_tmp / "dev")) as dev,
         httpx.AsyncClient(timeout=30) as c,
