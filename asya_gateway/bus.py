@@ -128,15 +128,29 @@ class PgBus:
     async def _pool_(self) -> Any:
         import asyncpg
 
+        from .store.postgres import SCHEMA_LOCK
+
         if self._pool is None:
-            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=4)
-            async with self._pool.acquire() as conn:
-                await conn.execute(
-                    "CREATE SEQUENCE IF NOT EXISTS asya_bus_ids;"
-                    " CREATE TABLE IF NOT EXISTS asya_bus_blobs (id BIGSERIAL PRIMARY KEY,"
-                    " body TEXT NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT now())"
-                )
+            pool = await asyncpg.create_pool(self.url, min_size=1, max_size=4)
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    # IF NOT EXISTS is not safe against a concurrent CREATE (replicas starting
+                    # together on a new database): serialize on the store's migration lock.
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+                    await conn.execute(
+                        "CREATE SEQUENCE IF NOT EXISTS asya_bus_ids;"
+                        " CREATE TABLE IF NOT EXISTS asya_bus_blobs (id BIGSERIAL PRIMARY KEY,"
+                        " body TEXT NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                    )
+            except BaseException:
+                await pool.close()
+                raise
+            self._pool = pool
         return self._pool
+
+    async def open(self) -> None:
+        """Connect and create the bus's objects (the first publish or `run` does it too)."""
+        await self._pool_()
 
     async def publish(self, msg: Message) -> None:
         await self.publish_many([msg])

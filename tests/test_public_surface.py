@@ -92,7 +92,7 @@ SURFACE: dict[str, list[str]] = {
     ],
     "asya_gateway.guard": ["Access", "Guard", "Listeners", "access", "current_principal"],
     "asya_gateway.ingest": [
-        "BadEvent", "ProgressUpdate", "SIDECAR_STATUSES", "parse_events",
+        "BadEvent", "ProgressUpdate", "parse_events",
         "parse_legacy_final", "parse_legacy_fly", "parse_legacy_progress",
         "parse_task_events",
     ],
@@ -129,12 +129,12 @@ SURFACE: dict[str, list[str]] = {
         "Change", "Cursor", "SCHEMA_VERSION", "SchemaTooNew", "StoreError", "TaskExists",
         "TaskStore", "check_version", "decode", "encode", "redact",
     ],
-    "asya_gateway.store.postgres": ["PostgresStore"],
+    "asya_gateway.store.postgres": ["PostgresStore", "SCHEMA_LOCK"],
     "asya_gateway.store.sqlite": ["SqliteStore"],
     "asya_gateway.tasks": ["Item", "Live", "Subscriber", "TaskRegistry"],
     "asya_mesh.events": [
-        "Event", "FLY_COUNT_HEADER", "FlyEvent", "MeshEvent", "ProgressState", "StatusData",
-        "StatusEvent", "TerminalState", "encode_events",
+        "EVENT_STATUSES", "Event", "EventStatus", "FLY_COUNT_HEADER", "FlyEvent", "MeshEvent",
+        "ProgressState", "StatusData", "StatusEvent", "TerminalState", "encode_events",
     ],
     "asya_mesh.names": [
         "ACTOR_NAME_PATTERN", "queue_name", "validate_actor_name", "validate_namespace",
@@ -155,7 +155,9 @@ SURFACE: dict[str, list[str]] = {
     "asya_mesh.transports.errors": [
         "LeaseLost", "MessageTooLarge", "QueueMissing", "TransportError",
     ],
-    "asya_mesh.transports.memory": ["MemoryDelivery", "MemoryQueues", "MemoryTransport"],
+    "asya_mesh.transports.memory": [
+        "MemoryDelivery", "MemoryQueues", "MemoryTransport", "OnExtend", "OnSend",
+    ],
     "asya_mesh.transports.rabbitmq": [
         "ATTEMPT_HEADER", "DELAY_HEADER", "MAX_MESSAGE_BYTES", "RECONNECT_INTERVAL_SECONDS",
         "ROUTING_KEY_LAYOUTS", "RabbitMQDelivery", "RabbitMQTransport",

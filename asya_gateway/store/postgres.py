@@ -26,7 +26,7 @@ from .base import (
     redact,
 )
 
-_LOCK: Final = 0x61737961  # "asya": the advisory lock around migrations
+SCHEMA_LOCK: Final = 0x61737961  # "asya": the advisory lock around migrations (bus too)
 _MIGRATIONS: Final = {
     1: [
         "CREATE TABLE asya_tasks (id TEXT PRIMARY KEY, status TEXT NOT NULL,"
@@ -83,7 +83,7 @@ class PostgresStore:
             raise StoreError(f"task store {redact(self.url)}: {exc}") from None
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
                 await conn.execute(
                     "CREATE TABLE IF NOT EXISTS asya_schema (version INTEGER NOT NULL)"
                 )
@@ -188,4 +188,4 @@ class PostgresStore:
         return [decode(r[0]) for r in rows]
 
 
-__all__ = ["PostgresStore"]
+__all__ = ["SCHEMA_LOCK", "PostgresStore"]

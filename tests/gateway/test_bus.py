@@ -4,7 +4,7 @@ bus that is not running."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -142,3 +142,34 @@ async def test_a_local_burst_leaves_the_streams_room_to_write() -> None:
         tg.cancel_scope.cancel()
     assert [i for i, _ in heard.of("t")] == list(range(1000))  # all, in order
     assert any(0 < n < 1000 for n in seen_midway), seen_midway[:5]
+
+
+async def test_replicas_starting_together_on_a_fresh_database_all_open(tmp_path: Path) -> None:
+    # `asya dev --gateways 2` starts both replicas at once on a new database: their schema
+    # statements (the store's and the bus's) must not race each other.
+    from asya_gateway.store import open_store
+
+    async with database_url("postgres", str(tmp_path)) as url:
+        buses = [PgBus(url) for _ in range(4)]
+        stores = [open_store(url) for _ in range(4)]
+        failures: list[BaseException] = []
+
+        async def start(opener: Callable[[], Awaitable[None]]) -> None:
+            try:
+                await opener()
+            except Exception as exc:  # collected: every opener must succeed
+                failures.append(exc)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for bus in buses:
+                    tg.start_soon(start, bus.open)
+                for store in stores:
+                    tg.start_soon(start, store.open)
+        try:
+            assert failures == []
+        finally:
+            for bus in buses:
+                await bus.aclose()
+            for store in stores:
+                await store.aclose()
