@@ -24,6 +24,7 @@ import uvicorn
 from asya_mesh.transports import TransportError
 from asya_mesh.transports.config import probe_transport
 from asya_runtime import __version__
+from asya_runtime.gcpolicy import freeze_startup_objects
 from asya_runtime.settings import ConfigError, Parser, add_arguments, given_from_args, load
 
 from .app import create_app, default_database_url
@@ -122,6 +123,7 @@ def serve(
         )
     )
     server.registry = app.state.registry
+    freeze_startup_objects()  # the app and every library are built: out of the GC's walks
     server.mcp = app.state.mcp
     server.banner = (
         f"{PROG}: serving on http://{config.host}:{config.port} (public URL "

@@ -11,7 +11,6 @@ over its variable. A bad value exits 2 with one line naming the variable or flag
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from anyio.abc import TaskStatus
 from . import __version__
 from .driver import sync_calls_running
 from .errors import HandlerLoadError
+from .gcpolicy import freeze_startup_objects
 from .loader import LoadedHandler, ensure_cwd_importable, load_handler
 from .server import DEFAULT_CONCURRENCY, DEFAULT_SHUTDOWN_GRACE, ServerConfig, serve
 from .settings import ConfigError, Parser, add_arguments, given_from_args, load, opt
@@ -196,10 +196,8 @@ def _run(args: argparse.Namespace, cfg: RuntimeConfig) -> int:
     except HandlerLoadError as exc:
         print(f"asya-runtime: cannot load handler: {exc}", file=sys.stderr)
         return 1
-    # Everything imported so far (the handler's model included) lives for the whole process:
-    # keep it out of the cyclic GC's generations so collections stay short on the hot path.
-    gc.collect()
-    gc.freeze()
+    # Everything imported so far (the handler's model included) lives for the whole process.
+    freeze_startup_objects()
     try:
         anyio.run(_serve_until_signal, handler, config)
     except OSError as exc:

@@ -22,6 +22,7 @@ import msgspec
 from asya_mesh.transports import TransportConfig, TransportError, open_transport, queue_name
 from asya_mesh.transports.config import probe_transport
 from asya_runtime import __version__
+from asya_runtime.gcpolicy import freeze_startup_objects
 from asya_runtime.settings import ConfigError, Parser, add_arguments, given_from_args, load_one
 from asya_runtime.wire import Envelope, Route
 
@@ -136,6 +137,7 @@ def _run(args: argparse.Namespace) -> int:
 
         await probe_transport(cfg.transport)  # unreachable queues: one line, before anything
         t = await open_transport(cfg.transport, concurrency=cfg.concurrency)
+        freeze_startup_objects()  # every library is imported by now: out of the GC's walks
         try:
             await run_sidecar(cfg, t)
         finally:
