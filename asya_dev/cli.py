@@ -58,6 +58,7 @@ class MeshPlan:
     # The actors' sidecar /metrics: ready once each one's gateway task feed is connected, so
     # a cancel right after "mesh ready" reaches the running handler.
     feed_metrics_urls: list[str] = dataclasses.field(default_factory=list)
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)  # url or path → what it is
 
 
 def _free_port() -> int:
@@ -159,7 +160,14 @@ def plan_mesh(
         health.append(f"http://127.0.0.1:{metrics_port}/health")
         if actor not in END_ACTORS:
             feeds.append(f"http://127.0.0.1:{metrics_port}/metrics")
-    return MeshPlan(url, children, ready_files, health, replicas[1:], feeds)
+    labels = {f"{g}/health": f"gateway {g}" for g in replicas}
+    for actor, h in zip([*opts.route, *END_ACTORS], health, strict=True):
+        labels[h] = f"{actor}'s sidecar ({h})"
+    for actor, f in zip(opts.route, feeds, strict=True):
+        labels[f] = f"{actor}'s sidecar on its gateway's task feed ({f})"
+    for actor, r in zip(opts.route, ready_files, strict=True):
+        labels[str(r)] = f"{actor}'s runtime ({r})"
+    return MeshPlan(url, children, ready_files, health, replicas[1:], feeds, labels)
 
 
 def dev_flows(opts: DevOptions) -> bytes:
@@ -184,10 +192,18 @@ def feed_connected(metrics_text: str) -> bool:
     return False
 
 
+class MeshNotReady(TimeoutError):
+    """The mesh was not ready in time; `waiting` names what still was not."""
+
+    def __init__(self, limit: float, waiting: list[str]) -> None:
+        super().__init__(f"the mesh was not ready after {limit}s; waiting for {', '.join(waiting)}")
+        self.waiting = waiting
+
+
 async def wait_ready(plan: MeshPlan, limit: float) -> None:
     """Until the gateway, every runtime and every sidecar says it is ready and each actor's
     sidecar follows its gateway's task feed (polled: HTTP health and files have no event to
-    wait on)."""
+    wait on). Raises `MeshNotReady` naming what was still missing after `limit` seconds."""
     gateways = [plan.gateway_url, *plan.replica_urls]
     pending: dict[str, Callable[[httpx.Response], bool]] = {
         url: lambda r: r.status_code == 200
@@ -196,19 +212,24 @@ async def wait_ready(plan: MeshPlan, limit: float) -> None:
     for url in plan.feed_metrics_urls:
         pending[url] = lambda r: r.status_code == 200 and feed_connected(r.text)
     pending_files = list(plan.runtime_ready_files)
-    with anyio.fail_after(limit):
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            while pending or pending_files:
-                pending_files = [p for p in pending_files if not p.exists()]
-                for url, ready in list(pending.items()):
-                    try:
-                        ok = ready(await client.get(url))
-                    except httpx.HTTPError:
-                        ok = False
-                    if ok:
-                        del pending[url]
-                if pending or pending_files:
-                    await anyio.sleep(0.1)
+    try:
+        with anyio.fail_after(limit):
+            async with httpx.AsyncClient(timeout=2.0) as client:
+                while pending or pending_files:
+                    pending_files = [p for p in pending_files if not p.exists()]
+                    for url, ready in list(pending.items()):
+                        try:
+                            ok = ready(await client.get(url))
+                        except httpx.HTTPError:
+                            ok = False
+                        if ok:
+                            del pending[url]
+                    if pending or pending_files:
+                        await anyio.sleep(0.1)
+    except TimeoutError:
+        waiting = [plan.labels.get(u, u) for u in pending]
+        waiting += [plan.labels.get(str(f), str(f)) for f in pending_files]
+        raise MeshNotReady(limit, waiting) from None
 
 
 async def stream_prompt(
@@ -281,8 +302,8 @@ async def run_dev(opts: DevOptions, env: Mapping[str, str], out: TextIO) -> int:
             await sup.start(pumps, spec)
         try:
             await wait_ready(plan, opts.ready_timeout)
-        except TimeoutError:
-            out.write(f"asya dev: the mesh was not ready after {opts.ready_timeout}s\n")
+        except MeshNotReady as exc:
+            out.write(f"asya dev: {exc}\n")
             tg.cancel_scope.cancel()
             return
         actors = ", ".join(f"{a}={opts.handlers[a]}" for a in opts.route)
@@ -385,6 +406,7 @@ __all__ = [
     "SUBCOMMANDS",
     "DevOptions",
     "DevSettings",
+    "MeshNotReady",
     "MeshPlan",
     "feed_connected",
     "main",

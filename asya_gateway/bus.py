@@ -119,6 +119,7 @@ class PgBus:
         self.ping_seconds = ping_seconds
         self._pool: Any = None
         self.reconnects = 0
+        self.failed_connects = 0  # attempts to LISTEN that failed (before or after the first)
         self.id_floor = 0  # every id issued after start is above this
         self.transactions = 0  # publish transactions committed (batching shows as fewer)
         self._open = _Batch()
@@ -229,15 +230,23 @@ class PgBus:
     ) -> None:
         import asyncpg
 
-        first = True
+        listened = False  # `started` is due until the first LISTEN succeeds, however late
+
+        def first_listen() -> None:
+            nonlocal listened
+            listened = True
+            started()
+
         while True:
             try:
-                await self._listen(deliver, lost, started if first else None)
+                await self._listen(deliver, lost, None if listened else first_listen)
             except* (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as eg:
-                _log.warning("bus connection lost; reconnecting", error=str(eg.exceptions[0]))
-            first = False
-            self.reconnects += 1
-            lost()  # whatever was sent meanwhile is gone: end the streams
+                self.failed_connects += 1
+                what = "lost" if listened else "not reached yet"
+                _log.warning(f"bus connection {what}; reconnecting", error=str(eg.exceptions[0]))
+            if listened:
+                self.reconnects += 1
+                lost()  # whatever was sent meanwhile is gone: end the streams
             await anyio.sleep(0.5)
 
     async def _listen(

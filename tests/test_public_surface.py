@@ -27,7 +27,7 @@ EXEMPT: dict[str, str] = {
 # fmt: off
 SURFACE: dict[str, list[str]] = {
     "asya_dev.cli": [
-        "DEFAULT_HANDLERS", "DevOptions", "DevSettings", "MeshPlan", "SUBCOMMANDS",
+        "DEFAULT_HANDLERS", "DevOptions", "DevSettings", "MeshNotReady", "MeshPlan", "SUBCOMMANDS",
         "feed_connected", "main", "options_from", "parse_actor_overrides", "plan_mesh",
         "run_dev", "wait_ready",
     ],

@@ -12,9 +12,11 @@ import asya_gateway
 from asya_dev.cli import (
     DEFAULT_HANDLERS,
     DevOptions,
+    MeshNotReady,
     feed_connected,
     parse_actor_overrides,
     plan_mesh,
+    wait_ready,
 )
 from asya_dev.render import SseParser, TerminalRenderer
 
@@ -110,6 +112,19 @@ def test_with_a_mesh_port_sidecars_report_on_the_mesh_listener(tmp_path: Path) -
         assert argv[argv.index("--mesh-port") + 1] == port
     assert by_name["tokens/sidecar"].env["ASYA_GATEWAY_URL"] == "http://127.0.0.1:9200"
     assert plan.gateway_url == "http://127.0.0.1:8100"  # clients keep the client port
+
+
+@pytest.mark.anyio
+async def test_a_mesh_not_ready_in_time_names_what_it_waited_for(tmp_path: Path) -> None:
+    ports = iter(range(1, 100))  # nothing listens on ports 1, 2, ...: never ready
+    opts = DevOptions(route=["tokens"], handlers=DEFAULT_HANDLERS, port=9, workdir=tmp_path)
+    plan = plan_mesh(opts, {}, port_for=lambda: next(ports))
+    with pytest.raises(MeshNotReady) as caught:
+        await wait_ready(plan, 0.3)
+    said = str(caught.value)
+    assert said.startswith("the mesh was not ready after 0.3s; waiting for gateway http://")
+    for what in ("tokens's runtime", "tokens's sidecar (", "x-sink's sidecar", "task feed"):
+        assert what in said, what
 
 
 def test_plan_needs_a_handler_per_actor(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ class Dev:
         self.lines: list[str] = []
 
     def tail(self) -> str:
-        return "".join(self.lines[-40:])
+        return "".join(self.lines[-80:])
 
 
 @asynccontextmanager
@@ -60,7 +60,10 @@ async def running_dev(args: list[str], env: dict[str, str], workdir: str) -> Asy
     Its output is read for as long as it runs: an unread pipe fills up and blocks the mesh's
     supervisor, which relays every child's log lines."""
     dev = Dev(free_ports(2))
+    # --verbose: every child's log lines, so a failure below shows what each process said;
+    # a ready timeout under the test's own, so asya dev says what it is still waiting for.
     argv = [console_script("asya"), "dev", *args, "--port", str(dev.port), "--dir", workdir]
+    argv += ["--verbose", "--ready-timeout", "45"]
     proc = subprocess.Popen(  # noqa: ASYNC220 (returns at once; stopped below)
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

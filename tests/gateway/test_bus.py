@@ -173,3 +173,37 @@ async def test_replicas_starting_together_on_a_fresh_database_all_open(tmp_path:
                 await bus.aclose()
             for store in stores:
                 await store.aclose()
+
+
+async def test_a_bus_whose_database_is_not_there_yet_starts_once_it_is(tmp_path: Path) -> None:
+    # A gateway started before its database (or racing another replica's first start) must
+    # begin serving once the database answers, not wait forever for a "started" that was due
+    # on the first attempt only.
+    import uuid
+
+    import asyncpg
+
+    from .stores import _admin_url
+
+    admin = _admin_url()
+    if admin is None:
+        pytest.skip("no PostgreSQL: set DATABASE_URL")
+    name = f"asya_t_{uuid.uuid4().hex[:12]}"
+    bus = PgBus(f"{admin.rsplit('/', 1)[0]}/{name}")
+    started = anyio.Event()
+    conn = await asyncpg.connect(admin)
+    try:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(bus.run, Heard().deliver, Heard().on_lost, started.set)
+                while bus.failed_connects == 0:  # noqa: ASYNC110 (no event for a failed connect)
+                    await anyio.sleep(0.01)
+                assert not started.is_set()
+                await conn.execute(f"CREATE DATABASE {name}")
+                await started.wait()
+                assert bus.reconnects == 0  # not a reconnect: the first LISTEN
+                tg.cancel_scope.cancel()
+        await bus.aclose()
+    finally:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await conn.close()
