@@ -193,7 +193,7 @@ SURFACE: dict[str, list[str]] = {
         "RemoteProtocolError", "error_code",
     ],
     "asya_runtime.extras": ["NEEDS", "asya", "gateway", "sidecar"],
-    "asya_runtime.gcpolicy": ["freeze_startup_objects"],
+    "asya_runtime.gcpolicy": ["THRESHOLDS", "freeze_startup_objects"],
     "asya_runtime.jsonable": ["copy_json", "to_jsonable"],
     "asya_runtime.loader": [
         "HandlerKind", "LoadedHandler", "ensure_cwd_importable", "kind_of", "load_handler",

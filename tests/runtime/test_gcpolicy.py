@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gc
 
-from asya_runtime.gcpolicy import freeze_startup_objects
+from asya_runtime.gcpolicy import THRESHOLDS, freeze_startup_objects
 
 
 def test_startup_objects_are_frozen_and_later_cycles_still_collected() -> None:
+    before = gc.get_threshold()
     try:
         frozen = freeze_startup_objects()
+        assert gc.get_threshold() == THRESHOLDS
         assert frozen > 1000 and frozen == gc.get_freeze_count()  # a test process has plenty
         assert gc.isenabled()
 
@@ -22,3 +24,4 @@ def test_startup_objects_are_frozen_and_later_cycles_still_collected() -> None:
         assert gc.collect() >= 2  # still found and reclaimed
     finally:
         gc.unfreeze()
+        gc.set_threshold(*before)
