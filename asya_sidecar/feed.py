@@ -150,10 +150,16 @@ class Feed:
             # Said once at info; every reconnect after that only at debug.
             (log.debug if self._connects else log.info)("task feed connected", url=self.url)
             self._connects += 1
+            lost: httpx.HTTPError | OSError | None = None
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._recheck, list(self._watchers))
-                await self._read(r)
+                try:
+                    await self._read(r)
+                except (httpx.HTTPError, OSError) as exc:
+                    lost = exc  # raised below, outside the group: not as an ExceptionGroup
                 tg.cancel_scope.cancel()  # the feed ended: a reconnect asks again
+            if lost is not None:
+                raise lost
 
     async def _recheck(self, task_ids: list[str]) -> None:
         """Ask the gateway once about each task watched before this connection existed."""

@@ -82,3 +82,33 @@ async def test_a_feed_answered_without_sse_falls_back_once(mesh: Mesh) -> None:
             assert out["status"]["reason"] == "PreFlightCanceled"
             assert [r.path for r in gw.requests if r.method == "GET"] == ["/api/v1/mesh/n-1"]
             assert gw.feed_requests == 1
+
+
+async def test_a_feed_cut_mid_stream_is_reconnected_not_raised() -> None:
+    # A gateway killed while the feed is open: the client sees a broken chunked body (an
+    # httpx error inside the feed's task group). The feed must reconnect, not end the sidecar.
+    import httpx
+    from anyio.abc import SocketStream
+
+    from asya_sidecar.feed import Feed
+
+    served = 0
+
+    async def half_a_feed(client: SocketStream) -> None:
+        nonlocal served
+        served += 1
+        async with client:
+            await client.receive()  # the request
+            head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            await client.send(head + b"transfer-encoding: chunked\r\n\r\n5\r\n: hi\n")
+            # ... and the connection ends in the middle of a chunk
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    with anyio.fail_after(TIMEOUT):
+        async with listener, httpx.AsyncClient() as http, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, half_a_feed)
+            feed = Feed(http, f"http://127.0.0.1:{port}")
+            tg.start_soon(feed.run)
+            await wait_for(lambda: served >= 3, what="the feed reconnecting after each cut")
+            tg.cancel_scope.cancel()
