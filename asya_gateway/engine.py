@@ -326,11 +326,17 @@ class TaskEngine:
         if rec.deadline_at is not None and not rec.terminal:
             self._watch_deadline(rec.deadline_at, rec.id)  # another replica's task, too
         timeout = isinstance(rec.error, dict) and rec.error.get("type") == "Timeout"
+        # Stops, and the resume that undoes a pause: every sidecar heard `paused`, and the
+        # resumed envelope's pre-flight and watch are answered from what the feed last said.
         if rec.status in ("canceled", "paused") or (rec.status == "failed" and timeout):
-            data = _encoder.encode({"id": rec.id, "status": rec.status})
-            item = Item(0, encode_sse("task", data))
-            for sub in self._feed:
-                sub.push(item)
+            status = rec.status
+        elif rec.state == "resumed":
+            status = "running"
+        else:
+            return
+        item = Item(0, encode_sse("task", _encoder.encode({"id": rec.id, "status": status})))
+        for sub in self._feed:
+            sub.push(item)
 
     def _lost(self) -> None:
         """The bus lost messages: end every stream and feed (clients resume, on any replica),

@@ -91,6 +91,10 @@ class Feed:
         self._watchers[task_id] = on_stop
         return lambda: self._watchers.pop(task_id, None) and None
 
+    def learned(self, task_id: str, status: str) -> None:
+        """What a GET said about `task_id`, newer than what the feed last told."""
+        self._saw(task_id, status)
+
     def _saw(self, task_id: str, status: str) -> None:
         self._seen[task_id] = status
         self._seen.move_to_end(task_id)

@@ -139,7 +139,20 @@ class GatewayClient:
         gateway's feed is connected it answers instead: no GET on the routing path."""
         f = self.feed(gw)
         if f is not None and f.connected:
-            return f.status(envelope_id)
+            known = f.status(envelope_id)
+            if known != "paused":
+                return known
+            # `paused` is the one stop that is undone (a resume): if the feed was away when
+            # the resume was announced, it still says paused. Ask, and tell the feed.
+            asked = await self._ask(gw, envelope_id)
+            if asked is None:
+                return known  # no answer: as before, the feed's word
+            f.learned(envelope_id, asked)
+            return asked
+        return await self._ask(gw, envelope_id)
+
+    async def _ask(self, gw: str, envelope_id: str) -> str | None:
+        """`GET {gw}/api/v1/mesh/{id}`'s status, or None on any failure (carry on)."""
         st = self._state(gw)
         if st.skip_preflight(anyio.current_time()):
             return None

@@ -164,3 +164,41 @@ async def test_the_gateway_stops_a_running_handler(
     assert view["status"] == expected, view
     # Cancel: within 1 s of the DELETE; deadline: 1 s after creation, plus at most 1 s more.
     assert took < (1.0 if how == "canceled" else 2.0), took
+
+
+async def test_a_task_paused_mid_route_and_resumed_runs_the_rest(
+    short_tmp: Path, subprocess_env: dict[str, str]
+) -> None:
+    # Every sidecar's task feed hears `paused`; the resume must be heard too, or the next
+    # actor's pre-flight (answered by its feed) would stop the resumed envelope as paused.
+    args = ["--route", "asker,echo", "--actor", "asker=tests.a2a.handlers:act"]
+    args += ["--actor", "echo=examples.handlers.util:echo"]
+    async with (
+        running_dev(args, subprocess_env, str(short_tmp / "dev")) as dev,
+        httpx.AsyncClient(timeout=30) as c,
+    ):
+        gw = f"http://127.0.0.1:{dev.port}"
+        body = {"route": ["asker", "echo"], "payload": {"pause": True, "query": "a b"}}
+        tid = (await c.post(f"{gw}/api/v1/mesh", json=body)).json()["id"]
+
+        async def status_after(last: str) -> dict[str, object]:
+            with anyio.fail_after(30):
+                async with c.stream("GET", f"{gw}/stream/{tid}?last_event_id=0") as s:
+                    event = ""
+                    async for line in s.aiter_lines():
+                        if line.startswith("event: "):
+                            event = line[7:]
+                        elif line.startswith("data: ") and event == "update":
+                            data: dict[str, object] = msgspec.json.decode(line[6:])
+                            if data["status"] == last:
+                                return data
+                            assert data["status"] not in ("failed", "canceled"), data
+            raise AssertionError(f"the stream ended before {last}")
+
+        await status_after("paused")
+        r = await c.post(f"{gw}/api/v1/mesh/{tid}/resume", json={"payload": {"approved": True}})
+        assert r.status_code == 202, r.text
+        final = await status_after("succeeded")  # echo ran the resumed envelope
+    result = final["result"]
+    assert isinstance(result, dict)
+    assert result["approved"] is True and result["query"] == "a b"

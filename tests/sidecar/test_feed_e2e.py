@@ -57,6 +57,25 @@ async def test_a_task_canceled_while_the_feed_was_away_stops_its_handler_on_reco
             assert asked.count("/api/v1/mesh/r-1") == 2  # the pre-flight, then the recheck
 
 
+async def test_a_task_the_feed_last_saw_paused_is_asked_about_before_it_is_stopped(
+    mesh: Mesh,
+) -> None:
+    # A pause is the one stop that is undone: the resumed envelope arrives while the feed may
+    # still say `paused` (the resume's line not here yet, or sent while the feed was away).
+    with anyio.fail_after(TIMEOUT):
+        async with serve_gateway(RecordingGateway(feed_enabled=True)) as gw:
+            mesh.runtime("echo", "examples.handlers.util:echo")
+            mesh.sidecar("echo", ASYA_GATEWAY_URL=gw.url)
+            await wait_for(lambda: gw.feed_clients == 1, what="the sidecar on the feed")
+            gw.push_task("p-1", "paused")
+            gw.preflight["p-1"] = "running"  # resumed since
+            await mesh.send("echo", envelope("p-1", ["echo"], {"resumed": True}))
+            out = await mesh.take("x-sink")
+            assert out["id"] == "p-1" and out["status"]["phase"] == "succeeded", out["status"]
+            asked = [r.path for r in gw.requests if r.method == "GET"]
+            assert asked == ["/api/v1/mesh/p-1"]  # asked once, then the feed knows
+
+
 async def test_no_feed_at_the_gateway_falls_back_to_preflight(mesh: Mesh) -> None:
     with anyio.fail_after(TIMEOUT):
         async with serve_gateway(RecordingGateway(preflight={"f-1": "canceled"})) as gw:
