@@ -10,6 +10,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -96,6 +97,28 @@ async def running_dev(args: list[str], env: dict[str, str], workdir: str) -> Asy
         assert wait_gone(workdir) == []
 
 
+async def stream_until(
+    c: httpx.AsyncClient, url: str, status: str
+) -> tuple[list[str], dict[str, Any]]:
+    """Read a task's stream from its first event until an update says `status` (any other
+    terminal status fails): the partial texts seen, and that update."""
+    texts: list[str] = []
+    with anyio.fail_after(60):
+        async with c.stream("GET", f"{url}?last_event_id=0") as s:
+            event = ""
+            async for line in s.aiter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "partial":
+                    texts.append(msgspec.json.decode(line[6:])["text"])
+                elif line.startswith("data: ") and event == "update":
+                    data: dict[str, Any] = msgspec.json.decode(line[6:])
+                    if data["status"] == status:
+                        return texts, data
+                    assert data["status"] not in ("succeeded", "failed", "canceled"), data
+    raise AssertionError(f"the stream ended before {status}")
+
+
 async def test_a_task_created_on_one_replica_streams_on_the_other(
     short_tmp: Path, subprocess_env: dict[str, str]
 ) -> None:
@@ -109,20 +132,7 @@ async def test_a_task_created_on_one_replica_streams_on_the_other(
                 created = await c.post(f"{b}/api/v1/mesh", json=body)
                 assert created.status_code == 201, created.text
                 tid = created.json()["id"]
-                tokens: list[str] = []
-                final: dict[str, object] = {}
-                with anyio.fail_after(60):
-                    async with c.stream("GET", f"{a}/stream/{tid}?last_event_id=0") as s:
-                        event = ""
-                        async for line in s.aiter_lines():
-                            if line.startswith("event: "):
-                                event = line[7:]
-                            elif line.startswith("data: ") and event == "partial":
-                                tokens.append(msgspec.json.decode(line[6:])["text"])
-                            elif line.startswith("data: ") and event == "update":
-                                final = msgspec.json.decode(line[6:])
-                                if final["status"] == "succeeded":
-                                    break
+                tokens, final = await stream_until(c, f"{a}/stream/{tid}", "succeeded")
             assert final.get("status") == "succeeded", final
             result = final["result"]
             assert isinstance(result, dict)
@@ -180,25 +190,10 @@ async def test_a_task_paused_mid_route_and_resumed_runs_the_rest(
         gw = f"http://127.0.0.1:{dev.port}"
         body = {"route": ["asker", "echo"], "payload": {"pause": True, "query": "a b"}}
         tid = (await c.post(f"{gw}/api/v1/mesh", json=body)).json()["id"]
-
-        async def status_after(last: str) -> dict[str, object]:
-            with anyio.fail_after(30):
-                async with c.stream("GET", f"{gw}/stream/{tid}?last_event_id=0") as s:
-                    event = ""
-                    async for line in s.aiter_lines():
-                        if line.startswith("event: "):
-                            event = line[7:]
-                        elif line.startswith("data: ") and event == "update":
-                            data: dict[str, object] = msgspec.json.decode(line[6:])
-                            if data["status"] == last:
-                                return data
-                            assert data["status"] not in ("failed", "canceled"), data
-            raise AssertionError(f"the stream ended before {last}")
-
-        await status_after("paused")
+        await stream_until(c, f"{gw}/stream/{tid}", "paused")
         r = await c.post(f"{gw}/api/v1/mesh/{tid}/resume", json={"payload": {"approved": True}})
         assert r.status_code == 202, r.text
-        final = await status_after("succeeded")  # echo ran the resumed envelope
+        _, final = await stream_until(c, f"{gw}/stream/{tid}", "succeeded")  # echo ran it
     result = final["result"]
     assert isinstance(result, dict)
     assert result["approved"] is True and result["query"] == "a b"
