@@ -118,6 +118,7 @@ def serve(
             port=config.port,
             log_level=log_level or config.log_level,
             access_log=False,
+            http="httptools",  # a declared dependency: say so rather than depend on "auto"
             lifespan="on",
             timeout_graceful_shutdown=5,
         )

@@ -116,25 +116,31 @@ def _without_null_data(body: bytes) -> bytes:
     return msgspec.json.encode(obj)
 
 
-def _checked(ev: FlyEvent, where: str) -> FlyEvent:
+def _checked(ev: FlyEvent, index: int | None) -> FlyEvent:
     """What the Struct's types do not say: `data` is an object, `seq` / `n` in range. `data`
-    is copied out of the request body, which it would otherwise keep alive."""
-    if bytes(memoryview(ev.data)[:1]) != b"{":
-        raise BadEvent(f"FLY `data` must be an object - at `{where}.data`")
+    is copied out of the request body, which it would otherwise keep alive. `index`: where
+    in an array the event is (None: the body is the event); named only in an error."""
+    head = memoryview(ev.data)
+    if not head or head[0] != 0x7B:  # b"{"
+        raise BadEvent(f"FLY `data` must be an object - at `{_at(index)}.data`")
     if ev.n < 1 or (ev.seq is not None and ev.seq < 0):
-        raise BadEvent(f"FLY `seq` must be >= 0 and `n` >= 1 - at `{where}`")
+        raise BadEvent(f"FLY `seq` must be >= 0 and `n` >= 1 - at `{_at(index)}`")
     ev.data = ev.data.copy()
     return ev
+
+
+def _at(index: int | None) -> str:
+    return "$" if index is None else f"$[{index}]"
 
 
 def parse_events(body: bytes) -> list[Event]:
     """Parse one event object or a JSON array of them; raises `BadEvent` naming the problem."""
     decoded: Event | list[Event] = _decode(_events, body)
     if not isinstance(decoded, list):
-        return [_checked(decoded, "$") if isinstance(decoded, FlyEvent) else decoded]
+        return [_checked(decoded, None) if isinstance(decoded, FlyEvent) else decoded]
     for i, ev in enumerate(decoded):
         if isinstance(ev, FlyEvent):
-            _checked(ev, f"$[{i}]")
+            _checked(ev, i)
     return decoded
 
 
@@ -152,7 +158,7 @@ def parse_task_events(body: bytes) -> list[tuple[str, list[Event]]]:
         if not obj.id:
             raise BadEvent(f"event without a task `id` - at `$[{i}].id`")
         if isinstance(ev, FlyEvent):
-            _checked(ev, f"$[{i}]")
+            _checked(ev, i)
         if runs and runs[-1][0] == obj.id:
             runs[-1][1].append(ev)
         else:
@@ -163,7 +169,7 @@ def parse_task_events(body: bytes) -> list[tuple[str, list[Event]]]:
 def parse_legacy_fly(body: bytes) -> FlyEvent:
     """Legacy `POST /mesh/{id}/fly`: the bare FLY dict."""
     _decode(_any, body)  # well-formed JSON, or a 400 naming why
-    return _checked(FlyEvent(data=msgspec.Raw(body.strip())), "$")
+    return _checked(FlyEvent(data=msgspec.Raw(body.strip())), None)
 
 
 def parse_legacy_progress(body: bytes) -> StatusEvent:

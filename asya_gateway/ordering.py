@@ -51,15 +51,17 @@ class FlyGate(Generic[T]):
     @property
     def due(self) -> float | None:
         """When `expire` must be called next (None: nothing is held)."""
-        times = []
-        if self._held_since is not None:
-            times.append(self._held_since + self.hold_seconds)
-        if self._terminal is not None:
-            times.append(self._terminal[2])
-        return min(times) if times else None
+        held, terminal = self._held_since, self._terminal  # read after every FLY: no lists
+        if held is None:
+            return None if terminal is None else terminal[2]
+        gap = held + self.hold_seconds
+        return gap if terminal is None or gap < terminal[2] else terminal[2]
 
     def offer(self, item: T, seq: int | None, n: int, now: float) -> list[T]:
         """A FLY arrived; returns what may be published now, in order (maybe a terminal last)."""
+        if seq == self.expected and not self._held and self._terminal is None:
+            self.expected += n  # the common case, in order with nothing waiting: at once
+            return [item]
         if seq is None:
             self.unordered += n
             return [item, *self._terminal_if_done()]

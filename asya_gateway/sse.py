@@ -8,6 +8,7 @@ only its own stream. Knows subscribers' encoded items, not tasks, routes or the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
 
@@ -16,7 +17,10 @@ from starlette.types import Receive, Scope, Send
 
 #: FLY dicts whose single top-level key is one of these get that key as SSE event name.
 A2A_EVENT_KEYS: Final = frozenset({"artifact_update", "status_update", "message"})
-_A2A_NEEDLES: Final = tuple(b'"%s"' % k.encode() for k in sorted(A2A_EVENT_KEYS))
+# A dict with one key has it first: the only FLYs that can be named by an A2A key start so.
+_A2A_START: Final = re.compile(
+    rb'\s*\{\s*"(?:%s)"' % b"|".join(re.escape(k.encode()) for k in sorted(A2A_EVENT_KEYS))
+)
 
 
 def fly_event_name(fly: dict[str, Any]) -> str:
@@ -29,8 +33,8 @@ def fly_event_name(fly: dict[str, Any]) -> str:
 
 
 def might_be_a2a(raw: bytes) -> bool:
-    """Cheap pre-check: only a FLY containing one of the A2A keys needs decoding for its name."""
-    return any(k in raw for k in _A2A_NEEDLES)
+    """Cheap pre-check: only a FLY whose first key is an A2A key needs decoding for its name."""
+    return _A2A_START.match(raw) is not None
 
 
 def encode_sse(event: str | None, data: bytes, event_id: int | None = None) -> bytes:
@@ -42,6 +46,8 @@ def encode_sse(event: str | None, data: bytes, event_id: int | None = None) -> b
         if "\n" in event or "\r" in event:
             raise ValueError("SSE event name must be a single line")
         parts.append(b"event: " + event.encode() + b"\n")
+    if b"\n" not in data and b"\r" not in data:  # compact JSON, every FLY: one data line
+        return b"".join(parts) + b"data: " + data + b"\n\n"
     for line in data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
         parts.append(b"data: " + line + b"\n")
     parts.append(b"\n")

@@ -54,8 +54,8 @@ class TaskRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 def rfc3339(ts: float) -> str:
     """RFC 3339, UTC, with milliseconds (a 2 s deadline is not cut to 1)."""
-    dt = datetime.fromtimestamp(ts, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    # isoformat is twice as fast as strftime (this runs for every published change)
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def progress_fraction(state: str, prev: list[str], curr: str, nxt: list[str], actor: str) -> float:

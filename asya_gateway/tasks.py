@@ -34,11 +34,18 @@ class Item(msgspec.Struct, frozen=True):
     event_id: int
     sse: bytes
     fly: bytes | None = None  # the FLY dict's JSON (FLY events)
-    task: TaskView | None = None  # the task after the change (status events)
+    record: TaskRecord | None = None  # the task after the change (status events)
+
+    @property
+    def task(self) -> TaskView | None:
+        """The client's view of the change, built only if a subscriber asks: most changes
+        have no reader but the SSE bytes above."""
+        return None if self.record is None else view(self.record)
 
     def update(self) -> TaskUpdate:
-        if self.task is not None:
-            return StatusUpdate(event_id=self.event_id, task=self.task)
+        task = self.task
+        if task is not None:
+            return StatusUpdate(event_id=self.event_id, task=task)
         return FlyUpdate(event_id=self.event_id, data=_dict.decode(self.fly or b"{}"))
 
 
@@ -108,6 +115,7 @@ class Live:
         self.id = rec.id
         self.record = rec  # the newest stored state (what GET answers)
         self.published = rec  # the state the last published update carried
+        self.ended = rec.terminal  # its terminal update has gone out: no more events
         self.last_event_id = first_id  # the id a snapshot taken now carries
         # Bounded replay ring for Last-Event-ID; overflow forgets the oldest events (a client
         # resuming from before the ring gets a fresh snapshot instead).
@@ -117,15 +125,12 @@ class Live:
         self.subscribers: set[Subscriber] = set()
         self.gate = gate
         self.fly_count = 0
+        self.due_scheduled: float | None = None  # its one live entry on the timer heap
 
     @property
     def terminal(self) -> bool:
         return self.record.terminal
 
-    @property
-    def ended(self) -> bool:
-        """Its terminal update has gone out: no more events."""
-        return self.published.terminal
 
 
 class TaskRegistry:
@@ -243,8 +248,9 @@ class TaskRegistry:
             if isinstance(item, _PendingStatus):
                 rec = item.record
                 live.published = rec
+                live.ended = rec.terminal
                 data = _encoder.encode(update_data(rec))
-                self._publish(live, "update", data, None, view(rec), item.eid)
+                self._publish(live, "update", data, None, rec, item.eid)
                 if rec.terminal:
                     for sub in live.subscribers:
                         sub.finish()
@@ -253,7 +259,10 @@ class TaskRegistry:
             else:
                 self._publish(live, item.name, item.data, item.data, None, item.eid)
         due = live.gate.due
-        if due is not None:
+        # One heap entry per task, at or before its gate's deadline (a held FLY per FLY would
+        # otherwise push one per FLY); a deadline that moved later is re-filed when reached.
+        if due is not None and (live.due_scheduled is None or due < live.due_scheduled):
+            live.due_scheduled = due
             heapq.heappush(self._due, (due, live.id))
             self.wakeup.set()
 
@@ -263,14 +272,14 @@ class TaskRegistry:
         name: str,
         data: bytes,
         fly: bytes | None,
-        task: TaskView | None,
+        record: TaskRecord | None,
         given: int | None,
     ) -> None:
         # Strictly increasing per task. With bus ids every replica computes the same ids: the
         # same messages in the same order through the same gate.
         eid = live.last_event_id + 1 if given is None else max(given, live.last_event_id + 1)
         live.last_event_id = eid
-        item = Item(eid, encode_sse(name, data, eid), fly, task)
+        item = Item(eid, encode_sse(name, data, eid), fly, record)
         ring = live.ring
         if len(ring) == ring.maxlen:
             live.ring_bytes -= len(ring[0].sse)
@@ -290,19 +299,29 @@ class TaskRegistry:
         while self._due:
             when, tid = self._due[0]
             live = self._live.get(tid)
-            if live is not None and live.gate.due is not None and live.gate.due <= when:
-                return live.gate.due
-            heapq.heappop(self._due)
+            if live is None or live.due_scheduled != when:  # superseded by an earlier entry
+                heapq.heappop(self._due)
+                continue
+            due = live.gate.due
+            if due is None:  # what was held has gone
+                heapq.heappop(self._due)
+                live.due_scheduled = None
+            elif due <= when:
+                return due
+            else:  # the deadline moved later: re-file the entry there
+                heapq.heapreplace(self._due, (due, tid))
+                live.due_scheduled = due
         return None
 
     def expire(self) -> None:
         """Release whatever the gates held past their bounds."""
         now = self.clock()
         while self._due and self._due[0][0] <= now:
-            _, tid = heapq.heappop(self._due)
+            when, tid = heapq.heappop(self._due)
             live = self._live.get(tid)
-            if live is not None:
-                self._emit(live, live.gate.expire(now))
+            if live is not None and live.due_scheduled == when:
+                live.due_scheduled = None
+                self._emit(live, live.gate.expire(now))  # files the next deadline, if any
 
     # -- watchers -------------------------------------------------------------------------
 
@@ -321,7 +340,7 @@ class TaskRegistry:
             snap = live.record
             data = _encoder.encode(update_data(snap))
             eid = live.last_event_id
-            sub.push(Item(eid, encode_sse("update", data, eid), None, view(snap)))
+            sub.push(Item(eid, encode_sse("update", data, eid), None, snap))
             if snap.terminal:
                 sub.finish()
                 return sub

@@ -117,6 +117,18 @@ class RuntimeConnection:
             self.closed = True
             raise InvokeNotDelivered(f"runtime closed before the invoke: {exc!r}") from exc
 
+    def buffered_frame(self) -> RuntimeFrame | None:
+        """The next frame if it is already read, else None (then `next_frame` waits for it);
+        raises `RuntimeLost` on a malformed frame."""
+        try:
+            frame = self._reader.next_frame()
+        except RemoteProtocolError as exc:
+            self.closed = True
+            raise RuntimeLost(f"runtime sent a malformed frame: {exc}") from exc
+        if frame is None or frame is NEED_DATA:
+            return None  # EOF is `next_frame`'s to report
+        return frame  # type: ignore[return-value]
+
     async def next_frame(self) -> RuntimeFrame:
         """The invocation's next frame; raises `RuntimeLost` at EOF or on a malformed frame."""
         return await self._next()

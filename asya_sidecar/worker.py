@@ -211,22 +211,28 @@ class _Run:
     async def carry(self, actions: list[E.Action]) -> None:
         """Carry out `actions`, feeding each answer back, until nothing awaits an answer."""
         while actions:
-            pending: E.Action | None = None
-            for a in actions:
-                if isinstance(a, E.Report):
-                    self._report(a)
-                elif isinstance(a, E.Count):
-                    m = self.w.metrics
-                    m.child(getattr(m, a.metric), self.w.queue, a.label).inc()
-                elif isinstance(a, E.Log):
-                    eid = self.machine.envelope_id
-                    log.log(_LEVELS[a.level], a.message, envelope_id=eid, **a.fields)
-                elif isinstance(a, E.Fatal):
-                    self.fatal = a.message
-                    self.w.metrics.set_unhealthy(a.message)
-                else:
-                    pending = a
+            pending = self._carry_now(actions)
             actions = [] if pending is None else await self._perform(pending)
+
+    def _carry_now(self, actions: list[E.Action]) -> E.Action | None:
+        """Carry out what needs no waiting (reports, counts, logs); returns the one action
+        that awaits an answer, if any."""
+        pending: E.Action | None = None
+        for a in actions:
+            if isinstance(a, E.Report):
+                self._report(a)
+            elif isinstance(a, E.Count):
+                m = self.w.metrics
+                m.child(getattr(m, a.metric), self.w.queue, a.label).inc()
+            elif isinstance(a, E.Log):
+                eid = self.machine.envelope_id
+                log.log(_LEVELS[a.level], a.message, envelope_id=eid, **a.fields)
+            elif isinstance(a, E.Fatal):
+                self.fatal = a.message
+                self.w.metrics.set_unhealthy(a.message)
+            else:
+                pending = a
+        return pending
 
     def _report(self, a: E.Report) -> None:
         if not self._events_open:
@@ -297,13 +303,19 @@ class _Run:
             with anyio.move_on_after(a.timeout) as scope, feed_scope:
                 while mach.running:
                     try:
-                        frame = await conn.next_frame()
+                        # Frames already read come without a wait (a FLY burst arrives many
+                        # per read); the read that follows them is the loop's checkpoint.
+                        frame = conn.buffered_frame()
+                        if frame is None:
+                            frame = await conn.next_frame()
                     except RuntimeLost as exc:
                         return self.feed(E.RuntimeGone(str(exc)))
                     actions = self.feed(E.FrameArrived(frame))
                     if not mach.running:
                         return actions  # carried outside the timeout's scope
-                    await self.carry(actions)
+                    pending = self._carry_now(actions)  # a FLY's report: nothing to await
+                    if pending is not None:
+                        await self.carry(await self._perform(pending))
             if stopped and mach.running:
                 return self.feed(E.Cancelled(stopped[0]))
             if scope.cancelled_caught and mach.running:

@@ -129,6 +129,7 @@ SURFACE: dict[str, list[str]] = {
         "Change", "Cursor", "SCHEMA_VERSION", "SchemaTooNew", "StoreError", "TaskExists",
         "TaskStore", "check_version", "decode", "encode", "redact",
     ],
+    "asya_gateway.store.combine": ["Combiner"],
     "asya_gateway.store.postgres": ["PostgresStore", "SCHEMA_LOCK"],
     "asya_gateway.store.sqlite": ["SqliteStore"],
     "asya_gateway.tasks": ["Item", "Live", "Subscriber", "TaskRegistry"],

@@ -1,5 +1,7 @@
 """The embedded task store: one SQLite file (WAL), driven from one worker thread at a time.
 
+Concurrent updates are group-committed (`combine.Combiner`): one transaction for all of them.
+
 Every write commits before the call returns (`synchronous=NORMAL` in WAL mode survives the
 process being killed; only an OS crash can lose the last commits). `BEGIN IMMEDIATE` makes the
 read-modify-write of `update` atomic against other processes on the same file too.
@@ -26,6 +28,7 @@ from .base import (
     decode,
     encode,
 )
+from .combine import Combiner
 
 _MIGRATIONS: Final = {
     1: [
@@ -49,6 +52,9 @@ _MIGRATIONS: Final = {
     ],
 }
 
+_Update = tuple[str, Change]
+_Updated = tuple[TaskRecord | None, bool]
+
 
 class SqliteStore:
     """`sqlite:///ABSOLUTE/PATH` (or `sqlite://RELATIVE/PATH`)."""
@@ -59,6 +65,7 @@ class SqliteStore:
         self.path = url.removeprefix("sqlite://") or ":memory:"
         self._db: sqlite3.Connection | None = None
         self._limiter = anyio.CapacityLimiter(1)  # one connection: one thread at a time
+        self._updates: Combiner[_Update, _Updated] = Combiner(self._update_batch)
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         try:
@@ -135,29 +142,41 @@ class SqliteStore:
         return self.db.execute("SELECT doc FROM tasks WHERE id = ?", (task_id,)).fetchone()
 
     async def update(self, task_id: str, change: Change) -> tuple[TaskRecord | None, bool]:
-        result: tuple[TaskRecord | None, bool] = await self._run(self._update, task_id, change)
+        return await self._updates.submit((task_id, change))
+
+    async def _update_batch(self, jobs: list[_Update]) -> list[_Updated | BaseException]:
+        result: list[_Updated | BaseException] = await self._run(self._update_many, jobs)
         return result
 
-    def _update(self, task_id: str, change: Change) -> tuple[TaskRecord | None, bool]:
+    def _update_many(self, jobs: list[_Update]) -> list[_Updated | BaseException]:
+        """Every queued update in one transaction (one commit, one hop to this thread); a
+        `change` that raises fails only its own job (it wrote nothing)."""
         db = self.db
+        out: list[_Updated | BaseException] = []
         db.execute("BEGIN IMMEDIATE")
         try:
-            row = db.execute("SELECT doc FROM tasks WHERE id = ?", (task_id,)).fetchone()
-            if row is None:
-                db.execute("ROLLBACK")
-                return None, False
-            old = decode(row[0])
-            new = change(old)
-            if new is None:
-                db.execute("ROLLBACK")
-                return old, False
-            db.execute(
-                "UPDATE tasks SET status = ?, deadline_at = ?, updated_at = ?, doc = ?"
-                " WHERE id = ?",
-                (new.status, new.deadline_at, new.updated_at, encode(new), task_id),
-            )
+            for task_id, change in jobs:
+                row = db.execute("SELECT doc FROM tasks WHERE id = ?", (task_id,)).fetchone()
+                if row is None:
+                    out.append((None, False))
+                    continue
+                old = decode(row[0])
+                try:
+                    new = change(old)
+                except Exception as exc:
+                    out.append(exc)
+                    continue
+                if new is None:
+                    out.append((old, False))
+                    continue
+                db.execute(
+                    "UPDATE tasks SET status = ?, deadline_at = ?, updated_at = ?, doc = ?"
+                    " WHERE id = ?",
+                    (new.status, new.deadline_at, new.updated_at, encode(new), task_id),
+                )
+                out.append((new, True))
             db.execute("COMMIT")
-            return new, True
+            return out
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")

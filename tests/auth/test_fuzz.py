@@ -30,6 +30,10 @@ _auth = st.one_of(
 )
 
 
+def _bad_octet(value: str) -> bool:
+    return any(c == "\x7f" or (c < " " and c != "\t") for c in value)
+
+
 @pytest.fixture(scope="module")
 def live() -> Iterator[tuple[str, str]]:
     with threaded_gateway() as url:
@@ -68,8 +72,12 @@ def test_fuzzed_auth_headers_never_5xx_never_in(
             r = c.send(req, stream=True)
         except httpx.LocalProtocolError:
             reject()  # a header HTTP itself forbids (e.g. leading space): never sent
+        # A value with a control character (DEL) is not a valid HTTP field value (RFC 9110
+        # field-vchar): the server's HTTP parser refuses the request (400), before any app.
+        malformed = any(_bad_octet(v) for v in (auth, api_key) if v is not None)
         try:
             assert r.status_code < 500, (r.status_code, auth, api_key)
-            assert r.status_code == 401, (target, auth, api_key, r.status_code)
+            want = {400, 401} if malformed else {401}
+            assert r.status_code in want, (target, auth, api_key, r.status_code)
         finally:
             r.close()

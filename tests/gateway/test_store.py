@@ -267,3 +267,37 @@ async def test_verify_store_gives_one_line_for_a_too_new_schema(short_tmp: Path)
     with pytest.raises(SchemaTooNew) as info:
         await verify_store(url)
     assert "\n" not in str(info.value) and "upgrade asya-gateway" in str(info.value)
+
+
+async def test_concurrent_updates_of_many_tasks_each_apply_once(url: str) -> None:
+    """A sidecar's batch of many tasks' statuses is ingested side by side (SQLite combines
+    them into one transaction): every change lands, and a change that raises fails only its
+    own caller."""
+    store = await opened(url)
+    try:
+        for i in range(30):
+            await store.insert(rec(f"t{i}", progress=0.0))
+
+        def bump(r: TaskRecord) -> TaskRecord:
+            if r.id == "t13":
+                raise ValueError("bad change")
+            return msgspec.structs.replace(r, progress=r.progress + 1)
+
+        results: dict[str, object] = {}
+
+        async def one(tid: str) -> None:
+            try:
+                results[tid] = (await store.update(tid, bump))[1]
+            except ValueError as exc:
+                results[tid] = str(exc)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(30):
+                for _ in range(2):
+                    tg.start_soon(one, f"t{i}")
+        assert results == {f"t{i}": ("bad change" if i == 13 else True) for i in range(30)}
+        for i in range(30):
+            got = await store.get(f"t{i}")
+            assert got is not None and got.progress == (0 if i == 13 else 2)
+    finally:
+        await store.aclose()
