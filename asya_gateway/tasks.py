@@ -132,7 +132,6 @@ class Live:
         return self.record.terminal
 
 
-
 class TaskRegistry:
     """The live tasks of this process, bounded: the oldest ended tasks are forgotten first."""
 
