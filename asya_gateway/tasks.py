@@ -70,7 +70,7 @@ _Gated = _PendingFly | _PendingStatus
 class Subscriber:
     """One watcher's queue of items."""
 
-    __slots__ = ("_wakeup", "dropped", "finished", "queue", "task_id")
+    __slots__ = ("_waiting", "_wakeup", "dropped", "finished", "queue", "task_id")
 
     def __init__(self, task_id: str, maxlen: int) -> None:
         self.task_id = task_id
@@ -80,12 +80,15 @@ class Subscriber:
         self.dropped = 0
         self.finished = False  # no more events will come: drain `queue`, then close
         self._wakeup = anyio.Event()
+        self._waiting = False  # `wait` sleeps on `_wakeup`: the next push must set it
 
     def push(self, item: Item) -> None:
         if len(self.queue) == self.queue.maxlen:
             self.dropped += 1
         self.queue.append(item)
-        self._wakeup.set()
+        if self._waiting:  # one wake-up per burst, not an Event.set per FLY
+            self._waiting = False
+            self._wakeup.set()
 
     def finish(self) -> None:
         self.finished = True
@@ -105,6 +108,7 @@ class Subscriber:
         if self.queue or self.finished:
             return
         self._wakeup = anyio.Event()
+        self._waiting = True
         await self._wakeup.wait()
 
 
