@@ -481,3 +481,29 @@ def test_wire_text_chunk_is_one_sse_event_the_sdk_reads() -> None:
     raw = wire.encode(ev)
     assert raw.startswith(b"data: {") and raw.endswith(b"}\n\n") and raw.count(b"\n") == 2
     check_v1_event(msgspec.json.decode(raw[6:])["result"])
+
+
+class _General(TaskA2A):
+    fast_text = False
+
+
+_texty = st.one_of(
+    st.tuples(st.just("fly"), st.builds(lambda t: {"partial": True, "text": t}, _text)),
+    st.tuples(st.just("fly"), st.builds(lambda t: {"text": t, "message": "not typed"}, _text)),
+    _step,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=st.lists(_texty, max_size=30), bound=st.sampled_from([120, 300, 1 << 20]))
+def test_text_fast_path_folds_as_the_general_path(steps: list[tuple[str, Any]], bound: int) -> None:
+    fast, general = TaskA2A("t1", "c1", max_bytes=bound), _General("t1", "c1", max_bytes=bound)
+    for i, (kind, data) in enumerate([*steps, ("succeeded", None)], start=1):
+        if kind == "fly":
+            ups: list[Any] = [FlyUpdate(event_id=i, data=data)]
+        else:
+            ups = [StatusUpdate(event_id=i, task=_view(kind, result={"ok": True}))]
+        for u in ups:
+            assert fast.apply(u) == general.apply(u)
+    assert fast.snapshot() == general.snapshot()
+    assert (fast.size, fast.truncated) == (general.size, general.truncated)
