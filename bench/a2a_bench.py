@@ -5,7 +5,10 @@
 `asya dev --route bench` runs this module's `tokens` handler (N `{"partial": true, "text": …}`
 FLYs as fast as it can). Each round streams one task natively (`POST /api/v1/mesh` with
 `Accept: text/event-stream`) and one through A2A (`SendStreamingMessage` on `/a2a`, flow `dev`),
-both read with plain httpx (so the client's own parsing is not what is measured):
+both read with plain httpx (so the client's own parsing is not what is measured), every
+`data:` line decoded, each stream read until the server closes it (both close after the
+terminal state; the native reader used to leave at `succeeded`, dropping its connection
+mid-response, so every A2A round, and only those, started on a new connection):
 
 - tokens/s: tokens received / (last token − request sent);
 - first-token latency: first token received − request sent.
@@ -87,12 +90,8 @@ def main() -> None:
                     got += 1
                     last = time.perf_counter()
                     first = first or last
-                elif (
-                    line.startswith("data: ")
-                    and event == b"update"
-                    and decode(line[6:])["status"] in ("succeeded", "failed", "canceled")
-                ):
-                    break
+                elif line.startswith("data: "):
+                    decode(line[6:])  # read to the end, as the A2A side: the server closes
         return (first - t0, got / (last - t0), got) if got else (0.0, 0.0, 0)
 
     async def a2a(client: httpx.AsyncClient, n: int) -> tuple[float, float, int]:
