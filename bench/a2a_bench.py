@@ -5,10 +5,14 @@
 `asya dev --route bench` runs this module's `tokens` handler (N `{"partial": true, "text": …}`
 FLYs as fast as it can). Each round streams one task natively (`POST /api/v1/mesh` with
 `Accept: text/event-stream`) and one through A2A (`SendStreamingMessage` on `/a2a`, flow `dev`),
-both read with plain httpx (so the client's own parsing is not what is measured):
+both read with plain httpx (so the client's own parsing is not what is measured), every
+`data:` line decoded, each stream read until the server closes it (both close after the
+terminal state; the native reader used to leave at `succeeded`, dropping its connection
+mid-response, so every A2A round, and only those, started on a new connection):
 
 - tokens/s: tokens received / (last token − request sent);
-- first-token latency: first token received − request sent.
+- first-token latency: first token received − request sent;
+- the gateway process's CPU time per task (Linux /proc), a figure a busy machine moves less.
 
 Medians over the rounds; targets (issue 11): A2A ≥ 0.8× native throughput, first token within
 1 ms of native. Needs the integrated gateway (the A2A door mounted, `asya dev` exposing `dev`).
@@ -70,6 +74,37 @@ def main() -> None:
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     decode = msgspec.json.decode
+    gateway: list[int] = []  # the gateway's pid, once the mesh is up
+
+    def cpu_seconds() -> float:
+        """The gateway's CPU time so far (all its threads; /proc schedstat, nanoseconds)."""
+        total = 0
+        for tid in os.listdir(f"/proc/{gateway[0]}/task") if gateway else []:
+            with open(f"/proc/{gateway[0]}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+
+    def find_gateway() -> None:
+        parents: dict[int, list[int]] = {}
+        for d in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    parents.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(
+                        int(d)
+                    )
+            except OSError:
+                continue
+        todo = list(parents.get(proc.pid, []))
+        while todo:
+            pid = todo.pop()
+            todo += parents.get(pid, [])
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if b"asya-gateway" in f.read():
+                        gateway.append(pid)
+                        return
+            except OSError:
+                continue
 
     async def native(client: httpx.AsyncClient, n: int) -> tuple[float, float, int]:
         got, first, last = 0, 0.0, 0.0
@@ -87,12 +122,8 @@ def main() -> None:
                     got += 1
                     last = time.perf_counter()
                     first = first or last
-                elif (
-                    line.startswith("data: ")
-                    and event == b"update"
-                    and decode(line[6:])["status"] in ("succeeded", "failed", "canceled")
-                ):
-                    break
+                elif line.startswith("data: "):
+                    decode(line[6:])  # read to the end, as the A2A side: the server closes
         return (first - t0, got / (last - t0), got) if got else (0.0, 0.0, 0)
 
     async def a2a(client: httpx.AsyncClient, n: int) -> tuple[float, float, int]:
@@ -126,9 +157,12 @@ def main() -> None:
             await native(client, 50)  # warm both paths up
             await a2a(client, 50)
             res: dict[str, list[tuple[float, float, int]]] = {"native": [], "a2a": []}
+            cpu: dict[str, list[float]] = {"native": [], "a2a": []}
             for _ in range(args.rounds):
-                res["native"].append(await native(client, args.tokens))
-                res["a2a"].append(await a2a(client, args.tokens))
+                for k, fn in (("native", native), ("a2a", a2a)):
+                    c0 = cpu_seconds()
+                    res[k].append(await fn(client, args.tokens))
+                    cpu[k].append(cpu_seconds() - c0)
         # rounds in which the mesh delivered no token at all (dropped upstream) do not count
         med = {}
         for k, v in res.items():
@@ -140,6 +174,10 @@ def main() -> None:
                   f"(tokens received per task: {sorted(counts)})")  # fmt: skip
         ratio = med["a2a"][1] / med["native"][1]
         delta = (med["a2a"][0] - med["native"][0]) * 1000
+        if gateway:  # CPU, unlike wall clock, hardly moves with the machine's load
+            g = {k: statistics.median(v) * 1000 for k, v in cpu.items()}
+            print(f"gateway CPU per task (median): native {g['native']:.1f} ms, "
+                  f"A2A {g['a2a']:.1f} ms (+{g['a2a'] - g['native']:.1f} ms)")  # fmt: skip
         print(f"A2A / native throughput: {ratio:.2f}x (target >= 0.8x); "
               f"first token A2A - native: {delta:+.2f} ms (target <= 1 ms)")  # fmt: skip
 
@@ -150,6 +188,7 @@ def main() -> None:
                 break
         else:
             raise SystemExit(f"asya dev ended before the mesh was ready (code {proc.wait()})")
+        find_gateway()
         anyio.run(run)
     finally:
         proc.send_signal(signal.SIGINT)

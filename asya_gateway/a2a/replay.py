@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
+import anyio
+import anyio.lowlevel
 import structlog
 
 from asya_gateway.service import (
@@ -22,10 +24,11 @@ from asya_gateway.service import (
 )
 
 from . import rpc
-from .model import render
+from .model import A2AArtifactUpdate
 from .rpc import Call, RpcError
 from .stream import Producer, sse_data
 from .view import TaskA2A
+from .wire import StreamWire
 
 _log: Final = structlog.get_logger("asya.gateway.a2a")
 
@@ -69,8 +72,7 @@ def task_events(
     """The SSE events of one stream: the Task first (caught up when `replay`), then live
     events until a terminal or interrupted state; errors end it as a JSON-RPC error event."""
 
-    def encode(ev: Any) -> bytes:
-        return sse_data(rpc.result_bytes(call.id, render(ev, call.version)))
+    wire = StreamWire(call.id, call.version, task.task_id, task.context_id)
 
     async def produce(emit: Callable[[bytes], Awaitable[None]]) -> None:
         try:
@@ -81,13 +83,20 @@ def task_events(
                     add_history(task, message)
                 if resumed is not None:
                     task.apply(StatusUpdate(event_id=0, task=resumed))
-                await emit(encode(task.snapshot()))
+                await emit(wire.encode(task.snapshot()))
                 if task.final:
                     return
+                flushed = False
                 async for u in updates:
                     events = task.apply(u)
                     if events:
-                        await emit(b"".join(encode(ev) for ev in events))
+                        await emit(wire.encode_all(events))
+                        if not flushed and isinstance(events[-1], A2AArtifactUpdate):
+                            # The first chunk goes out now rather than with the rest of its
+                            # burst (the native stream writes a burst in one go, but its
+                            # per-event work is a join): one early write for the first token.
+                            flushed = True
+                            await anyio.lowlevel.checkpoint()
                     if task.final:
                         return
         except UnknownTask:

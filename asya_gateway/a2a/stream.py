@@ -5,7 +5,9 @@ gives up after 5 s of silence). One task group runs the producer (it folds the t
 and `emit`s encoded events into a bounded outbox), the writer (one socket write per wake-up:
 whatever piled up meanwhile goes out together, as the native SSE stream does), the keepalive
 and the disconnect listener; whichever ends first ends the stream. A full outbox makes the
-producer wait (backpressure), so a slow client costs memory only up to the bound.
+producer wait (backpressure), so a slow client costs memory only up to the bound. The writer is
+the only task that sends (the keepalive queues its comment in the outbox), so a send needs no
+lock and a wake-up of the writer writes at once, without yielding first.
 """
 
 from __future__ import annotations
@@ -51,6 +53,12 @@ class _Outbox:
         self.size += len(chunk)
         self._ready.set()
 
+    def ping(self, chunk: bytes) -> None:
+        """Queue a tiny chunk (a keepalive) past the bound: it must never wait."""
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+        self._ready.set()
+
     def close(self) -> None:
         self.done = True
         self._ready.set()
@@ -84,13 +92,11 @@ class A2AStream:
         self.keepalive = keepalive
         self.send_timeout = send_timeout
         self.max_buffer_bytes = max_buffer_bytes
-        self._lock = anyio.Lock()
 
     async def _send(self, send: Send, body: bytes, more: bool = True) -> None:
         # a client that stops reading blocks `send`: give up on it rather than hold the task
         with anyio.fail_after(self.send_timeout):
-            async with self._lock:
-                await send({"type": "http.response.body", "body": body, "more_body": more})
+            await send({"type": "http.response.body", "body": body, "more_body": more})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outbox = _Outbox(self.max_buffer_bytes)
@@ -112,7 +118,7 @@ class A2AStream:
                 async def keepalive() -> None:
                     while True:
                         await anyio.sleep(self.keepalive)
-                        await self._send(send, KEEPALIVE)
+                        outbox.ping(KEEPALIVE)
 
                 async def disconnect() -> None:
                     while (await receive())["type"] != "http.disconnect":

@@ -25,9 +25,13 @@ from .model import (
     Status,
     TaskSnapshot,
 )
-from .translate import RESULT_ARTIFACT, ArtifactFly, a2a_of, read_fly
+from .translate import RESULT_ARTIFACT, STREAM_ARTIFACT, ArtifactFly, a2a_of, read_fly
 
 DEFAULT_MAX_BYTES: Final = 1 << 20
+#: FLY keys `read_fly` may read as something other than a text chunk.
+_TYPED_KEYS: Final = frozenset(
+    {"artifact_update", "artifactUpdate", "status_update", "statusUpdate", "message"}
+)
 _PART_OVERHEAD: Final = 32  # charged per stored chunk, so a flood of empty chunks is bounded too
 _json: Final = msgspec.json.Encoder()
 
@@ -74,6 +78,8 @@ class _Acc:
 
 class TaskA2A:
     """The A2A side of one mesh task."""
+
+    fast_text = True  # False: every FLY takes the general path (tests compare the two)
 
     def __init__(
         self,
@@ -183,6 +189,10 @@ class TaskA2A:
         return self._agent_message(update.event_id, parts)
 
     def _fly(self, update: FlyUpdate) -> list[A2AEvent]:
+        if self.fast_text:
+            ev = self._text_chunk(update.data)
+            if ev is not None:
+                return [ev]
         out: list[A2AEvent] = []
         if self.status.state in ("SUBMITTED", "INPUT_REQUIRED"):
             # a FLY means the task runs, even if its `running` report has not arrived yet
@@ -208,6 +218,28 @@ class TaskA2A:
             )
         out.append(ev_status)
         return out
+
+    def _text_chunk(self, data: dict[str, Any]) -> A2AArtifactUpdate | None:
+        """The hot case in one step: a plain text FLY extending the open text run of the
+        `stream` artifact while WORKING (what `read_fly` + `_chunk` + `_store` would do, without
+        their intermediate objects); None for anything else, which takes the general path."""
+        text = data.get("text")
+        if type(text) is not str or self.status.state != "WORKING":
+            return None
+        acc = self.artifacts.get(STREAM_ARTIFACT)
+        if acc is None or acc.run is None or acc.sealed or not _TYPED_KEYS.isdisjoint(data):
+            return None
+        if self.size + len(text) + _PART_OVERHEAD > self.max_bytes:
+            self.truncated = True  # streamed live, not kept (as `_store`)
+        else:
+            self.size += len(text)
+            acc.run.append(text)
+        shown = Artifact(
+            artifact_id=STREAM_ARTIFACT, parts=[{"text": text}], name=acc.artifact.name
+        )
+        return A2AArtifactUpdate(
+            task_id=self.task_id, context_id=self.context_id, artifact=shown, append=True
+        )
 
     def _artifact_fly(self, fly: ArtifactFly) -> A2AArtifactUpdate | None:
         acc = self.artifacts.get(fly.artifact_id)

@@ -14,12 +14,16 @@ from asya_gateway.a2a.model import (
     A2AArtifactUpdate,
     A2AEvent,
     A2AStatusUpdate,
+    Artifact,
     TaskSnapshot,
+    Version,
     render_task_v03,
     render_task_v1,
     render_v03,
     render_v1,
 )
+from asya_gateway.a2a.rpc import result_bytes
+from asya_gateway.a2a.stream import sse_data
 from asya_gateway.a2a.translate import (
     ArtifactFly,
     MessageFly,
@@ -28,6 +32,7 @@ from asya_gateway.a2a.translate import (
     read_fly,
 )
 from asya_gateway.a2a.view import TaskA2A
+from asya_gateway.a2a.wire import StreamWire
 from asya_gateway.service import FlyUpdate, StatusUpdate, TaskView
 
 from .shapes import check_v03_event, check_v1_event, check_v1_task
@@ -407,3 +412,98 @@ def test_no_gap_no_truncation() -> None:
         s.fly({"text": t})
     s.task.apply(StatusUpdate(event_id=0, task=_view("canceled")))  # learned directly: no id
     assert s.task.snapshot().metadata is None and s.task.terminal
+
+
+# -- the stream's bytes ---------------------------------------------------------------------------
+
+_ids = st.one_of(st.none(), st.integers(-(2**53), 2**53), st.text(max_size=6))
+_wire_part = st.one_of(
+    st.builds(lambda t: {"text": t}, st.text(max_size=8)),
+    st.builds(lambda d: {"data": d}, st.one_of(st.integers(), st.dictionaries(_text, _text))),
+    st.builds(lambda u: {"url": u, "filename": "f.txt", "mediaType": "text/plain"}, _text),
+)
+_artifact_update = st.builds(
+    lambda tid, aid, parts, name, desc, meta, app, last: A2AArtifactUpdate(
+        task_id=tid,
+        context_id="c1",
+        artifact=Artifact(artifact_id=aid, parts=parts, name=name, description=desc, metadata=meta),
+        append=app,
+        last_chunk=last,
+    ),
+    st.sampled_from(["t1", "other"]),
+    st.text(max_size=6),
+    st.lists(_wire_part, max_size=3),
+    st.sampled_from(["", "answer", 'q"\n']),
+    st.sampled_from(["", "d"]),
+    st.sampled_from([None, {}, {"k": 1}]),
+    st.booleans(),
+    st.booleans(),
+)
+
+
+def _slow(rid: Any, version: Version, ev: A2AEvent) -> bytes:
+    render = render_v1 if version == "1.0" else render_v03
+    return sse_data(result_bytes(rid, render(ev)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rid=_ids,
+    version=st.sampled_from(["1.0", "0.3"]),
+    steps=st.lists(_step, max_size=12),
+    extra=st.lists(_artifact_update, max_size=4),
+)
+def test_wire_bytes_are_the_rendered_events(
+    rid: Any, version: Version, steps: list[tuple[str, Any]], extra: list[A2AEvent]
+) -> None:
+    s = Script()
+    for kind, data in steps:
+        if kind == "fly":
+            s.fly(data)
+        else:
+            s.status(kind, pause={"prompt": "?"} if kind == "paused" else None)
+    s.status("succeeded", result={"ok": True})
+    wire = StreamWire(rid, version, "t1", "c1")
+    events = [s.task.snapshot(), *s.events, *extra]
+    for ev in events:
+        assert wire.encode(ev) == _slow(rid, version, ev)
+    assert wire.encode_all(events) == b"".join(_slow(rid, version, ev) for ev in events)
+
+
+def test_wire_text_chunk_is_one_sse_event_the_sdk_reads() -> None:
+    wire = StreamWire("r1", "1.0", "t1", "c1")
+    ev = A2AArtifactUpdate(
+        task_id="t1",
+        context_id="c1",
+        artifact=Artifact(artifact_id="stream", parts=[{"text": 'a "b"\n'}]),
+        append=True,
+    )
+    raw = wire.encode(ev)
+    assert raw.startswith(b"data: {") and raw.endswith(b"}\n\n") and raw.count(b"\n") == 2
+    check_v1_event(msgspec.json.decode(raw[6:])["result"])
+
+
+class _General(TaskA2A):
+    fast_text = False
+
+
+_texty = st.one_of(
+    st.tuples(st.just("fly"), st.builds(lambda t: {"partial": True, "text": t}, _text)),
+    st.tuples(st.just("fly"), st.builds(lambda t: {"text": t, "message": "not typed"}, _text)),
+    _step,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=st.lists(_texty, max_size=30), bound=st.sampled_from([120, 300, 1 << 20]))
+def test_text_fast_path_folds_as_the_general_path(steps: list[tuple[str, Any]], bound: int) -> None:
+    fast, general = TaskA2A("t1", "c1", max_bytes=bound), _General("t1", "c1", max_bytes=bound)
+    for i, (kind, data) in enumerate([*steps, ("succeeded", None)], start=1):
+        if kind == "fly":
+            ups: list[Any] = [FlyUpdate(event_id=i, data=data)]
+        else:
+            ups = [StatusUpdate(event_id=i, task=_view(kind, result={"ok": True}))]
+        for u in ups:
+            assert fast.apply(u) == general.apply(u)
+    assert fast.snapshot() == general.snapshot()
+    assert (fast.size, fast.truncated) == (general.size, general.truncated)
