@@ -72,6 +72,7 @@ SURFACE: dict[str, list[str]] = {
         "norm_parts", "read_fly",
     ],
     "asya_gateway.a2a.view": ["DEFAULT_MAX_BYTES", "TaskA2A", "error_text"],
+    "asya_gateway.a2a.wire": ["StreamWire"],
     "asya_gateway.answers": ["merge_payload", "message_patch"],
     "asya_gateway.app": [
         "CreateTask", "Enqueue", "Gateway", "Resume", "create_app", "default_database_url",
