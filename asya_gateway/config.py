@@ -135,7 +135,8 @@ class GatewayConfig(msgspec.Struct, kw_only=True, frozen=True):
         float,
         opt(
             "ASYA_GATEWAY_TERMINAL_WAIT",
-            "a terminal status waits at most this long for the FLYs it counts",
+            "a terminal status waits for the FLYs it counts until none has come for this long"
+            " (30 s at most)",
             flag="--terminal-wait",
             duration=True,
             ge=0,

@@ -23,20 +23,30 @@ class FlyGate(Generic[T]):
     - `seq < expected`: a duplicate or a FLY whose gap was given up: dropped (`late`), so
       clients never see FLYs out of order.
     - `hold_terminal(item, flies)`: passes at once when `flies` FLYs are through, else waits
-      until they are or `terminal_seconds` pass.
+      until they are, or until no FLY has come for `terminal_seconds` (a flood still
+      draining keeps it waiting), and `terminal_max_seconds` at most.
     """
 
-    def __init__(self, *, hold_seconds: float, max_held: int, terminal_seconds: float) -> None:
+    def __init__(
+        self,
+        *,
+        hold_seconds: float,
+        max_held: int,
+        terminal_seconds: float,
+        terminal_max_seconds: float = 30.0,
+    ) -> None:
         self.hold_seconds = hold_seconds
         self.max_held = max_held
         self.terminal_seconds = terminal_seconds
+        self.terminal_max_seconds = max(terminal_max_seconds, terminal_seconds)
         self.expected = 0  # next seq due
         self.unordered = 0  # FLYs that came without seq
         self.late = 0
         self.gaps = 0
         self._held: dict[int, tuple[int, T]] = {}
         self._held_since: float | None = None
-        self._terminal: tuple[T, int, float] | None = None  # (item, flies, give up at)
+        # (item, flies, give up at, give up at the latest)
+        self._terminal: tuple[T, int, float, float] | None = None
 
     @property
     def through(self) -> int:
@@ -62,6 +72,9 @@ class FlyGate(Generic[T]):
         if seq == self.expected and not self._held and self._terminal is None:
             self.expected += n  # the common case, in order with nothing waiting: at once
             return [item]
+        if self._terminal is not None:  # FLYs still coming: the terminal waits on for them
+            term, flies, _, cap = self._terminal
+            self._terminal = (term, flies, min(now + self.terminal_seconds, cap), cap)
         if seq is None:
             self.unordered += n
             return [item, *self._terminal_if_done()]
@@ -83,7 +96,7 @@ class FlyGate(Generic[T]):
         """A terminal status arrived: `[item]` if it may go now, else `[]` (held)."""
         if flies is None or self.through >= flies:
             return [*self._give_up(), item] if self._held else [item]
-        self._terminal = (item, flies, now + self.terminal_seconds)
+        self._terminal = (item, flies, now + self.terminal_seconds, now + self.terminal_max_seconds)
         return []
 
     def expire(self, now: float) -> list[T]:
