@@ -131,6 +131,10 @@ async def _measure(kind: str, replicas: int, n: int) -> float | None:
                 )
         t = await open_transport(cfg, concurrency=64)
         try:
+            # The bench's envelopes may come before a loaded machine has started b's sidecar:
+            # an output for an undeclared queue goes to x-sump, so declare the route first.
+            for q in ("a", "b", "x-sink"):
+                await t.declare(queue_name(cfg.namespace, q))
 
             def envelopes(count: int) -> list[tuple[str, bytes]]:
                 return [
