@@ -4,6 +4,7 @@ and what the client knows per gateway (`GatewayState`). No HTTP here: `gateway.p
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Final
 
 import anyio
@@ -84,7 +85,7 @@ class GatewayOutbox:
     def __init__(self, buffer: int, metrics: Metrics) -> None:
         self.buffer = buffer
         self._metrics = metrics
-        self._entries: list[Pending] = []
+        self._entries: deque[Pending] = deque()  # taken from the left: O(1) per event
         self._ready = anyio.Event()
         self.lanes = 0  # envelopes open on this gateway
         self.sending = False
@@ -114,7 +115,8 @@ class GatewayOutbox:
 
     def take(self, limit: int) -> list[Pending]:
         """The oldest `limit` events, now in flight (no longer merged into)."""
-        batch, self._entries = self._entries[:limit], self._entries[limit:]
+        entries = self._entries
+        batch = [entries.popleft() for _ in range(min(limit, len(entries)))]
         for e in batch:
             e.lane.pending -= 1
             if e.lane.last is e:
