@@ -14,7 +14,7 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Final, cast
 
 import anyio
 import anyio.abc
@@ -81,19 +81,23 @@ class RuntimeConnection:
         self.closed = True
         return False
 
+    def _parse(self) -> object:
+        """The reader's next frame, `NEED_DATA` or None (EOF); `RuntimeLost` if malformed."""
+        try:
+            return self._reader.next_frame()
+        except RemoteProtocolError as exc:
+            self.closed = True
+            raise RuntimeLost(f"runtime sent a malformed frame: {exc}") from exc
+
     async def _next(self) -> RuntimeFrame:
         """The next frame; raises `RuntimeLost` at EOF or on a malformed frame."""
         while True:
-            try:
-                frame = self._reader.next_frame()
-            except RemoteProtocolError as exc:
-                self.closed = True
-                raise RuntimeLost(f"runtime sent a malformed frame: {exc}") from exc
+            frame = self._parse()
             if frame is None:
                 self.closed = True
                 raise RuntimeLost("runtime closed the connection mid-invocation")
             if frame is not NEED_DATA:
-                return frame  # type: ignore[return-value]
+                return cast(RuntimeFrame, frame)
             try:
                 data = await self._stream.receive(_RECV_BYTES)
             except anyio.EndOfStream:
@@ -120,14 +124,10 @@ class RuntimeConnection:
     def buffered_frame(self) -> RuntimeFrame | None:
         """The next frame if it is already read, else None (then `next_frame` waits for it);
         raises `RuntimeLost` on a malformed frame."""
-        try:
-            frame = self._reader.next_frame()
-        except RemoteProtocolError as exc:
-            self.closed = True
-            raise RuntimeLost(f"runtime sent a malformed frame: {exc}") from exc
+        frame = self._parse()
         if frame is None or frame is NEED_DATA:
             return None  # EOF is `next_frame`'s to report
-        return frame  # type: ignore[return-value]
+        return cast(RuntimeFrame, frame)
 
     async def next_frame(self) -> RuntimeFrame:
         """The invocation's next frame; raises `RuntimeLost` at EOF or on a malformed frame."""
