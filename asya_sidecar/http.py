@@ -117,8 +117,7 @@ class Http:
         """GET `url` and hold the response open (no read timeout: an idle stream is alive)."""
         t = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=None)
         try:
-            cm = self._session.get(url, timeout=t)
-            r = await cm.__aenter__()
+            r = await self._session.get(url, timeout=t)
         except _FAILURES as exc:
             raise HttpError(repr(exc)) from None
         try:
