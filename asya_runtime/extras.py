@@ -14,7 +14,7 @@ from typing import Final
 
 __all__ = ["NEEDS", "asya", "gateway", "sidecar"]
 
-_SIDECAR: Final = ("httpx", "structlog", "prometheus_client")
+_SIDECAR: Final = ("httpx", "aiohttp", "structlog", "prometheus_client")
 NEEDS: Final = {
     "asya-sidecar": ("sidecar", _SIDECAR),
     "asya-gateway": ("gateway", (*_SIDECAR, "starlette", "uvicorn")),

@@ -1,7 +1,7 @@
 """One envelope's path through the sidecar as a sans-IO state machine, the way h11's `Connection`
 is: `EnvelopeMachine.handle(event, now)` takes what happened and returns what to do.
 
-Knows nothing about anyio, httpx, sockets or queues; the clock is a parameter. `worker.py`
+Knows nothing about anyio, HTTP, sockets or queues; the clock is a parameter. `worker.py`
 carries the actions out and feeds their results back. Each `handle()` returns zero or more
 side actions (`Report`, `Count`, `Log`, `Fatal`: do them, no answer) followed by at most one
 action that needs an answer:

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from typing import Final
 
 import anyio
-import httpx
 import msgspec
 import structlog
+
+from .http import Http, HttpError, Streaming
 
 log = structlog.get_logger("asya.sidecar.feed")
 
@@ -62,7 +63,7 @@ class Feed:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: Http,
         gw: str,
         on_connected: Callable[[bool], None] = lambda up: None,
     ) -> None:
@@ -113,7 +114,7 @@ class Feed:
                 # A feed that ends at once (a proxy closing idle streams, a gateway restarting
                 # in a loop) must not turn into a reconnect every half second.
                 failures = 0 if anyio.current_time() - started > _SHORT_LIVED else failures
-            except (httpx.HTTPError, OSError) as exc:
+            except HttpError as exc:
                 log.debug("task feed lost", url=self.url, error=repr(exc))
             finally:
                 if self.connected:
@@ -130,36 +131,35 @@ class Feed:
             failures += 1
 
     async def _once(self) -> None:
-        timeout = httpx.Timeout(5.0, read=None)  # an idle feed is not a dead one
-        async with self._http.stream("GET", self.url, timeout=timeout) as r:
-            if r.status_code == 404:
+        async with self._http.stream(self.url) as r:  # no read timeout: an idle feed is alive
+            if r.status == 404:
                 self.unsupported = "answered 404"
                 return
-            if r.status_code in (401, 403) and not self._refused:
+            if r.status in (401, 403) and not self._refused:
                 self._refused = True  # once: it retries with a back-off, as for any refusal
                 log.warning(
                     "gateway refused the task feed: is ASYA_GATEWAY_TOKEN its mesh token?",
                     url=self.url,
-                    status=r.status_code,
+                    status=r.status,
                 )
-            if r.status_code >= 300:
-                raise httpx.HTTPStatusError("feed refused", request=r.request, response=r)
-            ctype = r.headers.get("content-type", "")
+            if r.status >= 300:
+                raise HttpError(f"feed refused: HTTP {r.status}")
+            ctype = r.content_type
             if not ctype.startswith("text/event-stream"):
                 # Not a feed (an older or foreign gateway answering every GET): as for a 404.
-                self.unsupported = f"answered {r.status_code} {ctype or 'without a content type'}"
+                self.unsupported = f"answered {r.status} {ctype or 'without a content type'}"
                 return
             self.connected = True
             self._on_connected(True)
             # Said once at info; every reconnect after that only at debug.
             (log.debug if self._connects else log.info)("task feed connected", url=self.url)
             self._connects += 1
-            lost: httpx.HTTPError | OSError | None = None
+            lost: HttpError | None = None
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._recheck, list(self._watchers))
                 try:
                     await self._read(r)
-                except (httpx.HTTPError, OSError) as exc:
+                except HttpError as exc:
                     lost = exc  # raised below, outside the group: not as an ExceptionGroup
                 tg.cancel_scope.cancel()  # the feed ended: a reconnect asks again
             if lost is not None:
@@ -175,10 +175,10 @@ class Feed:
                     r = await self._http.get(
                         f"{self._gw}/api/v1/mesh/{task_id}",
                         headers={"X-Asya-Envelope-ID": task_id},
-                        timeout=5.0,
+                        within=5.0,
                     )
-                    answer = r.json() if r.status_code == 200 else None
-                except (httpx.HTTPError, ValueError) as exc:
+                    answer = r.json() if r.status == 200 else None
+                except (HttpError, ValueError) as exc:
                     log.debug("task recheck failed", task_id=task_id, error=repr(exc))
                     return
             status = stopped_status(answer)
@@ -189,9 +189,9 @@ class Feed:
             for task_id in task_ids:
                 tg.start_soon(one, task_id)
 
-    async def _read(self, r: httpx.Response) -> None:
+    async def _read(self, r: Streaming) -> None:
         event, data = "", ""
-        async for line in r.aiter_lines():
+        async for line in r.lines():
             if line.startswith("event:"):
                 event = line[6:].strip()
             elif line.startswith("data:"):

@@ -22,7 +22,6 @@ from typing import Any, Final
 
 import anyio
 import anyio.abc
-import httpx
 import msgspec
 import structlog
 
@@ -30,6 +29,7 @@ from asya_mesh.events import Event, encode_events
 
 from .feed import Feed
 from .forwarder import EnvelopeEvents, GatewayOutbox, GatewayState, NullEvents, Pending
+from .http import Http, HttpError, open_http
 from .metrics import Metrics
 from .reports import fly_total, legacy, resolve_gateway, safe_gateway_url
 from .routing import GATEWAY_URL
@@ -37,19 +37,18 @@ from .routing import GATEWAY_URL
 log = structlog.get_logger("asya.sidecar.gateway")
 
 
-_TIMEOUT: Final = httpx.Timeout(5.0)
+_TIMEOUT: Final = 5.0
 DEFAULT_PREFLIGHT_TIMEOUT: Final = 0.15
 # After a pre-flight that failed or was slow (timeout, network error, 5xx, not JSON), skip
 # pre-flights to that gateway for a while: a slow or dead gateway then delays at most one
 # envelope per worker per window, not all of them.
 _SLOW_BACKOFF: Final = 30.0
 # Pre-flights have a pool of their own: a FLY backlog never queues ahead of them.
-_PREFLIGHT_LIMITS: Final = httpx.Limits(max_connections=8, max_keepalive_connections=8)
+_PREFLIGHT_CONNECTIONS: Final = 8
 # Concurrent event POSTs (= the FLY pool's connections). Forwarders beyond it wait on our own
-# semaphore (FIFO, O(1)) rather than in httpx's pool, whose queue costs CPU per waiter on
-# every hand-off: with a slow gateway hundreds of forwarders pile up.
+# semaphore (FIFO, O(1)) rather than in the client's pool: with a slow gateway hundreds of
+# forwarders pile up.
 _MAX_POSTS: Final = 64
-_LIMITS: Final = httpx.Limits(max_connections=_MAX_POSTS, max_keepalive_connections=_MAX_POSTS)
 _RETRY_DELAYS: Final = (0.1, 0.3)  # "short retry, then drop"
 _BATCH_REJECTED: Final = (400, 415, 422)
 _MAX_FORWARDERS: Final = 512  # open envelopes per gateway; beyond this, events are dropped
@@ -69,13 +68,13 @@ _MAX_GATEWAYS: Final = 64
 class GatewayClient:
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: Http,
         tg: anyio.abc.TaskGroup,
         metrics: Metrics,
         *,
         default_url: str | None,
         buffer: int,
-        preflight_http: httpx.AsyncClient | None = None,
+        preflight_http: Http | None = None,
         preflight_timeout: float = DEFAULT_PREFLIGHT_TIMEOUT,
         feeds: bool = False,
     ) -> None:
@@ -161,13 +160,13 @@ class GatewayClient:
                 r = await self._preflight_http.get(
                     f"{gw}/api/v1/mesh/{envelope_id}", headers={"X-Asya-Envelope-ID": envelope_id}
                 )
-        except (httpx.HTTPError, TimeoutError, OSError) as exc:
-            self._preflight_failed(gw, st, repr(exc))
+        except (HttpError, TimeoutError) as exc:
+            self._preflight_failed(gw, st, str(exc) if isinstance(exc, HttpError) else repr(exc))
             return None
-        if r.status_code >= 500:
-            self._preflight_failed(gw, st, f"HTTP {r.status_code}")
+        if r.status >= 500:
+            self._preflight_failed(gw, st, f"HTTP {r.status}")
             return None
-        if r.status_code >= 300:
+        if r.status >= 300:
             return None
         try:
             status = r.json().get("status")
@@ -307,9 +306,9 @@ class GatewayClient:
                 return None
             try:
                 async with self._posts:
-                    r = await self._http.post(url, content=content, headers=headers)
-                code = r.status_code
-            except httpx.HTTPError as exc:
+                    r = await self._http.post(url, content, headers)
+                code = r.status
+            except HttpError as exc:
                 code = None
                 log.debug("gateway POST failed", url=url, error=repr(exc))
             if code is not None and code < 500:
@@ -362,13 +361,13 @@ class GatewayClient:
         with anyio.move_on_after(within):
             while True:
                 try:
-                    r = await self._preflight_http.post(url, content=content, headers=headers)
-                    if r.status_code < 300:
+                    r = await self._preflight_http.post(url, content, headers)
+                    if r.status < 300:
                         return True
-                    if r.status_code < 500:
-                        log.warning("gateway refused a pause report", status=r.status_code)
+                    if r.status < 500:
+                        log.warning("gateway refused a pause report", status=r.status)
                         return False
-                except httpx.HTTPError as exc:
+                except HttpError as exc:
                     log.debug("pause report failed", url=url, error=repr(exc))
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 1.0)
@@ -395,9 +394,9 @@ async def gateway_client(
     reports, the pause report, the feed and pre-flights."""
     auth = {"Authorization": f"Bearer {token}"} if token else None
     async with (
-        httpx.AsyncClient(timeout=_TIMEOUT, limits=_LIMITS, headers=auth) as http,
-        httpx.AsyncClient(
-            timeout=_TIMEOUT, limits=_PREFLIGHT_LIMITS, headers=auth
+        open_http(connections=_MAX_POSTS, headers=auth, request_seconds=_TIMEOUT) as http,
+        open_http(
+            connections=_PREFLIGHT_CONNECTIONS, headers=auth, request_seconds=_TIMEOUT
         ) as preflight_http,
         anyio.create_task_group() as tg,
     ):

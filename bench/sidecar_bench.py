@@ -8,12 +8,14 @@
    is what the sidecar adds beyond the queue's own cost.
 3. I/O-bound handler (sleeps 50 ms): throughput at ASYA_CONCURRENCY 1 vs 8 (target >= 6x).
 
-    .venv/bin/python bench/sidecar_bench.py --gateway [--quick]
+    .venv/bin/python bench/sidecar_bench.py --gateway [--quick] [--pin]
 
 4. A healthy (real) gateway on the routing path: one actor (concurrency 4, echo with F FLYs)
    routes the same N gateway-created tasks with its gateway reporting on vs. off
    (`x-asya-mesh-status: off`), alternately in one run (target: on >= 0.9x off), and the
-   sidecar's CPU per task (from /proc) in each mode.
+   sidecar's CPU per task (from /proc) in each mode. With `--pin` the gateway runs on core 1
+   and everything else on core 0, as when the gateway is its own pod: the ratio then shows what
+   reporting costs the actor, not the gateway's CPU competing for the actor's cores.
 """
 
 from __future__ import annotations
@@ -273,7 +275,7 @@ async def _gw_round(
     return n / took, cpu * 1000 / n, gcpu * 1000 / n
 
 
-async def gateway_bench(quick: bool) -> None:
+async def gateway_bench(quick: bool, pin: bool = False) -> None:
     import httpx
 
     global _T
@@ -296,6 +298,11 @@ async def gateway_bench(quick: bool) -> None:
             "g", "examples.handlers.util:fly_flood", ASYA_CONCURRENCY="4", ASYA_GATEWAY_URL=gw
         )
         pid, gw_pid = procs.procs[-1].pid, procs.procs[0].pid
+        if pin:  # the gateway on a core of its own, as in its own pod; the actor and we share one
+            os.sched_setaffinity(gw_pid, {1})
+            for p in procs.procs[1:]:
+                os.sched_setaffinity(p.pid, {0})
+            os.sched_setaffinity(0, {0})
         async with httpx.AsyncClient(timeout=30) as http:
             with anyio.fail_after(60):
                 while True:
@@ -336,7 +343,8 @@ async def gateway_bench(quick: bool) -> None:
     print(json.dumps(out, indent=2))
     for k, v in out.items():
         print(
-            f"{k}: healthy gateway {v['ratio_on_vs_off']}x of none (target >= 0.9x); "
+            f"{k}: healthy gateway {v['ratio_on_vs_off']}x of none (target >= 0.9x"
+            f"{'; gateway on its own core' if pin else ''}); "
             f"sidecar CPU {v['sidecar_cpu_ms_per_task_on']} ms/task "
             f"(off: {v['sidecar_cpu_ms_per_task_off']})"
         )
@@ -346,12 +354,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small counts; under a minute")
     ap.add_argument("--gateway", action="store_true", help="healthy gateway vs none (section 4)")
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="with --gateway: the gateway on core 1, actor and bench on core 0 (its own pod)",
+    )
     ap.add_argument("--relay", nargs=2, metavar=("SRC", "DST"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.relay:
         anyio.run(_relay, *args.relay)
     elif args.gateway:
-        anyio.run(gateway_bench, args.quick)
+        if args.pin and (os.cpu_count() or 1) < 2:
+            ap.error("--pin needs two cores")
+        anyio.run(gateway_bench, args.quick, args.pin)
     else:
         anyio.run(bench, args.quick)
 

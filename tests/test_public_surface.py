@@ -247,6 +247,7 @@ SURFACE: dict[str, list[str]] = {
         "StartInvoke", "TimedOut",
     ],
     "asya_sidecar.feed": ["Feed", "SEEN_CAP", "STOPPING", "stopped_status"],
+    "asya_sidecar.http": ["Answer", "Http", "HttpError", "Streaming", "open_http"],
     "asya_sidecar.forwarder": [
         "EnvelopeEvents", "GatewayOutbox", "GatewayState", "MAX_MERGED_BYTES", "NullEvents",
         "Pending", "merge",

@@ -105,11 +105,11 @@ async def test_a_feed_answered_without_sse_falls_back_once(mesh: Mesh) -> None:
 
 async def test_a_feed_cut_mid_stream_is_reconnected_not_raised() -> None:
     # A gateway killed while the feed is open: the client sees a broken chunked body (an
-    # httpx error inside the feed's task group). The feed must reconnect, not end the sidecar.
-    import httpx
+    # HTTP error inside the feed's task group). The feed must reconnect, not end the sidecar.
     from anyio.abc import SocketStream
 
     from asya_sidecar.feed import Feed
+    from asya_sidecar.http import open_http
 
     served = 0
 
@@ -125,7 +125,7 @@ async def test_a_feed_cut_mid_stream_is_reconnected_not_raised() -> None:
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     with anyio.fail_after(TIMEOUT):
-        async with listener, httpx.AsyncClient() as http, anyio.create_task_group() as tg:
+        async with listener, open_http(connections=4) as http, anyio.create_task_group() as tg:
             tg.start_soon(listener.serve, half_a_feed)
             feed = Feed(http, f"http://127.0.0.1:{port}")
             tg.start_soon(feed.run)

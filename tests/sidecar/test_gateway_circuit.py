@@ -14,6 +14,8 @@ from asya_sidecar.gateway import GatewayClient
 from asya_sidecar.metrics import Metrics
 from asya_sidecar.reports import fly
 
+from .fake_gateway import fake_gateway
+
 pytestmark = pytest.mark.anyio
 
 
@@ -58,14 +60,11 @@ async def test_failing_gateway_opens_the_circuit_and_drops_without_trying() -> N
         return httpx.Response(500)
 
     metrics = Metrics("memory")
-    async with (
-        httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http,
-        anyio.create_task_group() as tg,
-    ):
-        client = GatewayClient(http, tg, metrics, default_url="http://gw", buffer=100)
+    async with fake_gateway(answer) as (gw, http), anyio.create_task_group() as tg:
+        client = GatewayClient(http, tg, metrics, default_url=gw, buffer=100)
         with anyio.fail_after(10):
             for k in range(20):  # 20 envelopes, 3 FLYs each, one after the other
-                stream = client.open("http://gw", f"id-{k}")
+                stream = client.open(gw, f"id-{k}")
                 for e in flys(3):
                     stream.put(e)
                 stream.close()
@@ -74,13 +73,10 @@ async def test_failing_gateway_opens_the_circuit_and_drops_without_trying() -> N
     assert len(calls) == 5, calls
     assert counter(metrics, "fly_dropped") == 60
     # No pre-flight while the circuit is open either.
-    async with (
-        httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http,
-        anyio.create_task_group() as tg,
-    ):
-        client2 = GatewayClient(http, tg, metrics, default_url="http://gw", buffer=10)
-        client2._state("http://gw").circuit.open_until = anyio.current_time() + 60
-        assert await client2.preflight("http://gw", "id-x") is None
+    async with fake_gateway(answer) as (gw, http), anyio.create_task_group() as tg:
+        client2 = GatewayClient(http, tg, metrics, default_url=gw, buffer=10)
+        client2._state(gw).circuit.open_until = anyio.current_time() + 60
+        assert await client2.preflight(gw, "id-x") is None
     assert len(calls) == 5
 
 
@@ -97,21 +93,21 @@ async def test_slow_preflight_is_cut_at_its_budget_and_then_skipped() -> None:
         raise AssertionError("pre-flight must use its own pool")
 
     async with (
-        httpx.AsyncClient(transport=httpx.MockTransport(unused)) as http,
-        httpx.AsyncClient(transport=httpx.MockTransport(slow)) as pre,
+        fake_gateway(unused) as (_, http),
+        fake_gateway(slow) as (gw, pre),
         anyio.create_task_group() as tg,
     ):
         client = GatewayClient(
             http,
             tg,
             Metrics("memory"),
-            default_url="http://gw",
+            default_url=gw,
             buffer=10,
             preflight_http=pre,
             preflight_timeout=0.1,
         )
         with anyio.fail_after(1.5):  # well under the gateway's 2 s
-            assert await client.preflight("http://gw", "id-1") is None
+            assert await client.preflight(gw, "id-1") is None
             for _ in range(10):  # the slow gateway is now skipped: no wait at all
-                assert await client.preflight("http://gw", "id-2") is None
+                assert await client.preflight(gw, "id-2") is None
     assert gets == 1

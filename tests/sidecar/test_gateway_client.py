@@ -1,4 +1,4 @@
-"""The gateway client in process, against `httpx.MockTransport`: fallbacks, drops, the guard."""
+"""The gateway client against a scripted real HTTP gateway: fallbacks, drops, the guard."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from asya_mesh.events import Event, StatusData, StatusEvent
 from asya_sidecar.gateway import GatewayClient, safe_gateway_url
 from asya_sidecar.metrics import Metrics
 from asya_sidecar.reports import fly
+
+from .fake_gateway import fake_gateway
 
 pytestmark = pytest.mark.anyio
 
@@ -34,12 +36,9 @@ class Fake:
 
 async def run_client(fake: Fake, events: list[Event], buffer: int = 100) -> Metrics:
     metrics = Metrics("memory")
-    async with (
-        httpx.AsyncClient(transport=httpx.MockTransport(fake)) as http,
-        anyio.create_task_group() as tg,
-    ):
-        client = GatewayClient(http, tg, metrics, default_url="http://gw", buffer=buffer)
-        stream = client.open("http://gw", "id-1")
+    async with fake_gateway(fake) as (gw, http), anyio.create_task_group() as tg:
+        client = GatewayClient(http, tg, metrics, default_url=gw, buffer=buffer)
+        stream = client.open(gw, "id-1")
         for e in events:
             stream.put(e)
         stream.close()
@@ -119,12 +118,9 @@ async def test_flys_that_do_not_merge_are_dropped_and_counted_when_full() -> Non
 async def test_many_envelopes_share_one_post_with_task_ids() -> None:
     fake = Fake(lambda path, body: 204)
     metrics = Metrics("memory")
-    async with (
-        httpx.AsyncClient(transport=httpx.MockTransport(fake)) as http,
-        anyio.create_task_group() as tg,
-    ):
-        client = GatewayClient(http, tg, metrics, default_url="http://gw", buffer=100)
-        lanes = [client.open("http://gw", f"id-{k}") for k in range(5)]
+    async with fake_gateway(fake) as (gw, http), anyio.create_task_group() as tg:
+        client = GatewayClient(http, tg, metrics, default_url=gw, buffer=100)
+        lanes = [client.open(gw, f"id-{k}") for k in range(5)]
         for i in range(3):
             for lane in lanes:
                 lane.put(fly({"i": i}, seq=i))
@@ -151,12 +147,9 @@ async def test_no_many_task_endpoint_falls_back_per_envelope_in_order(code: int)
 
     fake = Fake(answer)
     metrics = Metrics("memory")
-    async with (
-        httpx.AsyncClient(transport=httpx.MockTransport(fake)) as http,
-        anyio.create_task_group() as tg,
-    ):
-        client = GatewayClient(http, tg, metrics, default_url="http://gw", buffer=100)
-        lanes = [client.open("http://gw", f"id-{k}") for k in range(3)]
+    async with fake_gateway(fake) as (gw, http), anyio.create_task_group() as tg:
+        client = GatewayClient(http, tg, metrics, default_url=gw, buffer=100)
+        lanes = [client.open(gw, f"id-{k}") for k in range(3)]
         for i in range(4):
             for lane in lanes:
                 lane.put(fly({"i": i}, seq=i))

@@ -19,6 +19,8 @@ from asya_sidecar.gateway import GatewayClient, gateway_client
 from asya_sidecar.metrics import Metrics
 from asya_sidecar.worker import LeaseKeeper, Lifecycle, Worker
 
+from .fake_gateway import fake_gateway
+
 pytestmark = pytest.mark.anyio
 
 IN = "asya-default-a"
@@ -115,15 +117,12 @@ async def test_shutdown_grace_over_requeues_untouched() -> None:
         raise AssertionError
 
     t = MemoryTransport()
-    env = LATE | {"status": {}, "headers": {"x-asya-gateway-url": "http://gw"}}
-    body = json.dumps(env).encode()
     life = Lifecycle()
     metrics = Metrics("memory")
-    async with (
-        httpx.AsyncClient(transport=httpx.MockTransport(hanging_gateway)) as http,
-        anyio.create_task_group() as tg,
-    ):
+    async with fake_gateway(hanging_gateway) as (gw, http), anyio.create_task_group() as tg:
         gwc = GatewayClient(http, tg, metrics, default_url=None, buffer=10, preflight_timeout=60)
+        env = LATE | {"status": {}, "headers": {"x-asya-gateway-url": gw}}
+        body = json.dumps(env).encode()
         w = Worker(SidecarConfig(actor_name="a"), t, gwc, metrics, life)
         with anyio.fail_after(5):
             await t.send(IN, body)
