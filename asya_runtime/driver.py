@@ -62,6 +62,11 @@ class Sink(Protocol):
         """Queue one frame; True means "call `pace()` now"."""
         ...
 
+    def push_last(self, frame: Frame) -> None:
+        """Queue the invocation's last frame: no handler code runs after it, and the caller
+        writes the frames out before it next yields to the loop."""
+        ...
+
     def congested(self) -> bool:
         """Above the high-water mark: `pace()` would wait (a sync generator's thread then
         blocks; otherwise it hands frames over without waiting)."""
@@ -108,7 +113,7 @@ async def drive(
             if type(result) in _PLAIN:
                 frame = inv.result(result)
                 if frame is not None:
-                    sink.push(frame)
+                    sink.push_last(frame)
             else:
                 await _finish(result, inv, sink, thread_limiter, flag)
             return

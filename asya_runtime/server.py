@@ -301,8 +301,8 @@ class _Connection:
                 await self._run_invocation(raw)
         finally:
             for f in self.machine.end():
-                outbox.push(f)
-            outbox.flush_now()
+                outbox.push_last(f)
+            outbox.flush_now()  # no await since the push: the frames leave now
 
     async def _run_invocation(self, raw: msgspec.Raw) -> None:
         server = self.server

@@ -173,6 +173,9 @@ class _ListSink:
         self.frames.append(self._reader.next_frame())  # type: ignore[arg-type]
         return False
 
+    def push_last(self, frame: Frame) -> None:
+        self.push(frame)
+
     def congested(self) -> bool:
         return False
 
