@@ -53,6 +53,10 @@ def to_jsonable(value: Any) -> Any:
         return value
     if t in _TIME_TYPES:
         return value.isoformat()
+    if (t is dict or t is list) and _is_json(value):
+        # Already JSON data (the common case): a plain C copy, without the keyword arguments
+        # (~0.4 µs to parse) and the walk for datetimes below.
+        return _to_builtins(value)
     try:
         out = _to_builtins(value, builtin_types=_TIMES, enc_hook=_enc_hook, str_keys=True)
     except TypeError:
@@ -65,6 +69,24 @@ def to_jsonable(value: Any) -> Any:
     elif t is tuple:
         out = _fixed_tuple(out)
     return out
+
+
+def _is_json(node: dict[Any, Any] | list[Any]) -> bool:
+    """Whether `node` is JSON data as it is: dicts with str keys, lists, and JSON scalars
+    (exact types: a str subclass or a tuple takes the converting path)."""
+    if type(node) is dict:
+        for k, v in node.items():
+            if type(k) is not str:
+                return False
+            t = type(v)
+            if t not in _JSON_SCALARS and not ((t is dict or t is list) and _is_json(v)):
+                return False
+        return True
+    for v in node:
+        t = type(v)
+        if t not in _JSON_SCALARS and not ((t is dict or t is list) and _is_json(v)):
+            return False
+    return True
 
 
 def _isoformat_times(node: dict[Any, Any] | list[Any]) -> None:
