@@ -342,7 +342,7 @@ def print_core(n: int) -> None:
     core, floor = runtime_core(n), core_floor(n)
     print(
         f"runtime core per trivial async envelope (in-process, no syscalls): {core:.1f} us; "
-        f"floor (msgspec decode+encode of the same frames) {floor:.1f} us = "
+        f"floor (msgspec decode + encode of the same frames) {floor:.1f} us = "
         f"{core / floor:.1f}x [target <= 25 us] ({n:,} envelopes)"
     )
 
