@@ -246,6 +246,10 @@ SURFACE: dict[str, list[str]] = {
         "RuntimeGone", "Send", "SendFailed", "SendWithAck", "Sent", "Shutdown",
         "StartInvoke", "TimedOut",
     ],
+    "asya_sidecar.envelope_settle": [
+        "EnvelopeStateError", "MAX_SEND_ATTEMPTS", "REQUEUE_ON_FAILURE", "Settings", "Settling",
+        "State",
+    ],
     "asya_sidecar.feed": ["Feed", "SEEN_CAP", "STOPPING", "stopped_status"],
     "asya_sidecar.http": ["Answer", "Http", "HttpError", "Streaming", "open_http"],
     "asya_sidecar.forwarder": [
