@@ -1,5 +1,4 @@
-"""`EnvelopeMachine`'s state and how a delivery ends: cancelling the invocation, sending the
-outputs in order (x-sump once they cannot be sent), then the ack or requeue."""
+"""`EnvelopeMachine`'s state and how a delivery ends: cancel, send the outputs, ack or requeue."""
 
 from __future__ import annotations
 
