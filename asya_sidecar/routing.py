@@ -10,14 +10,29 @@ from __future__ import annotations
 
 import copy
 import uuid
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
 
-from asya_mesh.events import FLY_COUNT_HEADER
 from asya_runtime.wire import Emit, Envelope, Error, Route
 
+from .envelope_status import build_status as _status
+from .envelope_status import failed_fields as _failed
+from .envelope_status import failed_status as _status_failed
+from .envelope_status import kept_fields as _kept
+from .envelope_status import parse_rfc3339, rfc3339
+from .outgoing import (
+    ON_EXHAUSTED,
+    RETRY,
+    ROUTING,
+    SINK,
+    SUMP,
+    Names,
+    Outgoing,
+    encode,
+    fly_count,
+    with_fly_count,
+)
 from .resiliency import Exhausted, Retry
 
 # Fan-out ids are UUIDv5 of (input id, emit index) in this namespace: a redelivered envelope
@@ -30,57 +45,6 @@ ROUTE_RESOLVED: Final = "x-asya-route-resolved"
 GATEWAY_URL: Final = "x-asya-gateway-url"
 MESH_STATUS: Final = "x-asya-mesh-status"
 FAN_IN: Final = "x-asya-fan-in"
-
-# Kinds of outgoing message (upstream's `message_type` metric label).
-ROUTING: Final = "routing"
-SINK: Final = "sink"
-SUMP: Final = "sump"
-RETRY: Final = "retry"
-ON_EXHAUSTED: Final = "on_exhausted"
-
-
-class Names(msgspec.Struct, kw_only=True, frozen=True):
-    """The names routing needs: this actor and the two end queues."""
-
-    actor: str
-    sink: str = "x-sink"
-    sump: str = "x-sump"
-
-
-class Outgoing(msgspec.Struct, kw_only=True, frozen=True):
-    """One envelope to send: to the queue of `actor`, visible after `delay` seconds."""
-
-    actor: str
-    envelope: Envelope
-    kind: str
-    delay: float = 0.0
-
-
-_last_stamp: list[tuple[int, str]] = [(-1, "")]
-
-
-def rfc3339(now: float) -> str:
-    """Upstream's timestamp format: RFC3339 UTC, whole seconds (memoised per second)."""
-    sec = int(now)
-    cached = _last_stamp[0]
-    if cached[0] == sec:
-        return cached[1]
-    text = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    _last_stamp[0] = (sec, text)
-    return text
-
-
-def parse_rfc3339(text: Any) -> float | None:
-    """POSIX seconds of an RFC3339 string, or `None` when absent or unparsable."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
 
 
 def fanout_id(input_id: str, index: int) -> str:
@@ -152,42 +116,6 @@ def sump(env: Envelope, message: str, reason: str, names: Names, now: float) -> 
     return Outgoing(actor=names.sump, envelope=out, kind=SUMP)
 
 
-def _kept(status: dict[str, Any]) -> dict[str, Any]:
-    """The status fields that survive every hop."""
-    return {k: status[k] for k in ("created_at", "deadline_at") if k in status}
-
-
-def _status(
-    base: dict[str, Any],
-    now: float,
-    *,
-    keep_all: bool = False,
-    created: bool = True,
-    **fields: Any,
-) -> dict[str, Any]:
-    """The one place an envelope's `status` is built: `base`'s hop-surviving fields (all of
-    them with `keep_all`), then `fields`, then `updated_at`, and `created_at` if `base` had
-    none (unless `created=False`)."""
-    ts = rfc3339(now)
-    status = dict(base) if keep_all else _kept(base)
-    status.update(fields)
-    status["updated_at"] = ts
-    if created:
-        status.setdefault("created_at", ts)
-    return status
-
-
-def _failed(reason: str, message: str, actor: str) -> dict[str, Any]:
-    return {
-        "phase": "failed",
-        "reason": reason,
-        "actor": actor,
-        "attempt": 1,
-        "max_attempts": 1,
-        "error": {"message": message, "type": reason},
-    }
-
-
 def _copy_route(r: Route) -> Route:
     return Route(prev=list(r.prev), curr=r.curr, next=list(r.next))
 
@@ -217,28 +145,6 @@ def deadline_left(env: Envelope, now: float) -> float | None:
     """Seconds until `status.deadline_at`, or `None` without a (parsable) deadline."""
     at = parse_rfc3339(env.status.get("deadline_at"))
     return None if at is None else at - now
-
-
-def _status_failed(
-    env: Envelope,
-    reason: str,
-    error: dict[str, Any],
-    names: Names,
-    now: float,
-    max_attempts: int | None = None,
-) -> dict[str, Any]:
-    return _status(
-        env.status,
-        now,
-        phase="failed",
-        reason=reason,
-        actor=names.actor,
-        attempt=env.status.get("attempt", 1),
-        max_attempts=max_attempts
-        if max_attempts is not None
-        else env.status.get("max_attempts", 1) or 1,
-        error=error,
-    )
 
 
 def deadline_expired(env: Envelope, names: Names, now: float) -> Outgoing:
@@ -409,29 +315,6 @@ def runtime_error(
 def runtime_lost(inp: Envelope, reason: str, names: Names, now: float) -> Outgoing:
     """The runtime connection broke mid-invocation (or sent garbage): x-sump."""
     return sump(inp, reason, "RuntimeError", names, now)
-
-
-def fly_count(headers: dict[str, Any]) -> int:
-    """The task's FLYs so far (`x-asya-fly-count`); absent or bad (not a count) = 0."""
-    v = headers.get(FLY_COUNT_HEADER)
-    if isinstance(v, bool):
-        return 0
-    if isinstance(v, str) and v.strip().isdigit():
-        return int(v)
-    return v if isinstance(v, int) and v >= 0 else 0
-
-
-def with_fly_count(out: Outgoing, count: int) -> Outgoing:
-    """`out` carrying the task's FLY count on to its next hop (headers copied, not shared)."""
-    env = out.envelope
-    headers = dict(env.headers)
-    headers[FLY_COUNT_HEADER] = count
-    return msgspec.structs.replace(out, envelope=msgspec.structs.replace(env, headers=headers))
-
-
-def encode(env: Envelope) -> bytes:
-    """The queue body: the envelope as JSON."""
-    return msgspec.json.encode(env)
 
 
 __all__ = [

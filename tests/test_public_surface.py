@@ -246,6 +246,14 @@ SURFACE: dict[str, list[str]] = {
         "RuntimeGone", "Send", "SendFailed", "SendWithAck", "Sent", "Shutdown",
         "StartInvoke", "TimedOut",
     ],
+    "asya_sidecar.envelope_settle": [
+        "EnvelopeStateError", "MAX_SEND_ATTEMPTS", "REQUEUE_ON_FAILURE", "Settings", "Settling",
+        "State",
+    ],
+    "asya_sidecar.envelope_status": [
+        "build_status", "failed_fields", "failed_status", "kept_fields", "parse_rfc3339",
+        "rfc3339",
+    ],
     "asya_sidecar.feed": ["Feed", "SEEN_CAP", "STOPPING", "stopped_status"],
     "asya_sidecar.http": ["Answer", "Http", "HttpError", "Streaming", "open_http"],
     "asya_sidecar.forwarder": [
@@ -255,6 +263,10 @@ SURFACE: dict[str, list[str]] = {
     "asya_sidecar.gateway": ["GatewayClient", "gateway_client", "safe_gateway_url"],
     "asya_sidecar.logging": ["configure_logging", "quiet_broker_clients"],
     "asya_sidecar.metrics": ["Metrics", "NAMESPACE", "serve_metrics"],
+    "asya_sidecar.outgoing": [
+        "Names", "ON_EXHAUSTED", "Outgoing", "RETRY", "ROUTING", "SINK", "SUMP", "encode",
+        "fly_count", "with_fly_count",
+    ],
     "asya_sidecar.reports": [
         "fly", "fly_total", "legacy", "progress", "resolve_gateway", "safe_gateway_url",
         "status_event", "terminal",
