@@ -27,6 +27,7 @@ from .answers import merge_payload
 from .auth import current_principal, may_see
 from .bus import Bus, LocalBus, Message, fly_message
 from .flows import Flows
+from .rounds import plan_rounds
 from .service import (
     AlreadyTerminal,
     Cursor,
@@ -40,7 +41,7 @@ from .service import (
     UnknownTask,
 )
 from .sse import encode_sse
-from .state import TaskRecord, apply_status, cancel, fail, resumed, rfc3339, timed_out, view
+from .state import TaskRecord, apply_statuses, cancel, fail, resumed, rfc3339, timed_out, view
 from .store import StoreError, TaskStore
 from .tasks import Item, Subscriber, TaskRegistry
 
@@ -234,53 +235,69 @@ class TaskEngine:
     async def ingest(self, task_id: str, events: list[Event]) -> None:
         """A sidecar's events, in order; statuses are stored before this returns.
         Raises UnknownTask for a status of an unknown task (FLYs for one are dropped)."""
-        flys: list[Message] = []
-        statuses: list[StatusEvent] = []
-        for event in events:  # runs of FLYs and runs of statuses, each run in one go
-            if isinstance(event, FlyEvent):
-                if statuses:
-                    await self._apply_statuses(task_id, statuses)
-                    statuses = []
-                flys.append(fly_message(task_id, event))
-            else:
-                await self._publish_flys(task_id, flys)
-                flys = []
-                statuses.append(event)
-        if statuses:
-            await self._apply_statuses(task_id, statuses)
-        await self._publish_flys(task_id, flys)
-
-    async def _apply_statuses(self, task_id: str, statuses: list[StatusEvent]) -> None:
-        """Consecutive status reports in one store transaction (a hop's received, processing
-        and completed usually arrive together); every change they make is still published."""
-        now = self.clock()
-        steps: list[TaskRecord] = []
-
-        def change(rec: TaskRecord) -> TaskRecord | None:
-            steps.clear()  # a store may run it again
-            for event in statuses:
-                new = apply_status(rec, event=event, now=now)
-                if new is not None:
-                    rec = new
-                    steps.append(new)
-            return steps[-1] if steps else None
-
-        rec, _ = await self._change(task_id, change, published=steps)
-        if rec is None:
+        if await self.ingest_many({task_id: events}):
             raise UnknownTask(f"unknown task {task_id!r}")
 
-    async def _publish_flys(self, task_id: str, flys: list[Message]) -> None:
-        if not flys:
-            return
-        if isinstance(self.bus, LocalBus) and self.registry.get(task_id) is None:
-            rec = await self.store.get(task_id)  # e.g. after a restart
-            if rec is not None:
-                self.registry.track(rec)
+    async def ingest_many(self, batch: dict[str, list[Event]]) -> list[str]:
+        """Many tasks' events (each task's in order), in rounds (`rounds.plan_rounds`): per
+        round one store call for every task's statuses and one publish for the changes, one
+        for the FLYs. Returns the tasks whose statuses found no task (their FLYs are dropped).
+        Every status is stored before this returns."""
+        unknown: list[str] = []
+        for rnd in plan_rounds(batch):
+            if rnd.statuses:
+                await self._apply_statuses(rnd.statuses, unknown)
+            if rnd.flys:
+                await self._publish_flys(rnd.flys)
+        return unknown
+
+    async def _apply_statuses(
+        self, runs: list[tuple[str, list[StatusEvent]]], unknown: list[str]
+    ) -> None:
+        """Each task's consecutive statuses in one store change (a hop's received and
+        processing arrive together); every record a change went through is published."""
+        now = self.clock()
+        steps: list[list[TaskRecord]] = [[] for _ in runs]
+
+        def change(i: int) -> Callable[[TaskRecord], TaskRecord | None]:
+            def apply(rec: TaskRecord) -> TaskRecord | None:
+                steps[i] = apply_statuses(rec, runs[i][1], now)  # a store may run it again
+                return steps[i][-1] if steps[i] else None
+
+            return apply
+
+        jobs = [(tid, change(i)) for i, (tid, _) in enumerate(runs)]
+        try:
+            outcomes = await self.store.update_many(jobs)
+        except StoreError as exc:
+            raise Unavailable(str(exc)) from None
+        msgs: list[Message] = []
+        for (tid, _), outcome, out in zip(runs, outcomes, steps, strict=True):
+            if isinstance(outcome, StoreError):
+                raise Unavailable(str(outcome)) from None
+            if isinstance(outcome, BaseException):
+                raise outcome
+            rec, changed = outcome
+            if rec is None:
+                unknown.append(tid)
+            elif changed:
+                msgs += [Message(task=tid, record=r) for r in out]
+        await self._publish_changes(msgs)
+
+    async def _publish_flys(self, runs: list[tuple[str, list[FlyEvent]]]) -> None:
+        if isinstance(self.bus, LocalBus):
+            for task_id, _ in runs:
+                if self.registry.get(task_id) is None:
+                    rec = await self.store.get(task_id)  # e.g. after a restart
+                    if rec is not None:
+                        self.registry.track(rec)
+        flys = [fly_message(tid, e) for tid, events in runs for e in events]
         try:
             await self.bus.publish_many(flys)
         except Exception as exc:  # FLY is at-most-once: dropped and counted
             self.fly_publish_failed += len(flys)
-            _log.warning("FLYs not published", task_id=task_id, n=len(flys), error=str(exc))
+            tasks = sorted({tid for tid, _ in runs})
+            _log.warning("FLYs not published", tasks=tasks[:10], n=len(flys), error=str(exc))
 
     def feed(self) -> Subscriber:
         """A cancellation-feed subscriber (the caller calls `unfeed`)."""
@@ -294,27 +311,29 @@ class TaskEngine:
     # -- internals ------------------------------------------------------------------------
 
     async def _change(
-        self,
-        task_id: str,
-        change: Callable[[TaskRecord], TaskRecord | None],
-        *,
-        published: list[TaskRecord] | None = None,
+        self, task_id: str, change: Callable[[TaskRecord], TaskRecord | None]
     ) -> tuple[TaskRecord | None, bool]:
-        """Store a change; publish the new record (or, when `change` fills `published`, each
-        record it went through, in order)."""
+        """Store a change; publish the new record."""
         try:
             rec, changed = await self.store.update(task_id, change)
         except StoreError as exc:
             raise Unavailable(str(exc)) from None
         if rec is not None and changed:
-            msgs = [Message(task=r.id, record=r) for r in (published or [rec])]
-            try:
-                await self.bus.publish_many(msgs)
-            except Exception as exc:  # stored, so GET and pre-flights see it; streams here do too
-                _log.warning("change not published to the replicas", task_id=rec.id, error=str(exc))
-                for msg in msgs:
-                    self._deliver(msg, None)
+            await self._publish_changes([Message(task=rec.id, record=rec)])
         return rec, changed
+
+    async def _publish_changes(self, msgs: list[Message]) -> None:
+        """Stored changes to every replica; if the bus fails, at least to this one's streams
+        (they are stored, so GET and pre-flights see them anyway)."""
+        if not msgs:
+            return
+        try:
+            await self.bus.publish_many(msgs)
+        except Exception as exc:
+            tasks = sorted({m.task for m in msgs})
+            _log.warning("change not published to the replicas", tasks=tasks[:10], error=str(exc))
+            for msg in msgs:
+                self._deliver(msg, None)
 
     def _deliver(self, msg: Message, eid: int | None) -> None:
         """One bus message, on every replica, in bus order."""

@@ -111,6 +111,17 @@ def apply_status(rec: TaskRecord, *, event: StatusEvent, now: float) -> TaskReco
     return new
 
 
+def apply_statuses(rec: TaskRecord, statuses: list[StatusEvent], now: float) -> list[TaskRecord]:
+    """Every record `statuses` take `rec` through, in order (stale reports make none)."""
+    steps: list[TaskRecord] = []
+    for event in statuses:
+        new = apply_status(rec, event=event, now=now)
+        if new is not None:
+            rec = new
+            steps.append(new)
+    return steps
+
+
 def cancel(rec: TaskRecord, now: float) -> TaskRecord | None:
     """Canceled by a client; None if already terminal."""
     if rec.terminal:
@@ -217,6 +228,7 @@ __all__ = [
     "TERMINAL",
     "TaskRecord",
     "apply_status",
+    "apply_statuses",
     "cancel",
     "fail",
     "progress_fraction",

@@ -117,8 +117,9 @@ SURFACE: dict[str, list[str]] = {
         "A2A_EVENT_KEYS", "SseResponse", "SseSource", "encode_comment", "encode_sse",
         "fly_event_name", "might_be_a2a",
     ],
+    "asya_gateway.rounds": ["Round", "plan_rounds"],
     "asya_gateway.state": [
-        "RANK", "TERMINAL", "TaskRecord", "apply_status", "cancel", "fail",
+        "RANK", "TERMINAL", "TaskRecord", "apply_status", "apply_statuses", "cancel", "fail",
         "progress_fraction", "resumed", "rfc3339", "timed_out", "update_data", "view",
         "view_json",
     ],
@@ -128,7 +129,7 @@ SURFACE: dict[str, list[str]] = {
     ],
     "asya_gateway.store.base": [
         "Change", "Cursor", "SCHEMA_VERSION", "SchemaTooNew", "StoreError", "TaskExists",
-        "TaskStore", "check_version", "decode", "encode", "redact",
+        "TaskStore", "Updated", "check_version", "decode", "encode", "redact",
     ],
     "asya_gateway.store.combine": ["Combiner"],
     "asya_gateway.store.postgres": ["PostgresStore", "SCHEMA_LOCK"],

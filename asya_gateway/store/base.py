@@ -20,6 +20,8 @@ from ..state import TaskRecord
 SCHEMA_VERSION: Final = 3  # 2: the `owner` column (who created the task); 3: `created_at`
 
 Change = Callable[[TaskRecord], TaskRecord | None]
+#: What `update` returns: (the record now, whether the change changed it).
+Updated = tuple[TaskRecord | None, bool]
 
 _encoder: Final = msgspec.json.Encoder()
 _decoder: Final = msgspec.json.Decoder(TaskRecord)
@@ -60,6 +62,12 @@ class TaskStore(Protocol):
         Returns (the record now, whether `change` changed it); (None, False) for an unknown id.
         `change` is pure and may run more than once (never with side effects).
         """
+        ...
+
+    async def update_many(self, jobs: list[tuple[str, Change]]) -> list[Updated | BaseException]:
+        """`update` for each (id, change), each atomic on its own (the embedded store commits
+        them together); one outcome per job, in order, an exception as a value (a StoreError
+        when the store failed)."""
         ...
 
     async def deadlines(self) -> list[tuple[float, str]]:
@@ -108,6 +116,7 @@ __all__ = [
     "StoreError",
     "TaskExists",
     "TaskStore",
+    "Updated",
     "check_version",
     "decode",
     "encode",

@@ -50,18 +50,24 @@ class Combiner(Generic[T, R]):
         self.batches = 0  # for tests and benchmarks: how many batches ran
 
     async def submit(self, item: T) -> R:
-        job: _Job[T, R] = _Job(item)
-        self._queue.append(job)
-        while not job.done:
-            async with self._lock:
-                if not job.done:  # nobody ran it while we waited: we lead the next batch
-                    batch, self._queue = self._queue[: self._max], self._queue[self._max :]
-                    with anyio.CancelScope(shield=True):
-                        await self._run(batch)
-        outcome = job.outcome
+        (outcome,) = await self.submit_many([item])
         if isinstance(outcome, BaseException):
             raise outcome
-        return outcome  # type: ignore[return-value]  # done and not an exception: an R
+        return outcome
+
+    async def submit_many(self, items: list[T]) -> list[R | BaseException]:
+        """Every item's outcome, in order (an exception is returned, not raised): queued
+        together, so they share batches with each other and with whatever else is queued."""
+        jobs: list[_Job[T, R]] = [_Job(item) for item in items]
+        self._queue.extend(jobs)
+        for job in jobs:
+            while not job.done:
+                async with self._lock:
+                    if not job.done:  # nobody ran it while we waited: we lead the next batch
+                        batch, self._queue = self._queue[: self._max], self._queue[self._max :]
+                        with anyio.CancelScope(shield=True):
+                            await self._run(batch)
+        return [job.outcome for job in jobs]  # type: ignore[misc]  # all done: R or an error
 
     async def _run(self, batch: list[_Job[T, R]]) -> None:
         self.batches += 1

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
+import anyio
 import asyncpg
 
 from ..state import TaskRecord
@@ -20,6 +21,7 @@ from .base import (
     Cursor,
     StoreError,
     TaskExists,
+    Updated,
     check_version,
     decode,
     encode,
@@ -135,6 +137,22 @@ class PostgresStore:
     async def update(self, task_id: str, change: Change) -> tuple[TaskRecord | None, bool]:
         async with _mapped(self.url):
             return await self._update(task_id, change)
+
+    async def update_many(self, jobs: list[tuple[str, Change]]) -> list[Updated | BaseException]:
+        # Side by side, each its own transaction (one row lock each): one transaction for all
+        # could deadlock against another replica locking the same rows in another order.
+        out: list[Updated | BaseException] = [StoreError("not run")] * len(jobs)
+
+        async def one(i: int, task_id: str, change: Change) -> None:
+            try:
+                out[i] = await self.update(task_id, change)
+            except Exception as exc:
+                out[i] = exc
+
+        async with anyio.create_task_group() as tg:
+            for i, (task_id, change) in enumerate(jobs):
+                tg.start_soon(one, i, task_id, change)
+        return out
 
     async def _update(self, task_id: str, change: Change) -> tuple[TaskRecord | None, bool]:
         async with self.pool.acquire() as conn, conn.transaction():

@@ -24,6 +24,7 @@ from .base import (
     Cursor,
     StoreError,
     TaskExists,
+    Updated,
     check_version,
     decode,
     encode,
@@ -53,7 +54,6 @@ _MIGRATIONS: Final = {
 }
 
 _Update = tuple[str, Change]
-_Updated = tuple[TaskRecord | None, bool]
 
 
 class SqliteStore:
@@ -65,7 +65,7 @@ class SqliteStore:
         self.path = url.removeprefix("sqlite://") or ":memory:"
         self._db: sqlite3.Connection | None = None
         self._limiter = anyio.CapacityLimiter(1)  # one connection: one thread at a time
-        self._updates: Combiner[_Update, _Updated] = Combiner(self._update_batch)
+        self._updates: Combiner[_Update, Updated] = Combiner(self._update_batch)
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         try:
@@ -144,15 +144,18 @@ class SqliteStore:
     async def update(self, task_id: str, change: Change) -> tuple[TaskRecord | None, bool]:
         return await self._updates.submit((task_id, change))
 
-    async def _update_batch(self, jobs: list[_Update]) -> list[_Updated | BaseException]:
-        result: list[_Updated | BaseException] = await self._run(self._update_many, jobs)
+    async def update_many(self, jobs: list[_Update]) -> list[Updated | BaseException]:
+        return await self._updates.submit_many(jobs)
+
+    async def _update_batch(self, jobs: list[_Update]) -> list[Updated | BaseException]:
+        result: list[Updated | BaseException] = await self._run(self._update_many, jobs)
         return result
 
-    def _update_many(self, jobs: list[_Update]) -> list[_Updated | BaseException]:
+    def _update_many(self, jobs: list[_Update]) -> list[Updated | BaseException]:
         """Every queued update in one transaction (one commit, one hop to this thread); a
         `change` that raises fails only its own job (it wrote nothing)."""
         db = self.db
-        out: list[_Updated | BaseException] = []
+        out: list[Updated | BaseException] = []
         db.execute("BEGIN IMMEDIATE")
         try:
             for task_id, change in jobs:

@@ -144,3 +144,27 @@ def test_every_job_runs_exactly_once_in_bounded_batches(waves: list[int], max_ba
         assert comb.batches == len(rec.batches)
 
     anyio.run(run)
+
+
+async def test_submit_many_answers_each_item_in_order_and_shares_one_batch() -> None:
+    rec = Recorder()
+    c: Combiner[int, int] = Combiner(rec, max_batch=64)
+    out = await c.submit_many([1, 6, 3])
+    assert rec.batches == [[1, 6, 3]]  # one batch for the whole request, not one per item
+    assert out[0] == 10 and out[2] == 30
+    assert isinstance(out[1], ValueError) and str(out[1]) == "odd 6"  # returned, not raised
+
+
+async def test_submit_many_beyond_max_batch_takes_several_batches_in_order() -> None:
+    rec = Recorder()
+    c: Combiner[int, int] = Combiner(rec, max_batch=2)
+    out = await c.submit_many([0, 1, 2, 3, 4])
+    assert rec.batches == [[0, 1], [2, 3], [4]]
+    assert out == [0, 10, 20, 30, 40]
+
+
+async def test_submit_many_returns_a_store_failure_as_every_outcome() -> None:
+    rec = Recorder(fail_batches=frozenset({0}))
+    c: Combiner[int, int] = Combiner(rec)
+    out = await c.submit_many([1, 2])
+    assert all(isinstance(o, OSError) and str(o) == "disk gone" for o in out)

@@ -75,6 +75,34 @@ async def test_update_is_atomic_and_reports_no_change(url: str) -> None:
         await store.aclose()
 
 
+async def test_update_many_answers_each_job_in_order(url: str) -> None:
+    store = await opened(url)
+    try:
+        await store.insert(rec("a", progress=0.0))
+        await store.insert(rec("b", progress=0.0))
+
+        def bump(r: TaskRecord) -> TaskRecord:
+            return msgspec.structs.replace(r, progress=r.progress + 1)
+
+        def broken(r: TaskRecord) -> TaskRecord:
+            raise ValueError("bad change")
+
+        out = await store.update_many(
+            [("a", bump), ("nope", bump), ("b", lambda r: None), ("a", bump), ("b", broken)]
+        )
+        a1, missing, same, a2, failed = out
+        assert isinstance(a1, tuple) and a1[0] is not None and a1[0].progress == 1 and a1[1]
+        assert missing == (None, False)
+        assert isinstance(same, tuple) and same[1] is False
+        assert isinstance(a2, tuple) and a2[0] is not None and a2[0].progress == 2
+        assert isinstance(failed, ValueError)  # one job's failure is its own
+        got_a, got_b = await store.get("a"), await store.get("b")
+        assert got_a is not None and got_a.progress == 2
+        assert got_b is not None and got_b.progress == 0
+    finally:
+        await store.aclose()
+
+
 async def test_deadlines_lists_unfinished_tasks_only(url: str) -> None:
     store = await opened(url)
     try:
