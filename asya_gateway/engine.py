@@ -272,17 +272,21 @@ class TaskEngine:
         except StoreError as exc:
             raise Unavailable(str(exc)) from None
         msgs: list[Message] = []
+        failed: BaseException | None = None
         for (tid, _), outcome, out in zip(runs, outcomes, steps, strict=True):
-            if isinstance(outcome, StoreError):
-                raise Unavailable(str(outcome)) from None
             if isinstance(outcome, BaseException):
-                raise outcome
+                failed = failed or outcome
+                continue
             rec, changed = outcome
             if rec is None:
                 unknown.append(tid)
             elif changed:
                 msgs += [Message(task=tid, record=r) for r in out]
-        await self._publish_changes(msgs)
+        await self._publish_changes(msgs)  # what was stored is published, even if one failed
+        if isinstance(failed, StoreError):
+            raise Unavailable(str(failed)) from None
+        if failed is not None:
+            raise failed
 
     async def _publish_flys(self, runs: list[tuple[str, list[FlyEvent]]]) -> None:
         if isinstance(self.bus, LocalBus):
