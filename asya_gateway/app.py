@@ -236,7 +236,7 @@ class Gateway:
         per_task: dict[str, list[Event]] = {}
         for task_id, events in runs:  # a task may come back later in the body: join its runs
             per_task.setdefault(task_id, []).extend(events)
-        # All tasks' statuses in one store transaction, their FLYs in one bus publish.
+        # Per round (`rounds.py`) one store call for all tasks' statuses, one publish for FLYs.
         unknown = await self.engine.ingest_many(per_task)
         return JSONResponse({"unknown": unknown}) if unknown else Response(status_code=204)
 
