@@ -304,3 +304,44 @@ def pod_logs(podman: str, deployment_names: Iterable[str]) -> str:
             )
             out.append(f"--- {n}\n{logs.stdout}{logs.stderr}")
     return "\n".join(out)
+
+
+def _pod_names(path: Path) -> tuple[list[str], list[str]]:
+    """The pods and containers `podman kube play` names for a file's Deployments."""
+    pods, containers = [], []
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc and doc.get("kind") == "Deployment":
+            pod = f"{doc['metadata']['name']}-pod-0"
+            pods.append(pod)
+            spec = doc["spec"]["template"]["spec"]
+            for c in [*spec.get("initContainers", []), *spec["containers"]]:
+                containers.append(f"{pod}-{c['name']}")
+    return pods, containers
+
+
+def free_names(podman: str, path: Path) -> None:
+    """Remove whatever holds the names a play of `path` takes: its earlier pods, and containers
+    podman left in storage only (a play killed mid-way leaves one: the next play then fails
+    with "the container name ... is already in use", seen in CI)."""
+    pods, containers = _pod_names(path)
+    sh(podman, "kube", "down", str(path), check=False, timeout=120)
+    sh(podman, "pod", "rm", "-f", "--ignore", *pods, check=False, timeout=120)
+    sh(podman, "rm", "-f", "--ignore", *containers, check=False, timeout=120)
+    for name in containers:
+        sh(podman, "rm", "--storage", name, check=False, timeout=60)
+
+
+def play(podman: str, path: Path, attempts: int = 3, timeout: float = 120) -> None:
+    """`podman kube play --network host`, on free names, retried: podman 4.3 has been seen to
+    hang in a play (its pod stuck in "Created" for 600 s, CI) and to trip on names a killed
+    play left behind; both are podman's, before any of our code runs. A play takes < 1 s."""
+    failures: list[str] = []
+    for _ in range(attempts):
+        try:
+            free_names(podman, path)
+            sh(podman, "kube", "play", "--network", "host", str(path), timeout=timeout)
+            return
+        except (AssertionError, subprocess.TimeoutExpired) as exc:
+            failures.append(str(exc))
+            print(f"kube play failed, retrying on freed names: {exc}")  # shown on failure
+    raise AssertionError(f"kube play of {path} failed {attempts} times:\n" + "\n".join(failures))

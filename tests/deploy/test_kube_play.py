@@ -82,7 +82,7 @@ class Mesh:
             kube.podman_secret(self.podman, name, values)
 
     def play(self, path: Path) -> None:
-        kube.sh(self.podman, "kube", "play", "--network", "host", str(path))
+        kube.play(self.podman, path)
 
     def down(self, path: Path) -> None:
         kube.sh(self.podman, "kube", "down", str(path), check=False)
