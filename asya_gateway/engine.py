@@ -357,7 +357,7 @@ class TaskEngine:
             status = "running"
         else:
             return
-        item = Item(0, encode_sse("task", _encoder.encode({"id": rec.id, "status": status})))
+        item = Item(0, sse=encode_sse("task", _encoder.encode({"id": rec.id, "status": status})))
         for sub in self._feed:
             sub.push(item)
 

@@ -28,13 +28,39 @@ _encoder: Final = msgspec.json.Encoder()
 _dict: Final = msgspec.json.Decoder(dict)
 
 
-class Item(msgspec.Struct, frozen=True):
-    """One published event, encoded once and shared by every subscriber."""
+class Item:
+    """One published event, shared by every subscriber and encoded once. A progress update is
+    encoded when first read, so one nobody streams never is (with no client watching, encoding
+    was most of what publishing a change cost); every other event at once."""
 
-    event_id: int
-    sse: bytes
-    fly: bytes | None = None  # the FLY dict's JSON (FLY events)
-    record: TaskRecord | None = None  # the task after the change (status events)
+    __slots__ = ("_sse", "event_id", "fly", "name", "record", "size")
+
+    def __init__(
+        self,
+        event_id: int,
+        *,
+        sse: bytes | None = None,
+        name: str = "update",
+        fly: bytes | None = None,  # the FLY dict's JSON (FLY events)
+        record: TaskRecord | None = None,  # the task after the change (status events)
+    ) -> None:
+        self.event_id = event_id
+        self.name = name
+        self.fly = fly
+        self.record = record
+        self._sse = sse
+        if sse is None and (record is None or not _small(record)):
+            # A FLY (raw JSON, any shape), a result, an error or a pause: measured, not guessed.
+            sse = self.sse
+        #: What the replay ring counts: the encoded length, or a bound on it.
+        self.size = len(sse) if sse is not None else _bound(self)
+
+    @property
+    def sse(self) -> bytes:
+        if self._sse is None:
+            data = self.fly if self.record is None else _encoder.encode(update_data(self.record))
+            self._sse = encode_sse(self.name, data or b"{}", self.event_id)
+        return self._sse
 
     @property
     def task(self) -> TaskView | None:
@@ -47,6 +73,32 @@ class Item(msgspec.Struct, frozen=True):
         if task is not None:
             return StatusUpdate(event_id=self.event_id, task=task)
         return FlyUpdate(event_id=self.event_id, data=_dict.decode(self.fly or b"{}"))
+
+
+def _small(rec: TaskRecord) -> bool:
+    """A progress update: every field short (no result, error, message or pause)."""
+    return (
+        rec.result is msgspec.UNSET
+        and rec.error is msgspec.UNSET
+        and rec.message is None
+        and rec.status != "paused"
+    )
+
+
+# An update's fixed part: its keys, progress, timestamp, the `id:`/`event:`/`data:` lines.
+_UPDATE_FIXED: Final = 160
+
+
+def _bound(item: Item) -> int:
+    """An upper bound on the encoded length of an item not encoded yet: JSON at most doubles
+    printable ASCII (a quote or a backslash takes two bytes) and at most sextuples the rest
+    (`\\u0000`)."""
+    rec = item.record
+    assert rec is not None  # only progress updates are left unencoded
+    texts = (rec.id, rec.status, rec.state, rec.actor or "")
+    return _UPDATE_FIXED + sum(
+        (2 if t.isascii() and t.isprintable() else 6) * len(t) for t in texts
+    )
 
 
 class _PendingFly(msgspec.Struct, frozen=True):
@@ -252,15 +304,14 @@ class TaskRegistry:
                 rec = item.record
                 live.published = rec
                 live.ended = rec.terminal
-                data = _encoder.encode(update_data(rec))
-                self._publish(live, "update", data, None, rec, item.eid)
+                self._publish(live, item.eid, record=rec)
                 if rec.terminal:
                     for sub in live.subscribers:
                         sub.finish()
                     live.subscribers.clear()
                     self._ended[live.id] = None
             else:
-                self._publish(live, item.name, item.data, item.data, None, item.eid)
+                self._publish(live, item.eid, name=item.name, fly=item.data)
         due = live.gate.due
         # One heap entry per task, at or before its gate's deadline (a held FLY per FLY would
         # otherwise push one per FLY); a deadline that moved later is re-filed when reached.
@@ -272,25 +323,25 @@ class TaskRegistry:
     def _publish(
         self,
         live: Live,
-        name: str,
-        data: bytes,
-        fly: bytes | None,
-        record: TaskRecord | None,
         given: int | None,
+        *,
+        name: str = "update",
+        fly: bytes | None = None,
+        record: TaskRecord | None = None,
     ) -> None:
         # Strictly increasing per task. With bus ids every replica computes the same ids: the
         # same messages in the same order through the same gate.
         eid = live.last_event_id + 1 if given is None else max(given, live.last_event_id + 1)
         live.last_event_id = eid
-        item = Item(eid, encode_sse(name, data, eid), fly, record)
+        item = Item(eid, name=name, fly=fly, record=record)
         ring = live.ring
         if len(ring) == ring.maxlen:
-            live.ring_bytes -= len(ring[0].sse)
+            live.ring_bytes -= ring[0].size
             live.ring_complete = False
         ring.append(item)
-        live.ring_bytes += len(item.sse)
+        live.ring_bytes += item.size
         while live.ring_bytes > self.ring_max_bytes and len(ring) > 1:
-            live.ring_bytes -= len(ring.popleft().sse)  # forget the oldest: bytes are bounded
+            live.ring_bytes -= ring.popleft().size  # forget the oldest: bytes are bounded
             live.ring_complete = False
         for sub in live.subscribers:
             sub.push(item)
@@ -341,9 +392,7 @@ class TaskRegistry:
         missed = self._since(live, last_event_id)
         if missed is None:
             snap = live.record
-            data = _encoder.encode(update_data(snap))
-            eid = live.last_event_id
-            sub.push(Item(eid, encode_sse("update", data, eid), None, snap))
+            sub.push(Item(live.last_event_id, record=snap))
             if snap.terminal:
                 sub.finish()
                 return sub

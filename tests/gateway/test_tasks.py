@@ -171,7 +171,8 @@ def test_ring_is_bounded_in_bytes_too() -> None:
     live = reg.track(r, new=True)
     for i in range(50):
         reg.fly(r.id, FlyEvent(data=msgspec.Raw(b'{"pad":"%s","i":%d}' % (b"x" * 80, i))))
-    assert live.ring_bytes == sum(len(c.sse) for c in live.ring) <= 1000
+    assert live.ring_bytes == sum(c.size for c in live.ring) <= 1000
+    assert all(c.size >= len(c.sse) for c in live.ring)
     assert live.ring[-1].event_id == 50 and len(live.ring) < 50
     sub = reg.subscribe(r, last_event_id=5)  # fell out of the ring: a snapshot instead
     assert len(sub.queue) == 1 and sub.queue[0].task is not None
@@ -251,3 +252,27 @@ def test_the_timer_heap_never_sleeps_past_a_gate_deadline(
     assert items[-1].task is not None and items[-1].task.status == "succeeded"
     flys = [msgspec.json.decode(i.fly)["i"] for i in items if i.fly is not None]
     assert flys == sorted(flys) and len(flys) == len(set(flys))  # in order, each at most once
+
+
+_NAMES = hs.text(hs.sampled_from('a"\\\x00\x1fé\u2028😀'), max_size=300)
+
+
+@given(
+    _NAMES.filter(bool),
+    _NAMES,
+    hs.sampled_from(["received", "processing", "completed"]),
+    hs.floats(0, 1),
+    hs.floats(0, 4e9),
+    hs.integers(0, 2**62),
+)
+def test_a_progress_update_is_counted_at_no_less_than_its_encoded_size(
+    tid: str, actor: str, state: str, progress: float, at: float, eid: int
+) -> None:
+    """The ring counts a progress update before encoding it (most are never read): its
+    bound must hold, or the ring's byte limit would not."""
+    r = msgspec.structs.replace(
+        rec(tid), status="running", state=state, actor=actor, progress=progress, updated_at=at
+    )
+    item = Item(eid, record=r)
+    assert item.size >= len(item.sse)
+    assert item.sse.startswith(b"id: %d\nevent: update\ndata: {" % eid)
