@@ -95,10 +95,8 @@ def _bound(item: Item) -> int:
     (`\\u0000`)."""
     rec = item.record
     assert rec is not None  # only progress updates are left unencoded
-    texts = (rec.id, rec.status, rec.state, rec.actor or "")
-    return _UPDATE_FIXED + sum(
-        (2 if t.isascii() and t.isprintable() else 6) * len(t) for t in texts
-    )
+    text = rec.id + rec.status + rec.state + (rec.actor or "")
+    return _UPDATE_FIXED + (2 if text.isascii() and text.isprintable() else 6) * len(text)
 
 
 class _PendingFly(msgspec.Struct, frozen=True):
