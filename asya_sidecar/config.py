@@ -197,6 +197,17 @@ class SidecarConfig(msgspec.Struct, kw_only=True, frozen=True):
             ge=0,
         ),
     ] = 0.15
+    status_linger: Annotated[
+        float,
+        opt(
+            "ASYA_GATEWAY_STATUS_LINGER",
+            "how long progress statuses wait to share a POST (FLYs and ends never wait)",
+            flag="--status-linger",
+            duration=True,
+            ge=0,
+            le=1,
+        ),
+    ] = 0.005
 
     @property
     def namespace(self) -> str:

@@ -10,7 +10,7 @@ from typing import Final
 import anyio
 import msgspec
 
-from asya_mesh.events import Event, FlyEvent
+from asya_mesh.events import Event, FlyEvent, StatusEvent
 
 from .circuit import Circuit
 from .metrics import Metrics
@@ -18,6 +18,11 @@ from .metrics import Metrics
 # A coalesced text FLY stops growing here (the gateway caps request bodies); past it the
 # next FLY is dropped and counted like any overflow.
 MAX_MERGED_BYTES: Final = 256 * 1024
+#: Statuses that only say how far an envelope got; the sender may hold them a moment so that
+#: more envelopes' go in the same POST. Anything else (a FLY, a terminal status, a pause) is
+#: urgent, and so is an outbox this full.
+PROGRESS: Final = frozenset({"received", "processing", "completed"})
+URGENT_BACKLOG: Final = 256
 _decode: Final = msgspec.json.Decoder()
 _encode: Final = msgspec.json.Encoder()
 
@@ -87,6 +92,7 @@ class GatewayOutbox:
         self._metrics = metrics
         self._entries: deque[Pending] = deque()  # taken from the left: O(1) per event
         self._ready = anyio.Event()
+        self._urgent = anyio.Event()  # set while something queued should not wait
         self.lanes = 0  # envelopes open on this gateway
         self.sending = False
         self.running = False  # a sender task drains this outbox
@@ -111,6 +117,12 @@ class GatewayOutbox:
         lane.pending += 1
         lane.last = entry
         self._ready.set()
+        if (
+            not isinstance(event, StatusEvent)
+            or event.status not in PROGRESS
+            or len(self._entries) >= URGENT_BACKLOG
+        ):
+            self._urgent.set()
         return True
 
     def take(self, limit: int) -> list[Pending]:
@@ -123,10 +135,16 @@ class GatewayOutbox:
                 e.lane.last = None
         if not self._entries:
             self._ready = anyio.Event()
+            self._urgent = anyio.Event()
         return batch
 
     async def wait(self) -> None:
         await self._ready.wait()
+
+    async def linger(self, seconds: float) -> None:
+        """Return after `seconds`, or at once when something urgent is queued."""
+        with anyio.move_on_after(seconds):
+            await self._urgent.wait()
 
     @property
     def idle(self) -> bool:

@@ -69,6 +69,7 @@ async def run_sidecar(
             buffer=cfg.fly_buffer,
             preflight_timeout=cfg.preflight_timeout,
             token=cfg.gateway_token,
+            status_linger=cfg.status_linger,
         ) as gw,
         anyio.create_task_group() as tg,
     ):

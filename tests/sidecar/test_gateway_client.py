@@ -9,7 +9,7 @@ import anyio
 import httpx
 import pytest
 
-from asya_mesh.events import Event, StatusData, StatusEvent
+from asya_mesh.events import Event, FlyEvent, StatusData, StatusEvent
 from asya_sidecar.gateway import GatewayClient, safe_gateway_url
 from asya_sidecar.metrics import Metrics
 from asya_sidecar.reports import fly
@@ -133,6 +133,56 @@ async def test_many_envelopes_share_one_post_with_task_ids() -> None:
     for k in range(5):
         assert [e["data"]["i"] for e in body if e["id"] == f"id-{k}"] == [0, 1, 2]
     assert counter(metrics, "fly_forwarded") == 15
+
+
+def progress(state: str) -> StatusEvent:
+    return StatusEvent(status=state, data=StatusData(curr="a"))
+
+
+async def test_progress_statuses_linger_so_envelopes_close_in_time_share_a_post() -> None:
+    fake = Fake(lambda path, body: 204)
+    async with fake_gateway(fake) as (gw, http), anyio.create_task_group() as tg:
+        client = GatewayClient(
+            http, tg, Metrics("memory"), default_url=gw, buffer=100, status_linger=0.5
+        )
+        first, second = client.open(gw, "id-1"), client.open(gw, "id-2")
+        t0 = anyio.current_time()
+        first.put(progress("received"))
+        await anyio.sleep(0.05)  # without the linger, id-1's status would be posted by now
+        second.put(progress("received"))
+        first.close()
+        second.close()
+        with anyio.fail_after(5):
+            await client.wait_idle()
+        waited = anyio.current_time() - t0
+    assert [p for p, _ in fake.calls] == ["/api/v1/mesh/events"]
+    assert [e["id"] for e in fake.calls[0][1]] == ["id-1", "id-2"]
+    assert waited >= 0.5  # the lone statuses did wait the linger out
+
+
+@pytest.mark.parametrize(
+    "urgent",
+    [fly({"text": "tok"}, seq=0), StatusEvent(status="succeeded"), StatusEvent(status="paused")],
+    ids=["fly", "terminal", "pause"],
+)
+async def test_a_fly_an_end_or_a_pause_goes_at_once_with_what_lingers(urgent: Event) -> None:
+    fake = Fake(lambda path, body: 204)
+    async with fake_gateway(fake) as (gw, http), anyio.create_task_group() as tg:
+        client = GatewayClient(
+            http, tg, Metrics("memory"), default_url=gw, buffer=100, status_linger=60
+        )
+        lingering, other = client.open(gw, "id-1"), client.open(gw, "id-2")
+        lingering.put(progress("processing"))
+        other.put(urgent)
+        lingering.close()
+        other.close()
+        with anyio.fail_after(5):  # far below the 60 s linger
+            await client.wait_idle()
+    (body,) = [b for _, b in fake.calls]
+    assert [(e["id"], e["type"]) for e in body] == [
+        ("id-1", "status"),
+        ("id-2", "fly" if isinstance(urgent, FlyEvent) else "status"),
+    ]
 
 
 @pytest.mark.parametrize("code", [404, 405])
