@@ -15,7 +15,10 @@
    (`x-asya-mesh-status: off`), alternately in one run (target: on >= 0.9x off), and the
    sidecar's CPU per task (from /proc) in each mode. With `--pin` the gateway runs on core 1
    and everything else on core 0, as when the gateway is its own pod: the ratio then shows what
-   reporting costs the actor, not the gateway's CPU competing for the actor's cores.
+   reporting costs the actor, not the gateway's CPU competing for the actor's cores. Cases:
+   fly0 and fly10 (CPU-bound: 0 and 10 FLYs), io5ms (each task awaits 5 ms first, as a model
+   call would: the throughput is the same either way, the CPU per task is the figure).
+   `--status-linger 0` turns the sidecar's status linger off, for an A/B.
 """
 
 from __future__ import annotations
@@ -259,13 +262,14 @@ def _cpu_s(pid: int) -> float:
 
 
 async def _gw_round(
-    http: Any, gw: str, n: int, flys: int, off: bool, pid: int, gw_pid: int
+    http: Any, gw: str, n: int, case: tuple[int, float], off: bool, pid: int, gw_pid: int
 ) -> tuple[float, float, float]:
     """(envelopes/s, sidecar and gateway CPU ms per envelope) for one batch of `n` tasks."""
     bodies = [_shift(b, off) for b in await _gw_tasks(http, gw, n)]
+    flys, sleep = case
     for i, b in enumerate(bodies):
         env = json.loads(b)
-        env["payload"] = {"n": flys, "k": i}
+        env["payload"] = {"n": flys, "k": i, "sleep": sleep}
         bodies[i] = json.dumps(env).encode()
     c0, g0, t0 = _cpu_s(pid), _cpu_s(gw_pid), time.perf_counter()
     for b in bodies:
@@ -275,11 +279,14 @@ async def _gw_round(
     return n / took, cpu * 1000 / n, gcpu * 1000 / n
 
 
-async def gateway_bench(quick: bool, pin: bool = False) -> None:
+_CASES: dict[str, tuple[int, float]] = {"fly0": (0, 0.0), "fly10": (10, 0.0), "io5ms": (0, 0.005)}
+
+
+async def gateway_bench(quick: bool, pin: bool = False, linger: str | None = None) -> None:
     import httpx
 
     global _T
-    n, rounds = (200, 2) if quick else (500, 3)
+    n, rounds = (200, 2) if quick else (1500, 3)
     tmp = Path(tempfile.mkdtemp(prefix="asya-g-", dir="/tmp"))
     procs = Procs(tmp)
     _T = await open_transport(TransportConfig(kind="sqlite", namespace=NS, sqlite_path=procs.db))
@@ -294,8 +301,13 @@ async def gateway_bench(quick: bool, pin: bool = False) -> None:
             [str(BIN / "asya-gateway"), *run],
             ASYA_GATEWAY_DATABASE_URL=f"sqlite:///{tmp / 'gw.db'}",
         )
+        extra = {} if linger is None else {"ASYA_GATEWAY_STATUS_LINGER": linger}
         procs.actor(
-            "g", "examples.handlers.util:fly_flood", ASYA_CONCURRENCY="4", ASYA_GATEWAY_URL=gw
+            "g",
+            "examples.handlers.util:fly_flood",
+            ASYA_CONCURRENCY="4",
+            ASYA_GATEWAY_URL=gw,
+            **extra,
         )
         pid, gw_pid = procs.procs[-1].pid, procs.procs[0].pid
         if pin:  # the gateway on a core of its own, as in its own pod; the actor and we share one
@@ -312,31 +324,36 @@ async def gateway_bench(quick: bool, pin: bool = False) -> None:
                     except httpx.HTTPError:
                         pass
                     await anyio.sleep(0.2)
-            for flys in (0, 10):
-                await _gw_round(http, gw, 20, flys, False, pid, gw_pid)  # warm-up (feed connected)
-                await _gw_round(http, gw, 20, flys, True, pid, gw_pid)
+            for name, case in _CASES.items():
+                await _gw_round(http, gw, 20, case, False, pid, gw_pid)  # warm-up (feed connected)
+                await _gw_round(http, gw, 20, case, True, pid, gw_pid)
                 for _ in range(rounds):
                     for off in (False, True):
-                        key = f"{'off' if off else 'on'}_{flys}"
+                        key = f"{'off' if off else 'on'}_{name}"
                         res.setdefault(key, []).append(
-                            await _gw_round(http, gw, n, flys, off, pid, gw_pid)
+                            await _gw_round(http, gw, n, case, off, pid, gw_pid)
                         )
     finally:
         procs.close()
         await _T.aclose()
         shutil.rmtree(tmp, ignore_errors=True)
     out: dict[str, Any] = {}
-    for flys in (0, 10):
-        on, off = res[f"on_{flys}"], res[f"off_{flys}"]
+    for name in _CASES:
+        on, off = res[f"on_{name}"], res[f"off_{name}"]
         on_tp = statistics.median(r[0] for r in on)
         off_tp = statistics.median(r[0] for r in off)
-        out[f"fly{flys}"] = {
+        sc_on = statistics.median(r[1] for r in on)
+        sc_off = statistics.median(r[1] for r in off)
+        gw_on = statistics.median(r[2] for r in on)
+        out[name] = {
             "gateway_on_env_per_s": round(on_tp, 1),
             "gateway_off_env_per_s": round(off_tp, 1),
             "ratio_on_vs_off": round(on_tp / off_tp, 3),
-            "sidecar_cpu_ms_per_task_on": round(statistics.median(r[1] for r in on), 2),
-            "sidecar_cpu_ms_per_task_off": round(statistics.median(r[1] for r in off), 2),
-            "gateway_cpu_ms_per_task_on": round(statistics.median(r[2] for r in on), 2),
+            "sidecar_cpu_ms_per_task_on": round(sc_on, 3),
+            "sidecar_cpu_ms_per_task_off": round(sc_off, 3),
+            "gateway_cpu_ms_per_task_on": round(gw_on, 3),
+            # What reporting costs per task, all told: the gateway's CPU and the sidecar's extra.
+            "reporting_cpu_ms_per_task": round(gw_on + sc_on - sc_off, 3),
             "runs_on": [round(r[0]) for r in on],
             "runs_off": [round(r[0]) for r in off],
         }
@@ -346,7 +363,8 @@ async def gateway_bench(quick: bool, pin: bool = False) -> None:
             f"{k}: healthy gateway {v['ratio_on_vs_off']}x of none (target >= 0.9x"
             f"{'; gateway on its own core' if pin else ''}); "
             f"sidecar CPU {v['sidecar_cpu_ms_per_task_on']} ms/task "
-            f"(off: {v['sidecar_cpu_ms_per_task_off']})"
+            f"(off: {v['sidecar_cpu_ms_per_task_off']}), gateway "
+            f"{v['gateway_cpu_ms_per_task_on']}; reporting {v['reporting_cpu_ms_per_task']} ms/task"
         )
 
 
@@ -359,6 +377,11 @@ def main() -> None:
         action="store_true",
         help="with --gateway: the gateway on core 1, actor and bench on core 0 (its own pod)",
     )
+    ap.add_argument(
+        "--status-linger",
+        metavar="DURATION",
+        help="with --gateway: the sidecar's ASYA_GATEWAY_STATUS_LINGER (default: its own)",
+    )
     ap.add_argument("--relay", nargs=2, metavar=("SRC", "DST"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.relay:
@@ -366,7 +389,7 @@ def main() -> None:
     elif args.gateway:
         if args.pin and (os.cpu_count() or 1) < 2:
             ap.error("--pin needs two cores")
-        anyio.run(gateway_bench, args.quick, args.pin)
+        anyio.run(gateway_bench, args.quick, args.pin, args.status_linger)
     else:
         anyio.run(bench, args.quick)
 

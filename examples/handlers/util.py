@@ -33,8 +33,10 @@ def block(payload):
 
 
 async def fly_flood(payload):
-    """payload["n"] FLYs as fast as possible (each carries its index and a perf_counter_ns
-    stamp), then the payload."""
+    """After payload["sleep"] seconds (if any, like a model call), payload["n"] FLYs as fast
+    as possible (each carries its index and a perf_counter_ns stamp), then the payload."""
+    if payload.get("sleep"):
+        await asyncio.sleep(float(payload["sleep"]))
     n = int(payload.get("n", 1000))
     now = time.perf_counter_ns
     for i in range(n):
