@@ -54,7 +54,8 @@ from .service import (
 from .sse import SseResponse
 from .state import view_json
 from .store import open_store
-from .tasks import Subscriber, TaskRegistry
+from .subscribers import Subscriber
+from .tasks import TaskRegistry
 
 _RESERVED: Final = frozenset({"x-sink", "x-sump"})
 _INDEX_HTML: Final = resources.files("asya_gateway").joinpath("static/index.html")

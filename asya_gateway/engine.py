@@ -43,7 +43,8 @@ from .service import (
 from .sse import encode_sse
 from .state import TaskRecord, apply_statuses, cancel, fail, resumed, rfc3339, timed_out, view
 from .store import StoreError, TaskStore
-from .tasks import Item, Subscriber, TaskRegistry
+from .subscribers import Item, Subscriber
+from .tasks import TaskRegistry
 
 #: Sends one envelope body to a queue, durably; the app's raises `QueueMissing` for a queue no
 #: consumer declared (the transport's `send(..., must_exist=True)`).

@@ -1,9 +1,9 @@
 """The live side of tasks: per-task replay ring, subscribers and FLY gate, in this process.
 
-Synchronous and I/O-free (the only async piece is a subscriber's `wait`). The engine hands it
-records that changed (already stored) and FLYs as they arrive; it orders them (`FlyGate`),
-numbers them, encodes each event once and fans it out. Durable state lives in the store; what
-lives here is bounded and may be rebuilt from the store (a restart costs the ring, not tasks).
+Synchronous and I/O-free. The engine hands it records that changed (already stored) and FLYs
+as they arrive; it orders them (`FlyGate`), numbers them and fans them out as `Item`s to
+`Subscriber`s (`subscribers.py`). Durable state lives in the store; what lives here is
+bounded and may be rebuilt from the store (a restart costs the ring, not tasks).
 """
 
 from __future__ import annotations
@@ -20,83 +20,11 @@ import msgspec
 from asya_mesh.events import FlyEvent
 
 from .ordering import FlyGate
-from .service import FlyUpdate, StatusUpdate, TaskUpdate, TaskView
-from .sse import encode_sse, fly_event_name, might_be_a2a
-from .state import TaskRecord, update_data, view
+from .sse import fly_event_name, might_be_a2a
+from .state import TaskRecord
+from .subscribers import Item, Subscriber
 
-_encoder: Final = msgspec.json.Encoder()
 _dict: Final = msgspec.json.Decoder(dict)
-
-
-class Item:
-    """One published event, shared by every subscriber and encoded once. A progress update is
-    encoded when first read, so one nobody streams never is (with no client watching, encoding
-    was most of what publishing a change cost); every other event at once."""
-
-    __slots__ = ("_sse", "event_id", "fly", "name", "record", "size")
-
-    def __init__(
-        self,
-        event_id: int,
-        *,
-        sse: bytes | None = None,
-        name: str = "update",
-        fly: bytes | None = None,  # the FLY dict's JSON (FLY events)
-        record: TaskRecord | None = None,  # the task after the change (status events)
-    ) -> None:
-        self.event_id = event_id
-        self.name = name
-        self.fly = fly
-        self.record = record
-        self._sse = sse
-        if sse is None and (record is None or not _small(record)):
-            # A FLY (raw JSON, any shape), a result, an error or a pause: measured, not guessed.
-            sse = self.sse
-        #: What the replay ring counts: the encoded length, or a bound on it.
-        self.size = len(sse) if sse is not None else _bound(self)
-
-    @property
-    def sse(self) -> bytes:
-        if self._sse is None:
-            data = self.fly if self.record is None else _encoder.encode(update_data(self.record))
-            self._sse = encode_sse(self.name, data or b"{}", self.event_id)
-        return self._sse
-
-    @property
-    def task(self) -> TaskView | None:
-        """The client's view of the change, built only if a subscriber asks: most changes
-        have no reader but the SSE bytes above."""
-        return None if self.record is None else view(self.record)
-
-    def update(self) -> TaskUpdate:
-        task = self.task
-        if task is not None:
-            return StatusUpdate(event_id=self.event_id, task=task)
-        return FlyUpdate(event_id=self.event_id, data=_dict.decode(self.fly or b"{}"))
-
-
-def _small(rec: TaskRecord) -> bool:
-    """A progress update: every field short (no result, error, message or pause)."""
-    return (
-        rec.result is msgspec.UNSET
-        and rec.error is msgspec.UNSET
-        and rec.message is None
-        and rec.status != "paused"
-    )
-
-
-# An update's fixed part: its keys, progress, timestamp, the `id:`/`event:`/`data:` lines.
-_UPDATE_FIXED: Final = 160
-
-
-def _bound(item: Item) -> int:
-    """An upper bound on the encoded length of an item not encoded yet: JSON at most doubles
-    printable ASCII (a quote or a backslash takes two bytes) and at most sextuples the rest
-    (`\\u0000`)."""
-    rec = item.record
-    assert rec is not None  # only progress updates are left unencoded
-    text = rec.id + rec.status + rec.state + (rec.actor or "")
-    return _UPDATE_FIXED + (2 if text.isascii() and text.isprintable() else 6) * len(text)
 
 
 class _PendingFly(msgspec.Struct, frozen=True):
@@ -115,51 +43,6 @@ class _PendingStatus(msgspec.Struct, frozen=True):
 
 
 _Gated = _PendingFly | _PendingStatus
-
-
-class Subscriber:
-    """One watcher's queue of items."""
-
-    __slots__ = ("_waiting", "_wakeup", "dropped", "finished", "queue", "task_id")
-
-    def __init__(self, task_id: str, maxlen: int) -> None:
-        self.task_id = task_id
-        # Bounded; overflow drops the OLDEST event (a late client prefers fresh tokens and the
-        # terminal update, which is always the newest) and counts it in `dropped`.
-        self.queue: deque[Item] = deque(maxlen=maxlen)
-        self.dropped = 0
-        self.finished = False  # no more events will come: drain `queue`, then close
-        self._wakeup = anyio.Event()
-        self._waiting = False  # `wait` sleeps on `_wakeup`: the next push must set it
-
-    def push(self, item: Item) -> None:
-        if len(self.queue) == self.queue.maxlen:
-            self.dropped += 1
-        self.queue.append(item)
-        if self._waiting:  # one wake-up per burst, not an Event.set per FLY
-            self._waiting = False
-            self._wakeup.set()
-
-    def finish(self) -> None:
-        self.finished = True
-        self._wakeup.set()
-
-    def drain(self) -> list[Item]:
-        items = list(self.queue)
-        self.queue.clear()
-        return items
-
-    def drain_sse(self) -> bytes:
-        """Everything queued, as one chunk (one socket write per wake-up)."""
-        return b"".join(item.sse for item in self.drain())
-
-    async def wait(self) -> None:
-        """Return once something is queued or the stream is finished."""
-        if self.queue or self.finished:
-            return
-        self._wakeup = anyio.Event()
-        self._waiting = True
-        await self._wakeup.wait()
 
 
 class Live:
@@ -448,4 +331,4 @@ class TaskRegistry:
             live.subscribers.clear()
 
 
-__all__ = ["Item", "Live", "Subscriber", "TaskRegistry"]
+__all__ = ["Live", "TaskRegistry"]

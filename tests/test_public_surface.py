@@ -134,7 +134,8 @@ SURFACE: dict[str, list[str]] = {
     "asya_gateway.store.combine": ["Combiner"],
     "asya_gateway.store.postgres": ["PostgresStore", "SCHEMA_LOCK"],
     "asya_gateway.store.sqlite": ["SqliteStore"],
-    "asya_gateway.tasks": ["Item", "Live", "Subscriber", "TaskRegistry"],
+    "asya_gateway.subscribers": ["Item", "Subscriber"],
+    "asya_gateway.tasks": ["Live", "TaskRegistry"],
     "asya_mesh.events": [
         "EVENT_STATUSES", "Event", "EventStatus", "FLY_COUNT_HEADER", "FlyEvent", "MeshEvent",
         "ProgressState", "StatusData", "StatusEvent", "TerminalState", "encode_events",

@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as hs
 
 from asya_gateway.state import TaskRecord, apply_status, cancel, progress_fraction, timed_out
-from asya_gateway.tasks import Item, TaskRegistry
+from asya_gateway.subscribers import Item
+from asya_gateway.tasks import TaskRegistry
 from asya_mesh.events import FlyEvent, StatusData, StatusEvent
 
 
