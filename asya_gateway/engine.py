@@ -23,9 +23,9 @@ import structlog
 from asya_mesh.events import Event, FlyEvent, StatusEvent
 from asya_mesh.transports import QueueMissing, queue_name
 
-from .answers import merge_payload
 from .auth import current_principal, may_see
 from .bus import Bus, LocalBus, Message, fly_message
+from .envelopes import first_envelope, resumed_envelope
 from .flows import Flows
 from .rounds import plan_rounds
 from .service import (
@@ -41,7 +41,7 @@ from .service import (
     UnknownTask,
 )
 from .sse import encode_sse
-from .state import TaskRecord, apply_statuses, cancel, fail, resumed, rfc3339, timed_out, view
+from .state import TaskRecord, apply_statuses, cancel, fail, resumed, timed_out, view
 from .store import StoreError, TaskStore
 from .subscribers import Item, Subscriber
 from .tasks import TaskRegistry
@@ -52,8 +52,6 @@ Enqueue = Callable[[str, bytes], Awaitable[None]]
 
 _log = structlog.get_logger("asya_gateway")
 _encoder: Final = msgspec.json.Encoder()
-_PAUSE_HEADER: Final = "x-asya-pause"
-_SINK: Final = "x-sink"  # upstream's default end queue (ASYA_ACTOR_SINK)
 
 
 class TaskEngine:
@@ -132,7 +130,7 @@ class TaskEngine:
             on_stored(rec)
         queue = queue_name(self.namespace, route[0])
         try:
-            await self.enqueue(queue, self._envelope(rec, headers))
+            await self.enqueue(queue, first_envelope(rec, headers, self._report_url))
         except QueueMissing:
             # Only the first actor is checked here; a later unknown hop fails at its sidecar.
             reason = (
@@ -181,21 +179,9 @@ class TaskEngine:
         claimed, changed = await self._change(task_id, lambda r: resumed(r, self.clock()))
         if claimed is None or not changed:
             raise NotPaused(f"task {task_id!r} is no longer paused")
-        env = dict(envelope)
-        env["payload"] = merge_payload(env.get("payload"), patch, message)
-        env["headers"] = {k: v for k, v in (env.get("headers") or {}).items() if k != _PAUSE_HEADER}
-        curr = (env.get("route") or {}).get("curr") or ""
-        if not curr:
-            # The handler that paused was the route's last actor: its output goes where any
-            # end-of-route output goes, x-sink, which reports `succeeded` with it.
-            curr = _SINK
-            env["status"] = {
-                **(env.get("status") or {}),
-                "phase": "succeeded",
-                "reason": "Completed",
-            }
+        curr, body = resumed_envelope(envelope, patch, message)
         try:
-            await self.enqueue(queue_name(self.namespace, curr), _encoder.encode(env))
+            await self.enqueue(queue_name(self.namespace, curr), body)
         except Exception as exc:
             await self._change(
                 task_id, lambda r: msgspec.structs.replace(r, status="paused", envelope=envelope)
@@ -368,27 +354,6 @@ class TaskEngine:
         self.close()
         self.registry.reset()
         self.registry.id_floor = self.bus.id_floor
-
-    def _envelope(self, rec: TaskRecord, headers: dict[str, Any] | None) -> bytes:
-        created = rfc3339(rec.created_at)
-        status: dict[str, Any] = {
-            "phase": "pending",
-            "actor": rec.route[0],
-            "attempt": 1,
-            "created_at": created,
-            "updated_at": created,
-        }
-        if rec.deadline_at is not None:
-            status["deadline_at"] = rfc3339(rec.deadline_at)
-        return _encoder.encode(
-            {
-                "id": rec.id,
-                "route": {"prev": [], "curr": rec.route[0], "next": rec.route[1:]},
-                "headers": {**(headers or {}), "x-asya-gateway-url": self._report_url},
-                "status": status,
-                "payload": rec.payload,
-            }
-        )
 
     def _watch_deadline(self, when: float, task_id: str) -> None:
         heapq.heappush(self._deadlines, (when, task_id))

@@ -1,4 +1,4 @@
-"""The gateway client: pre-flight, FLY/status events with batching, fallbacks, never blocking.
+"""The gateway client: FLY/status events with batching and fallbacks, never blocking routing.
 
 Per gateway one `GatewayOutbox` (every envelope's events, each envelope's in order and bounded) is
 drained by one sender task, owned by the client's task group. The sender POSTs everything that
@@ -7,10 +7,10 @@ piled up while the previous POST was in flight in one request: many envelopes' e
 endpoint (404/405) or one envelope's, `POST /api/v1/mesh/{id}/events` with a JSON array. Routing
 only ever calls `EnvelopeEvents.put`; a full lane merges text FLYs (`forwarder.merge`) or drops
 and counts. Routing waits on the gateway in one bounded place only: the pre-flight
-(`preflight_timeout`), answered by the gateway's task feed while connected; a gateway that is
-slow there is not asked for a while. FLY-before-terminal is the gateway's job, by counting
-(`seq`, `n`, `flies`), not ours by waiting. POSTs go through a per-gateway circuit breaker
-(`circuit.Circuit`). Knows nothing about queues or the runtime.
+(`preflight.Preflights`, answered by the gateway's task feed while connected).
+FLY-before-terminal is the gateway's job, by counting (`seq`, `n`, `flies`), not ours by
+waiting. POSTs go through a per-gateway circuit breaker (`circuit.Circuit`). Knows nothing
+about queues or the runtime.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .feed import Feed
 from .forwarder import EnvelopeEvents, GatewayOutbox, GatewayState, NullEvents, Pending
 from .http import Http, HttpError, open_http
 from .metrics import Metrics
+from .preflight import DEFAULT_PREFLIGHT_TIMEOUT, Preflights
 from .reports import fly_total, legacy, resolve_gateway, safe_gateway_url
 from .routing import GATEWAY_URL
 
@@ -38,11 +39,6 @@ log = structlog.get_logger("asya.sidecar.gateway")
 
 
 _TIMEOUT: Final = 5.0
-DEFAULT_PREFLIGHT_TIMEOUT: Final = 0.15
-# After a pre-flight that failed or was slow (timeout, network error, 5xx, not JSON), skip
-# pre-flights to that gateway for a while: a slow or dead gateway then delays at most one
-# envelope per worker per window, not all of them.
-_SLOW_BACKOFF: Final = 30.0
 # Pre-flights have a pool of their own: a FLY backlog never queues ahead of them.
 _PREFLIGHT_CONNECTIONS: Final = 8
 # Concurrent event POSTs (= the FLY pool's connections). Forwarders beyond it wait on our own
@@ -85,9 +81,7 @@ class GatewayClient:
     ) -> None:
         self._http = http
         self._linger = status_linger
-        self._use_feeds = feeds
         self._preflight_http = preflight_http or http
-        self.preflight_timeout = preflight_timeout
         self._tg = tg
         self._metrics = metrics
         self.default_url = safe_gateway_url(default_url)
@@ -96,7 +90,15 @@ class GatewayClient:
         self._boxes: dict[str, GatewayOutbox] = {}
         self._changed = anyio.Event()
         self._posts = anyio.Semaphore(_MAX_POSTS)
-        self._feeds: dict[str, Feed] = {}
+        self._pre = Preflights(
+            self._preflight_http,
+            http,
+            tg,
+            metrics,
+            self._state,
+            timeout=preflight_timeout,
+            feeds=feeds,
+        )
 
     def resolve(self, headers: dict[str, Any]) -> str | None:
         """The gateway for an envelope: header (if safe) else the configured one; None = off."""
@@ -118,79 +120,18 @@ class GatewayClient:
         return st
 
     def feed(self, gw: str) -> Feed | None:
-        """The gateway's task feed, started on first use (None past `_MAX_GATEWAYS` feeds)."""
-        if not self._use_feeds:
-            return None
-        f = self._feeds.get(gw)
-        if f is None and len(self._feeds) < _MAX_GATEWAYS:
-            gauge = self._metrics.feed_connected
-            f = self._feeds[gw] = Feed(
-                self._http, gw, on_connected=lambda up: gauge.inc() if up else gauge.dec()
-            )
-            self._tg.start_soon(f.run)
-        return f
+        """The gateway's task feed, started on first use."""
+        return self._pre.feed(gw)
 
     def watch(
         self, gw: str, envelope_id: str, on_stop: Callable[[str], None]
     ) -> Callable[[], None]:
         """`on_stop(status)` when the gateway's feed says the task stopped; returns unwatch."""
-        f = self.feed(gw)
-        if f is None or f.unsupported:
-            return lambda: None
-        return f.watch(envelope_id, on_stop)
+        return self._pre.watch(gw, envelope_id, on_stop)
 
     async def preflight(self, gw: str, envelope_id: str) -> str | None:
-        """The task's status at the gateway, or None on any failure (carry on). While the
-        gateway's feed is connected it answers instead: no GET on the routing path."""
-        f = self.feed(gw)
-        if f is not None and f.connected:
-            known = f.status(envelope_id)
-            if known != "paused":
-                return known
-            # `paused` is the one stop that is undone (a resume): if the feed was away when
-            # the resume was announced, it still says paused. Ask, and tell the feed.
-            asked = await self._ask(gw, envelope_id)
-            if asked is None:
-                return known  # no answer: as before, the feed's word
-            f.learned(envelope_id, asked)
-            return asked
-        return await self._ask(gw, envelope_id)
-
-    async def _ask(self, gw: str, envelope_id: str) -> str | None:
-        """`GET {gw}/api/v1/mesh/{id}`'s status, or None on any failure (carry on)."""
-        st = self._state(gw)
-        if st.skip_preflight(anyio.current_time()):
-            return None
-        try:
-            with anyio.fail_after(self.preflight_timeout):
-                r = await self._preflight_http.get(
-                    f"{gw}/api/v1/mesh/{envelope_id}", headers={"X-Asya-Envelope-ID": envelope_id}
-                )
-        except (HttpError, TimeoutError) as exc:
-            self._preflight_failed(gw, st, str(exc) if isinstance(exc, HttpError) else repr(exc))
-            return None
-        if r.status >= 500:
-            self._preflight_failed(gw, st, f"HTTP {r.status}")
-            return None
-        if r.status >= 300:
-            return None
-        try:
-            status = r.json().get("status")
-        except Exception:  # an undecodable answer: carry on, and stop asking for a while
-            self._preflight_failed(gw, st, "answer is not a JSON object")
-            return None
-        return status if isinstance(status, str) else None
-
-    def _preflight_failed(self, gw: str, st: GatewayState, error: str) -> None:
-        if anyio.current_time() >= st.preflight_after:  # log the change, not every envelope
-            log.warning(
-                "pre-flight failed or too slow; skipping pre-flights to this gateway for a while",
-                gateway=gw,
-                error=error,
-                budget=self.preflight_timeout,
-                seconds=_SLOW_BACKOFF,
-            )
-        st.preflight_after = anyio.current_time() + _SLOW_BACKOFF
+        """The task's status at the gateway, or None on any failure (carry on)."""
+        return await self._pre.status(gw, envelope_id)
 
     def open(self, gw: str | None, envelope_id: str) -> EnvelopeEvents:
         """An ordered event lane for one envelope in its gateway's outbox."""

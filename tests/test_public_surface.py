@@ -74,6 +74,7 @@ SURFACE: dict[str, list[str]] = {
     "asya_gateway.a2a.view": ["DEFAULT_MAX_BYTES", "TaskA2A", "error_text"],
     "asya_gateway.a2a.wire": ["StreamWire"],
     "asya_gateway.answers": ["merge_payload", "message_patch"],
+    "asya_gateway.envelopes": ["PAUSE_HEADER", "SINK", "first_envelope", "resumed_envelope"],
     "asya_gateway.app": [
         "CreateTask", "Enqueue", "Gateway", "Resume", "create_app", "default_database_url",
     ],
@@ -257,6 +258,7 @@ SURFACE: dict[str, list[str]] = {
         "rfc3339",
     ],
     "asya_sidecar.feed": ["Feed", "SEEN_CAP", "STOPPING", "stopped_status"],
+    "asya_sidecar.preflight": ["DEFAULT_PREFLIGHT_TIMEOUT", "Preflights"],
     "asya_sidecar.http": ["Answer", "Http", "HttpError", "Streaming", "open_http"],
     "asya_sidecar.forwarder": [
         "EnvelopeEvents", "GatewayOutbox", "GatewayState", "MAX_MERGED_BYTES", "NullEvents",
