@@ -19,9 +19,9 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
-from asya_mesh.events import Event
 from asya_mesh.names import ACTOR_NAME_PATTERN
 from asya_mesh.transports import open_transport
 
@@ -31,6 +31,7 @@ from .auth import ClientAuth, MeshAuth
 from .bus import PgBus
 from .config import GatewayConfig
 from .engine import Enqueue, TaskEngine
+from .eventstream import apply_batch, serve_stream
 from .flows import Flows, load_flows
 from .guard import Guard, Listeners
 from .ingest import (
@@ -39,7 +40,6 @@ from .ingest import (
     parse_legacy_final,
     parse_legacy_fly,
     parse_legacy_progress,
-    parse_task_events,
 )
 from .mcp import mcp_app
 from .service import (
@@ -230,16 +230,12 @@ class Gateway:
     async def events_many(self, request: Request) -> Response:
         """`POST /api/v1/mesh/events`: many tasks' events in one body (each carries its `id`),
         applied in order per task; 204, or 200 listing the ids this gateway does not know."""
-        try:
-            runs = parse_task_events(await self._body(request))
-        except BadEvent as exc:
-            raise HTTPError(400, str(exc)) from None
-        per_task: dict[str, list[Event]] = {}
-        for task_id, events in runs:  # a task may come back later in the body: join its runs
-            per_task.setdefault(task_id, []).extend(events)
-        # Per round (`rounds.py`) one store call for all tasks' statuses, one publish for FLYs.
-        unknown = await self.engine.ingest_many(per_task)
-        return JSONResponse({"unknown": unknown}) if unknown else Response(status_code=204)
+        status, answer = await apply_batch(self.engine, await self._body(request))
+        return JSONResponse(answer, status_code=status) if answer else Response(status_code=status)
+
+    async def event_stream(self, websocket: WebSocket) -> None:
+        """The same, as a WebSocket: one batch per message, each answered (`eventstream.py`)."""
+        await serve_stream(websocket, self.engine, self.config.max_body_bytes)
 
     async def events(self, request: Request) -> Response:
         try:
@@ -393,6 +389,7 @@ def create_app(
         Route("/api/v1/mesh/", gw.create, methods=["POST"]),
         Route("/api/v1/mesh/feed", gw.feed, methods=["GET"]),
         Route("/api/v1/mesh/events", gw.events_many, methods=["POST"]),
+        WebSocketRoute("/api/v1/mesh/events", gw.event_stream),
         Route("/api/v1/mesh/{id}", gw.get, methods=["GET"]),
         Route("/api/v1/mesh/{id}", gw.cancel, methods=["DELETE"]),
         Route("/api/v1/mesh/{id}/resume", gw.resume, methods=["POST"]),

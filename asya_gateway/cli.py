@@ -17,6 +17,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from types import FrameType
+from typing import Final
 
 import anyio
 import uvicorn
@@ -59,6 +60,24 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started and self.banner:
             print(self.banner, file=sys.stderr, flush=True)
+
+
+class _NoCredentials(logging.Filter):
+    """At debug level the WebSocket library logs each header of an upgrade (the sidecars' event
+    stream carries the mesh token): credentials are masked before any handler sees them."""
+
+    _HEADERS: Final = frozenset({"authorization", "proxy-authorization", "x-api-key", "cookie"})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            isinstance(args, tuple)
+            and len(args) == 2
+            and record.msg in ("< %s: %s", "> %s: %s")
+            and str(args[0]).lower() in self._HEADERS
+        ):
+            record.args = (args[0], "[redacted]")
+        return True
 
 
 def _loopback(host: str) -> bool:
@@ -119,10 +138,14 @@ def serve(
             log_level=log_level or config.log_level,
             access_log=False,
             http="httptools",  # a declared dependency: say so rather than depend on "auto"
+            ws="websockets-sansio",  # the sidecars' event stream (eventstream.py); declared too
+            ws_max_size=config.max_body_bytes,
             lifespan="on",
             timeout_graceful_shutdown=5,
         )
     )
+    # uvicorn's WebSocket protocol logs to "uvicorn.error" (configured by `uvicorn.Config`).
+    logging.getLogger("uvicorn.error").addFilter(_NoCredentials())
     server.registry = app.state.registry
     freeze_startup_objects()  # the app and every library are built: out of the GC's walks
     server.mcp = app.state.mcp

@@ -17,6 +17,7 @@ import msgspec
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .auth import OPEN, AuthFailure, ClientAuth, MeshAuth, Principal, current_principal
+from .eventstream import PATH as EVENTS_PATH
 
 Access = Literal["public", "client", "mesh", "preflight", "absent"]
 
@@ -74,12 +75,14 @@ class Guard:
     def mesh_port(self) -> int | None:
         return self.listeners.mesh_port
 
-    def decide(self, scope: Scope) -> Principal | AuthFailure | None:
-        """The caller, why it is refused, or None: no such endpoint on this listener."""
+    def decide(self, scope: Scope, method: str | None = None) -> Principal | AuthFailure | None:
+        """The caller, why it is refused, or None: no such endpoint on this listener.
+        `method`: the request's unless given (a WebSocket upgrade is judged as a POST)."""
         server = scope.get("server") or ("", None)
         split = self.mesh_port is not None
         on_mesh = split and server[1] == self.mesh_port
-        need = access(scope["method"], scope["path"], mesh_listener=on_mesh, split=split)
+        method = method or scope["method"]
+        need = access(method, scope["path"], mesh_listener=on_mesh, split=split)
         if need == "absent":
             return None
         if need == "public":
@@ -96,19 +99,28 @@ class Guard:
         return self.clients.authenticate(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":  # no endpoint speaks it: nothing to pass unguarded
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        if scope["type"] != "http":  # lifespan
+        kind = scope["type"]
+        if kind == "websocket":
+            # Only the sidecars' event stream speaks it, on the terms of the POST it stands for;
+            # a close before the accept is answered 403 (no body: a WebSocket client sees none).
+            if scope["path"] != EVENTS_PATH:
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            decision = self.decide(scope, method="POST")
+            if decision is None or isinstance(decision, AuthFailure):
+                await send({"type": "websocket.close", "code": 1008})
+                return
+        elif kind != "http":  # lifespan
             await self.app(scope, receive, send)
             return
-        decision = self.decide(scope)
-        if decision is None:
-            await _reply(send, 404, {"error": "not found"})
-            return
-        if isinstance(decision, AuthFailure):
-            await _refuse(scope["path"], send, decision.message)
-            return
+        else:
+            decision = self.decide(scope)
+            if decision is None:
+                await _reply(send, 404, {"error": "not found"})
+                return
+            if isinstance(decision, AuthFailure):
+                await _refuse(scope["path"], send, decision.message)
+                return
         scope["asya.principal"] = decision
         token = current_principal.set(decision)
         try:

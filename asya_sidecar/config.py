@@ -208,6 +208,14 @@ class SidecarConfig(msgspec.Struct, kw_only=True, frozen=True):
             le=1,
         ),
     ] = 0.005
+    event_stream: Annotated[
+        bool,
+        opt(
+            "ASYA_GATEWAY_EVENT_STREAM",
+            "send event batches over one WebSocket per gateway where it has one (else POST)",
+            flag="--event-stream",
+        ),
+    ] = True
 
     @property
     def namespace(self) -> str:

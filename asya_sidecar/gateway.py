@@ -33,7 +33,9 @@ from .http import Http, HttpError, open_http
 from .metrics import Metrics
 from .preflight import DEFAULT_PREFLIGHT_TIMEOUT, Preflights
 from .reports import fly_total, legacy, resolve_gateway, safe_gateway_url
-from .routing import GATEWAY_URL
+from .routing import GATEWAY_URL, MESH_STATUS
+from .stream import PATH as EVENTS_PATH
+from .stream import EventStream
 
 log = structlog.get_logger("asya.sidecar.gateway")
 
@@ -78,9 +80,14 @@ class GatewayClient:
         preflight_timeout: float = DEFAULT_PREFLIGHT_TIMEOUT,
         feeds: bool = False,
         status_linger: float = DEFAULT_STATUS_LINGER,
+        event_stream: bool = False,
     ) -> None:
         self._http = http
         self._linger = status_linger
+        self._event_stream = event_stream
+        self._streams: dict[str, EventStream] = {}
+        # Every envelope names its gateway (the header the gateway set): parsed once per value.
+        self._resolved: dict[tuple[Any, Any], str | None] = {}
         self._preflight_http = preflight_http or http
         self._tg = tg
         self._metrics = metrics
@@ -102,8 +109,21 @@ class GatewayClient:
 
     def resolve(self, headers: dict[str, Any]) -> str | None:
         """The gateway for an envelope: header (if safe) else the configured one; None = off."""
+        key = (headers.get(GATEWAY_URL), headers.get(MESH_STATUS))
+        try:
+            return self._resolved[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable header value: not worth remembering
+            return self._resolve(headers)
+        if len(self._resolved) >= _MAX_GATEWAYS:  # header values: bound what we remember
+            self._resolved.clear()
+        url = self._resolved[key] = self._resolve(headers)
+        return url
+
+    def _resolve(self, headers: dict[str, Any]) -> str | None:
         url, unsafe = resolve_gateway(headers, self.default_url)
-        if unsafe:
+        if unsafe:  # once per header value: a flood of such envelopes logs one line
             log.warning(
                 "ignoring unsafe x-asya-gateway-url", value=str(headers.get(GATEWAY_URL))[:200]
             )
@@ -176,13 +196,23 @@ class GatewayClient:
         is the queue's."""
         st = self._state(gw)
         first = batch[0].envelope_id
-        if any(e.envelope_id != first for e in batch):
+        stream = self._stream(gw)
+        # One envelope's events go to its own endpoint, unless a stream is up: then everything
+        # goes by the stream (an LLM's token stream is one envelope's, hundreds of batches).
+        if stream is not None or any(e.envelope_id != first for e in batch):
             if st.multi and not st.legacy:
                 if st.circuit.is_open(anyio.current_time()):
                     self._drop([e.event for e in batch], st)
                     return
                 body = b"[" + b",".join(_tagged(e) for e in batch) + b"]"
-                code = await self._post(f"{gw}/api/v1/mesh/events", first, body, st)
+                code = None
+                if stream is not None and st.circuit.open_until is None:  # probes go by POST
+                    code = await stream.send(body)
+                    if code is not None and code < 500:
+                        st.circuit.success()
+                        self._metrics.gateway_streamed.inc()
+                if code is None or code >= 500:  # no answer by the stream: POST it
+                    code = await self._post(f"{gw}{EVENTS_PATH}", first, body, st)
                 if code is not None and code < 300:
                     self._count([e.event for e in batch], batched=True)
                     return
@@ -200,6 +230,22 @@ class GatewayClient:
                     tg.start_soon(self.deliver, gw, envelope_id, events)
             return
         await self.deliver(gw, first, [e.event for e in batch])
+
+    def _stream(self, gw: str) -> EventStream | None:
+        """The gateway's event stream if it may be tried now, else None (POST)."""
+        if not self._event_stream:
+            return None
+        stream = self._streams.get(gw)
+        if stream is None:
+            if len(self._streams) >= _MAX_GATEWAYS:
+                return None
+            stream = self._streams[gw] = EventStream(self._http, gw, answer_within=_TIMEOUT)
+        return stream if stream.ready(anyio.current_time()) else None
+
+    async def close_streams(self) -> None:
+        for stream in self._streams.values():
+            await stream.close()
+        self._streams.clear()
 
     async def deliver(self, gw: str, envelope_id: str, batch: list[Event]) -> None:
         """POST `batch` in order with every fallback; failures are counted and dropped."""
@@ -339,10 +385,12 @@ async def gateway_client(
     preflight_timeout: float = DEFAULT_PREFLIGHT_TIMEOUT,
     token: str | None = None,
     status_linger: float = DEFAULT_STATUS_LINGER,
+    event_stream: bool = True,
 ) -> AsyncIterator[GatewayClient]:
     """A client whose forwarders all finish (or are cut off after a grace) when it closes.
-    `token` (ASYA_GATEWAY_TOKEN) goes as a bearer token on every request: events, legacy
-    reports, the pause report, the feed and pre-flights."""
+    `token` (ASYA_GATEWAY_TOKEN) goes as a bearer token on every request: events (and the
+    event stream's upgrade), legacy reports, the pause report, the feed and pre-flights.
+    `event_stream`: batches go by one WebSocket per gateway where it has one (`stream.py`)."""
     auth = {"Authorization": f"Bearer {token}"} if token else None
     async with (
         open_http(connections=_MAX_POSTS, headers=auth, request_seconds=_TIMEOUT) as http,
@@ -361,6 +409,7 @@ async def gateway_client(
             preflight_timeout=preflight_timeout,
             feeds=True,
             status_linger=status_linger,
+            event_stream=event_stream,
         )
         if client.default_url is not None:
             client.feed(client.default_url)  # connected before the first envelope arrives
@@ -370,6 +419,7 @@ async def gateway_client(
                 await client.wait_idle()
         finally:
             tg.cancel_scope.cancel()
+            await client.close_streams()
 
 
 __all__ = ["GatewayClient", "gateway_client", "safe_gateway_url"]

@@ -7,19 +7,23 @@ gateway those POSTs were nearly all the CPU a sidecar spent beyond routing (py-s
 
 A thin shell: `Http.post`/`get` return an `Answer` (status, body, content type) or raise
 `HttpError` for any failure to get one (network, timeout, a broken response), so callers catch
-one exception and never see aiohttp's. Knows nothing about events or gateways.
+one exception and never see aiohttp's; `Http.websocket` opens a `Socket` (the event stream),
+and a server that answers the upgrade with anything but 101 raises `Refused`. Knows nothing
+about events or gateways.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final, NamedTuple
 
 import aiohttp
 import msgspec
+from anyio import fail_after as anyio_fail_after
 
-__all__ = ["Answer", "Http", "HttpError", "Streaming", "open_http"]
+__all__ = ["Answer", "Http", "HttpError", "Refused", "Socket", "Streaming", "open_http"]
 
 # Below uvicorn's default keep-alive (5 s): a connection the server is about to close is not
 # picked for the next request (that request would fail with "server disconnected").
@@ -31,6 +35,14 @@ _json: Final = msgspec.json.Decoder()
 class HttpError(Exception):
     """No answer: the connection failed or broke, the request timed out, or the response
     was malformed."""
+
+
+class Refused(HttpError):
+    """The server answered a WebSocket upgrade with `status`, not 101: it has no such stream."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"upgrade refused with {status}")
+        self.status = status
 
 
 class Answer(NamedTuple):
@@ -65,6 +77,35 @@ class Streaming:
             if not raw:  # end of the body
                 return
             yield raw.decode("utf-8", "replace").rstrip("\r\n")
+
+
+class Socket:
+    """An open WebSocket: send a message, receive one; HttpError when it breaks or is late."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws = ws
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self._ws.send_bytes(data)
+        except _FAILURES as exc:
+            raise HttpError(repr(exc)) from None
+
+    async def receive(self, within: float) -> bytes:
+        """The next data message (text or binary) within `within` seconds."""
+        try:
+            msg = await self._ws.receive(timeout=within)
+        except _FAILURES as exc:
+            raise HttpError(repr(exc)) from None
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            return str(msg.data).encode()
+        if msg.type == aiohttp.WSMsgType.BINARY:
+            return bytes(msg.data)
+        raise HttpError(f"stream ended ({msg.type.name}, {msg.data!r})")
+
+    async def close(self) -> None:
+        with contextlib.suppress(*_FAILURES):  # closing a broken socket: nothing more to do
+            await self._ws.close()
 
 
 class Http:
@@ -111,6 +152,18 @@ class Http:
     ) -> Answer:
         """GET; `within` seconds at most (default: the client's)."""
         return await self._request("GET", url, None, headers, within)
+
+    async def websocket(self, url: str, *, connect_timeout: float = 5.0) -> Socket:
+        """A WebSocket to `url` (http/https: upgraded); `Refused` if the server says no."""
+        t = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=1.0)
+        try:
+            with anyio_fail_after(connect_timeout):
+                ws = await self._session.ws_connect(url, timeout=t, autoping=True)
+        except aiohttp.WSServerHandshakeError as exc:
+            raise Refused(exc.status) from None
+        except _FAILURES as exc:
+            raise HttpError(repr(exc)) from None
+        return Socket(ws)
 
     @asynccontextmanager
     async def stream(self, url: str, *, connect_timeout: float = 5.0) -> AsyncIterator[Streaming]:

@@ -107,6 +107,12 @@ class Metrics:
             namespace=ns,
             registry=r,
         )
+        self.gateway_streamed = Counter(
+            "gateway_streamed",
+            "event batches the gateway answered on its event stream (the rest went by POST)",
+            namespace=ns,
+            registry=r,
+        )
         self.fly_coalesced = Counter(
             "fly_coalesced",
             "FLY events merged into the one before them (buffer full, gateway healthy but slow)",

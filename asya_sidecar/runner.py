@@ -70,6 +70,7 @@ async def run_sidecar(
             preflight_timeout=cfg.preflight_timeout,
             token=cfg.gateway_token,
             status_linger=cfg.status_linger,
+            event_stream=cfg.event_stream,
         ) as gw,
         anyio.create_task_group() as tg,
     ):

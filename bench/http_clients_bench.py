@@ -1,4 +1,5 @@
-"""Client CPU per request: httpx vs aiohttp vs a raw HTTP/1.1 client, against one server.
+"""Client and server CPU per request: httpx vs aiohttp vs a raw HTTP/1.1 client vs a
+WebSocket message, against one server.
 
     .venv/bin/python bench/http_clients_bench.py [--quick] [--requests N]
 
@@ -8,7 +9,10 @@ measures what one such POST costs each client, as user+system CPU of this proces
 small JSON body to the same server (uvicorn on httptools, a trivial ASGI app answering 202),
 which runs in its own process; one keep-alive connection, requests one after the other, the
 clients alternated for two rounds. The floor is the raw client (asyncio streams, one write and
-one read per request): what any client must at least spend.
+one read per request): what any client must at least spend. `ws` sends the same body as one
+message on a WebSocket (aiohttp's client; uvicorn's websockets-sansio server) and reads the
+answer, as the sidecar's event stream does; the server's CPU per request (from /proc) is
+printed beside each client's.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import socket
 import subprocess
@@ -26,6 +31,12 @@ from collections.abc import Awaitable, Callable
 _SERVER = """
 import sys, uvicorn
 async def app(scope, receive, send):
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "bytes": b'{"status":202}'})
+        return
     if scope["type"] != "http":
         return
     more = True
@@ -34,7 +45,8 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 202,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")]})
     await send({"type": "http.response.body", "body": b"{}"})
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", http="httptools")
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", http="httptools",
+            ws="websockets-sansio")
 """
 # Three tasks' status events, as a sidecar batches them.
 BODY = json.dumps(
@@ -54,17 +66,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _measure(one: Callable[[], Awaitable[None]], n: int) -> tuple[float, float]:
-    """(client CPU µs per request, requests/s) for `n` calls of `one` after 100 warm-up calls."""
+SERVER_PID = 0
+
+
+def _server_cpu() -> float:
+    with open(f"/proc/{SERVER_PID}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _measure(one: Callable[[], Awaitable[None]], n: int) -> tuple[float, float, float]:
+    """(client CPU µs per request, requests/s, server CPU µs per request) for `n` calls of
+    `one` after 100 warm-up calls."""
     for _ in range(100):
         await one()
-    c0, t0 = _cpu(), time.perf_counter()
+    c0, s0, t0 = _cpu(), _server_cpu(), time.perf_counter()
     for _ in range(n):
         await one()
-    return (_cpu() - c0) / n * 1e6, n / (time.perf_counter() - t0)
+    took = time.perf_counter() - t0
+    return (_cpu() - c0) / n * 1e6, n / took, (_server_cpu() - s0) / n * 1e6
 
 
-async def with_httpx(url: str, n: int) -> tuple[float, float]:
+async def with_httpx(url: str, n: int) -> tuple[float, float, float]:
     import httpx
 
     async with httpx.AsyncClient() as c:
@@ -75,7 +98,7 @@ async def with_httpx(url: str, n: int) -> tuple[float, float]:
         return await _measure(one, n)
 
 
-async def with_aiohttp(url: str, n: int) -> tuple[float, float]:
+async def with_aiohttp(url: str, n: int) -> tuple[float, float, float]:
     import aiohttp
 
     async with aiohttp.ClientSession() as c:
@@ -88,7 +111,21 @@ async def with_aiohttp(url: str, n: int) -> tuple[float, float]:
         return await _measure(one, n)
 
 
-async def with_raw(url: str, n: int) -> tuple[float, float]:
+async def with_ws(url: str, n: int) -> tuple[float, float, float]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as c, c.ws_connect(url) as ws:
+
+        async def one() -> None:
+            await ws.send_bytes(BODY)
+            msg = await ws.receive()
+            if msg.type != aiohttp.WSMsgType.BINARY:
+                raise RuntimeError(f"unexpected {msg.type}")
+
+        return await _measure(one, n)
+
+
+async def with_raw(url: str, n: int) -> tuple[float, float, float]:
     host, port = url.split("//")[1].split("/")[0].split(":")
     r, w = await asyncio.open_connection(host, int(port))
     req = (
@@ -117,17 +154,20 @@ async def main_async(port: int, n: int) -> None:
             break
         except OSError:
             await asyncio.sleep(0.05)
-    res: dict[str, list[tuple[float, float]]] = {}
+    res: dict[str, list[tuple[float, float, float]]] = {}
+    clients = (("raw", with_raw), ("httpx", with_httpx), ("aiohttp", with_aiohttp), ("ws", with_ws))
     for _ in range(2):
-        for name, f in (("raw", with_raw), ("httpx", with_httpx), ("aiohttp", with_aiohttp)):
+        for name, f in clients:
             res.setdefault(name, []).append(await f(url, n))
-    floor = min(us for us, _ in res["raw"])
+    floor = min(r[0] for r in res["raw"])
     for name, runs in res.items():
-        us = min(u for u, _ in runs)
-        rate = max(r for _, r in runs)
+        us = min(r[0] for r in runs)
+        rate = max(r[1] for r in runs)
+        server = min(r[2] for r in runs)
+        what = "message" if name == "ws" else "POST"
         print(
-            f"{name:8s} client CPU per POST {us:7.1f} us = {us / floor:5.2f}x the raw floor; "
-            f"{rate:,.0f} POST/s on one connection"
+            f"{name:8s} client CPU per {what:7s} {us:7.1f} us = {us / floor:5.2f}x the raw "
+            f"floor; server {server:6.1f} us; {rate:,.0f}/s on one connection"
         )
 
 
@@ -140,6 +180,8 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}; {n} POSTs per client per round, 2 rounds (best)")
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-c", _SERVER, str(port)])
+    global SERVER_PID
+    SERVER_PID = server.pid
     try:
         asyncio.run(main_async(port, n))
     finally:

@@ -18,7 +18,8 @@
    reporting costs the actor, not the gateway's CPU competing for the actor's cores. Cases:
    fly0 and fly10 (CPU-bound: 0 and 10 FLYs), io5ms (each task awaits 5 ms first, as a model
    call would: the throughput is the same either way, the CPU per task is the figure).
-   `--status-linger 0` turns the sidecar's status linger off, for an A/B.
+   `--status-linger 0` turns the sidecar's status linger off, `--event-stream off` its event
+   stream (every batch a POST), for an A/B.
 """
 
 from __future__ import annotations
@@ -282,11 +283,13 @@ async def _gw_round(
 _CASES: dict[str, tuple[int, float]] = {"fly0": (0, 0.0), "fly10": (10, 0.0), "io5ms": (0, 0.005)}
 
 
-async def gateway_bench(quick: bool, pin: bool = False, linger: str | None = None) -> None:
+async def gateway_bench(
+    quick: bool, pin: bool = False, linger: str | None = None, stream: str | None = None
+) -> None:
     import httpx
 
     global _T
-    n, rounds = (200, 2) if quick else (1500, 3)
+    n, rounds = (200, 2) if quick else (2000, 5)  # 5 alternated rounds: the medians settle
     tmp = Path(tempfile.mkdtemp(prefix="asya-g-", dir="/tmp"))
     procs = Procs(tmp)
     _T = await open_transport(TransportConfig(kind="sqlite", namespace=NS, sqlite_path=procs.db))
@@ -302,6 +305,8 @@ async def gateway_bench(quick: bool, pin: bool = False, linger: str | None = Non
             ASYA_GATEWAY_DATABASE_URL=f"sqlite:///{tmp / 'gw.db'}",
         )
         extra = {} if linger is None else {"ASYA_GATEWAY_STATUS_LINGER": linger}
+        if stream is not None:
+            extra["ASYA_GATEWAY_EVENT_STREAM"] = "true" if stream == "on" else "false"
         procs.actor(
             "g",
             "examples.handlers.util:fly_flood",
@@ -382,6 +387,11 @@ def main() -> None:
         metavar="DURATION",
         help="with --gateway: the sidecar's ASYA_GATEWAY_STATUS_LINGER (default: its own)",
     )
+    ap.add_argument(
+        "--event-stream",
+        choices=("on", "off"),
+        help="with --gateway: the sidecar's ASYA_GATEWAY_EVENT_STREAM (default: on)",
+    )
     ap.add_argument("--relay", nargs=2, metavar=("SRC", "DST"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.relay:
@@ -389,7 +399,7 @@ def main() -> None:
     elif args.gateway:
         if args.pin and (os.cpu_count() or 1) < 2:
             ap.error("--pin needs two cores")
-        anyio.run(gateway_bench, args.quick, args.pin, args.status_linger)
+        anyio.run(gateway_bench, args.quick, args.pin, args.status_linger, args.event_stream)
     else:
         anyio.run(bench, args.quick)
 

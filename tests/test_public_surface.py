@@ -75,6 +75,7 @@ SURFACE: dict[str, list[str]] = {
     "asya_gateway.a2a.wire": ["StreamWire"],
     "asya_gateway.answers": ["merge_payload", "message_patch"],
     "asya_gateway.envelopes": ["PAUSE_HEADER", "SINK", "first_envelope", "resumed_envelope"],
+    "asya_gateway.eventstream": ["PATH", "apply_batch", "serve_stream"],
     "asya_gateway.app": [
         "CreateTask", "Enqueue", "Gateway", "Resume", "create_app", "default_database_url",
     ],
@@ -259,7 +260,16 @@ SURFACE: dict[str, list[str]] = {
     ],
     "asya_sidecar.feed": ["Feed", "SEEN_CAP", "STOPPING", "stopped_status"],
     "asya_sidecar.preflight": ["DEFAULT_PREFLIGHT_TIMEOUT", "Preflights"],
-    "asya_sidecar.http": ["Answer", "Http", "HttpError", "Streaming", "open_http"],
+    "asya_sidecar.http": [
+        "Answer",
+        "Http",
+        "HttpError",
+        "Refused",
+        "Socket",
+        "Streaming",
+        "open_http",
+    ],
+    "asya_sidecar.stream": ["EventStream", "PATH", "REPROBE"],
     "asya_sidecar.forwarder": [
         "EnvelopeEvents", "GatewayOutbox", "GatewayState", "MAX_MERGED_BYTES", "NullEvents",
         "Pending", "merge",

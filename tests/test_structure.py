@@ -35,6 +35,7 @@ NOT_IMPORTED = {
     "mypy": "a command (make lint)",
     "types-jsonschema": "type stubs read by mypy",
     "httptools": "uvicorn's HTTP parser, named by the gateway's `http=\"httptools\"`",
+    "websockets": "uvicorn's WebSocket protocol, named by the gateway's `ws=\"websockets-sansio\"`",
 }
 # The runtime's console-script shims import a command only after checking its extra is there.
 RUNTIME_LAZY_ENTRY_POINTS = "asya_runtime.extras"

@@ -274,3 +274,29 @@ async def test_lease_keeper_extends_the_current_delivery_only() -> None:
             await extended.wait()
             tg.cancel_scope.cancel()
     assert seconds[-1] == 0.15
+
+
+async def test_a_gateway_without_the_event_stream_gets_every_batch_by_post() -> None:
+    fake = Fake(lambda path, body: 404 if body is None else 204)  # the upgrade: 404
+    metrics = Metrics("memory")
+    async with fake_gateway(fake) as (gw, http), anyio.create_task_group() as tg:
+        client = GatewayClient(http, tg, metrics, default_url=gw, buffer=100, event_stream=True)
+        for n in range(3):  # batches one after another
+            lane = client.open(gw, f"id-{n}")
+            lane.put(fly({"i": n}, seq=0))
+            lane.close()
+            with anyio.fail_after(5):
+                await client.wait_idle()
+        await client.close_streams()
+        tg.cancel_scope.cancel()
+    upgrades = [path for path, body in fake.calls if body is None]
+    assert upgrades == ["/api/v1/mesh/events"]  # asked once, not again for a while
+    posted = [
+        e
+        for _, body in fake.calls
+        if body is not None
+        for e in (body if isinstance(body, list) else [body])
+    ]
+    assert [e["data"]["i"] for e in posted] == [0, 1, 2]
+    assert counter(metrics, "fly_forwarded") == 3
+    assert counter(metrics, "gateway_streamed") == 0
