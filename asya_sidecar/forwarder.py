@@ -159,7 +159,7 @@ class EnvelopeEvents:
     (`x-asya-fly-count`), a dropped one is not.
     """
 
-    __slots__ = ("_box", "_closed", "_metrics", "envelope_id", "last", "pending")
+    __slots__ = ("_box", "_closed", "_metrics", "envelope_id", "last", "pending", "sent")
 
     def __init__(self, box: GatewayOutbox | None, metrics: Metrics, envelope_id: str = "") -> None:
         self._box = box
@@ -168,6 +168,8 @@ class EnvelopeEvents:
         self.envelope_id = envelope_id
         self.pending = 0
         self.last: Pending | None = None
+        # Set by the sender once every event of this closed lane went out (or was dropped).
+        self.sent: anyio.Event | None = None
         if box is not None:
             box.lanes += 1
 
@@ -178,6 +180,11 @@ class EnvelopeEvents:
         if isinstance(event, FlyEvent):
             self._metrics.fly_dropped.inc(event.n)
         return False
+
+    @property
+    def finished(self) -> bool:
+        """Closed, and nothing of it waits in the outbox."""
+        return self._closed and self.pending == 0
 
     def close(self) -> None:
         if not self._closed and self._box is not None:

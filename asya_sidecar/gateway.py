@@ -1,68 +1,47 @@
 """The gateway client: FLY/status events with batching and fallbacks, never blocking routing.
 
 Per gateway one `GatewayOutbox` (every envelope's events, each envelope's in order and bounded) is
-drained by one sender task, owned by the client's task group. The sender POSTs everything that
-piled up while the previous POST was in flight in one request: many envelopes' events to
-`POST /api/v1/mesh/events` (each event carries its task's `id`), or, from a gateway without that
-endpoint (404/405) or one envelope's, `POST /api/v1/mesh/{id}/events` with a JSON array. Routing
-only ever calls `EnvelopeEvents.put`; a full lane merges text FLYs (`forwarder.merge`) or drops
-and counts. Routing waits on the gateway in one bounded place only: the pre-flight
-(`preflight.Preflights`, answered by the gateway's task feed while connected).
-FLY-before-terminal is the gateway's job, by counting (`seq`, `n`, `flies`), not ours by
-waiting. POSTs go through a per-gateway circuit breaker (`circuit.Circuit`). Knows nothing
-about queues or the runtime.
+drained by one sender task, owned by the client's task group. The sender sends everything that
+piled up while the previous batch was in flight as one batch (`delivery.Delivery`: the event
+stream, else one POST, else per envelope). Routing only ever calls `EnvelopeEvents.put`; a full
+lane merges text FLYs (`forwarder.merge`) or drops and counts. Routing waits on the gateway in
+one bounded place only: the pre-flight (`preflight.Preflights`, answered by the gateway's task
+feed while connected). FLY-before-terminal is the gateway's job, by counting (`seq`, `n`,
+`flies`), not ours by waiting. Knows nothing about queues or the runtime.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import anyio
 import anyio.abc
-import msgspec
 import structlog
 
 from asya_mesh.events import Event, encode_events
 
+from .delivery import MAX_POSTS, TIMEOUT, Delivery
 from .feed import Feed
-from .forwarder import EnvelopeEvents, GatewayOutbox, GatewayState, NullEvents, Pending
+from .forwarder import EnvelopeEvents, GatewayOutbox, GatewayState, NullEvents
 from .http import Http, HttpError, open_http
 from .metrics import Metrics
 from .preflight import DEFAULT_PREFLIGHT_TIMEOUT, Preflights
-from .reports import fly_total, legacy, resolve_gateway, safe_gateway_url
+from .reports import resolve_gateway, safe_gateway_url
 from .routing import GATEWAY_URL, MESH_STATUS
-from .stream import PATH as EVENTS_PATH
-from .stream import EventStream
 
 log = structlog.get_logger("asya.sidecar.gateway")
 
 
-_TIMEOUT: Final = 5.0
 # Pre-flights have a pool of their own: a FLY backlog never queues ahead of them.
 _PREFLIGHT_CONNECTIONS: Final = 8
-# Concurrent event POSTs (= the FLY pool's connections). Forwarders beyond it wait on our own
-# semaphore (FIFO, O(1)) rather than in the client's pool: with a slow gateway hundreds of
-# forwarders pile up.
-_MAX_POSTS: Final = 64
-_RETRY_DELAYS: Final = (0.1, 0.3)  # "short retry, then drop"
-_BATCH_REJECTED: Final = (400, 415, 422)
 _MAX_FORWARDERS: Final = 512  # open envelopes per gateway; beyond this, events are dropped
 _MAX_BATCH: Final = 2048  # events per POST
 #: How long the sender holds progress statuses for more to join them (FLYs, terminal statuses
 #: and pauses go at once). A POST costs both ends more than the events in it; with the linger
 #: the gateway's CPU per routed task halved in `bench/sidecar_bench.py --gateway`.
 DEFAULT_STATUS_LINGER: Final = 0.005
-_json: Final = msgspec.json.Encoder()
-
-
-def _tagged(e: Pending) -> bytes:
-    """One event of a many-task batch: the event object with its task's `id` first."""
-    return b'{"id":' + _json.encode(e.envelope_id) + b"," + _json.encode(e.event)[1:]
-
-
 _SHUTDOWN_GRACE: Final = 3.0
 _MAX_GATEWAYS: Final = 64
 
@@ -82,10 +61,8 @@ class GatewayClient:
         status_linger: float = DEFAULT_STATUS_LINGER,
         event_stream: bool = False,
     ) -> None:
-        self._http = http
         self._linger = status_linger
-        self._event_stream = event_stream
-        self._streams: dict[str, EventStream] = {}
+        self._delivery = Delivery(http, metrics, self._state, event_stream=event_stream)
         # Every envelope names its gateway (the header the gateway set): parsed once per value.
         self._resolved: dict[tuple[Any, Any], str | None] = {}
         self._preflight_http = preflight_http or http
@@ -96,7 +73,6 @@ class GatewayClient:
         self._states: dict[str, GatewayState] = {}
         self._boxes: dict[str, GatewayOutbox] = {}
         self._changed = anyio.Event()
-        self._posts = anyio.Semaphore(_MAX_POSTS)
         self._pre = Preflights(
             self._preflight_http,
             http,
@@ -183,167 +159,29 @@ class GatewayClient:
                 if batch:
                     box.sending = True
                     try:
-                        await self._deliver_many(gw, batch)
+                        await self._delivery.many(gw, batch)
                     finally:
                         box.sending = False
+                    for e in batch:
+                        if e.lane.sent is not None and e.lane.finished:
+                            e.lane.sent.set()
         finally:
             box.running = False
             self._changed.set()
 
-    async def _deliver_many(self, gw: str, batch: list[Pending]) -> None:
-        """POST many envelopes' events at once (`/api/v1/mesh/events`, each event carrying its
-        task's `id`), else per envelope with every per-envelope fallback; order per envelope
-        is the queue's."""
-        st = self._state(gw)
-        first = batch[0].envelope_id
-        stream = self._stream(gw)
-        # One envelope's events go to its own endpoint, unless a stream is up: then everything
-        # goes by the stream (an LLM's token stream is one envelope's, hundreds of batches).
-        if stream is not None or any(e.envelope_id != first for e in batch):
-            if st.multi and not st.legacy:
-                if st.circuit.is_open(anyio.current_time()):
-                    self._drop([e.event for e in batch], st)
-                    return
-                body = b"[" + b",".join(_tagged(e) for e in batch) + b"]"
-                code = None
-                if stream is not None and st.circuit.open_until is None:  # probes go by POST
-                    code = await stream.send(body)
-                    if code is not None and code < 500:
-                        st.circuit.success()
-                        self._metrics.gateway_streamed.inc()
-                if code is None or code >= 500:  # no answer by the stream: POST it
-                    code = await self._post(f"{gw}{EVENTS_PATH}", first, body, st)
-                if code is not None and code < 300:
-                    self._count([e.event for e in batch], batched=True)
-                    return
-                if code in (404, 405, *_BATCH_REJECTED):
-                    st.multi = False  # an older gateway: per envelope from now on
-                    log.info("gateway takes one task's events per request", gateway=gw)
-                else:
-                    self._drop([e.event for e in batch], st)
-                    return
-            lanes: dict[str, list[Event]] = {}
-            for e in batch:
-                lanes.setdefault(e.envelope_id, []).append(e.event)
-            async with anyio.create_task_group() as tg:
-                for envelope_id, events in lanes.items():
-                    tg.start_soon(self.deliver, gw, envelope_id, events)
-            return
-        await self.deliver(gw, first, [e.event for e in batch])
-
-    def _stream(self, gw: str) -> EventStream | None:
-        """The gateway's event stream if it may be tried now, else None (POST)."""
-        if not self._event_stream:
-            return None
-        stream = self._streams.get(gw)
-        if stream is None:
-            if len(self._streams) >= _MAX_GATEWAYS:
-                return None
-            stream = self._streams[gw] = EventStream(self._http, gw, answer_within=_TIMEOUT)
-        return stream if stream.ready(anyio.current_time()) else None
-
-    async def close_streams(self) -> None:
-        for stream in self._streams.values():
-            await stream.close()
-        self._streams.clear()
-
-    async def deliver(self, gw: str, envelope_id: str, batch: list[Event]) -> None:
-        """POST `batch` in order with every fallback; failures are counted and dropped."""
-        st = self._state(gw)
-        if st.circuit.is_open(anyio.current_time()):
-            self._drop(batch, st)  # cooling down: not even one try
-            return
-        events_url = f"{gw}/api/v1/mesh/{envelope_id}/events"
-        if not st.legacy and len(batch) > 1 and st.batches:
-            code = await self._post(events_url, envelope_id, encode_events(batch), st)
-            if code is not None and code < 300:
-                self._count(batch, batched=True)
-                return
-            if code in _BATCH_REJECTED:
-                st.batches = False  # this gateway wants one event per request from now on
-            elif code != 404:
-                self._drop(batch, st)
-                return
-        # One by one, in order. After a 404 each event is retried alone first: a gateway may
-        # answer 404 for one event (a status for an unknown task) and accept the others.
-        for ev in batch:
-            if st.legacy:
-                await self._post_legacy(gw, envelope_id, ev, st)
-                continue
-            code = await self._post(events_url, envelope_id, encode_events([ev]), st)
-            if code is not None and code < 300:
-                self._count([ev], batched=False)
-            elif code == 404:
-                await self._post_legacy(gw, envelope_id, ev, st)
-            else:
-                self._drop([ev], st)
-
-    async def _post_legacy(self, gw: str, envelope_id: str, ev: Event, st: GatewayState) -> None:
-        url, body = legacy(gw, envelope_id, ev)
-        code = await self._post(url, envelope_id, body, st)
-        if code is not None and code < 300:
-            st.legacy = True  # the new endpoint is missing but the legacy one works: stick to it
-            self._count([ev], batched=False)
-        else:
-            self._drop([ev], st)
-
-    async def _post(
-        self, url: str, envelope_id: str, content: bytes, st: GatewayState
-    ) -> int | None:
-        """POST JSON with a short retry on network errors and 5xx; the final status or None.
-
-        Every try goes through the gateway's circuit: while it is open nothing is sent.
-        """
-        headers = {"Content-Type": "application/json", "X-Asya-Envelope-ID": envelope_id}
-        code: int | None = None
-        circuit = st.circuit
-        for delay in (*_RETRY_DELAYS, math.nan):
-            if not circuit.allow(anyio.current_time()):
-                return None
-            try:
-                async with self._posts:
-                    r = await self._http.post(url, content, headers)
-                code = r.status
-            except HttpError as exc:
-                code = None
-                log.debug("gateway POST failed", url=url, error=repr(exc))
-            if code is not None and code < 500:
-                if circuit.success():
-                    log.info("gateway answering again; circuit closed", url=url)
-                return code
-            if circuit.failure(anyio.current_time()):
-                log.warning(
-                    "gateway failing; circuit open: events are dropped and counted meanwhile",
-                    url=url,
-                    status=code,
-                    failures=circuit.failures,
-                    cooldown=circuit.cooldown,
-                )
-            if math.isnan(delay):
-                break
-            await anyio.sleep(delay)
-        return code
-
-    def _count(self, events: list[Event], *, batched: bool) -> None:
-        n = fly_total(events)
-        if n:
-            self._metrics.fly_forwarded.inc(n)
-            if batched:
-                self._metrics.fly_batched.inc(n)
-
-    def _drop(self, events: list[Event], st: GatewayState) -> None:
-        n = fly_total(events)
-        if n:
-            self._metrics.fly_dropped.inc(n)
-            if st.circuit.open_until is None:  # while open, the one "circuit open" line says it
-                log.warning("gateway events dropped", events=len(events), fly=n)
-        else:  # e.g. progress for a task the gateway does not know (sent with `queue send`)
-            log.debug("gateway status events dropped", events=len(events))
-
     async def report(self, gw: str, envelope_id: str, event: Event, within: float = 10.0) -> None:
-        """Deliver one event now (end actors), bounded in time; failures are logged, not raised."""
+        """Deliver one event (an end actor's terminal report) with the gateway's next batch,
+        and wait until it went out, bounded in time; failures are logged, not raised. The
+        end actor's concurrent reports thus share one message (or POST)."""
+        lane = self.open(gw, envelope_id)
+        sent = lane.sent = anyio.Event()
+        accepted = lane.put(event)
+        lane.close()
         with anyio.move_on_after(within):
-            await self.deliver(gw, envelope_id, [event])
+            if accepted:
+                await sent.wait()
+            else:  # no room in the outbox (too many gateways or open lanes): on its own
+                await self._delivery.one(gw, envelope_id, [event])
 
     async def report_now(
         self, gw: str, envelope_id: str, event: Event, within: float = 10.0
@@ -369,6 +207,10 @@ class GatewayClient:
                 delay = min(delay * 2, 1.0)
         return False
 
+    async def close_streams(self) -> None:
+        """Close the event streams (the client is closing; a test ends)."""
+        await self._delivery.close_streams()
+
     async def wait_idle(self) -> None:
         """Until every outbox is empty, nothing is in flight and every lane is closed."""
         while not all(b.idle for b in self._boxes.values()):
@@ -393,9 +235,9 @@ async def gateway_client(
     `event_stream`: batches go by one WebSocket per gateway where it has one (`stream.py`)."""
     auth = {"Authorization": f"Bearer {token}"} if token else None
     async with (
-        open_http(connections=_MAX_POSTS, headers=auth, request_seconds=_TIMEOUT) as http,
+        open_http(connections=MAX_POSTS, headers=auth, request_seconds=TIMEOUT) as http,
         open_http(
-            connections=_PREFLIGHT_CONNECTIONS, headers=auth, request_seconds=_TIMEOUT
+            connections=_PREFLIGHT_CONNECTIONS, headers=auth, request_seconds=TIMEOUT
         ) as preflight_http,
         anyio.create_task_group() as tg,
     ):

@@ -27,8 +27,8 @@ from asya_mesh.events import (
     encode_events,
 )
 from asya_sidecar import reports
+from asya_sidecar.delivery import tagged
 from asya_sidecar.forwarder import EnvelopeEvents, Pending
-from asya_sidecar.gateway import _tagged
 from asya_sidecar.metrics import Metrics
 
 
@@ -245,7 +245,7 @@ def test_sidecar_encoded_events_parse_back_equal(events: list[Event]) -> None:
 def test_sidecar_many_task_batch_parses_back_equal(items: list[tuple[str, Event]]) -> None:
     body = (
         b"["
-        + b",".join(_tagged(Pending(EnvelopeEvents(None, _metrics, t), e)) for t, e in items)
+        + b",".join(tagged(Pending(EnvelopeEvents(None, _metrics, t), e)) for t, e in items)
         + b"]"
     )
     runs = parse_task_events(body)

@@ -13,7 +13,7 @@ import pytest
 from asya_mesh.events import Event, FlyEvent, StatusData, StatusEvent
 from asya_sidecar.gateway import GatewayClient, safe_gateway_url
 from asya_sidecar.metrics import Metrics
-from asya_sidecar.reports import fly
+from asya_sidecar.reports import fly, status_event
 
 from .fake_gateway import fake_gateway
 
@@ -300,3 +300,36 @@ async def test_a_gateway_without_the_event_stream_gets_every_batch_by_post() -> 
     assert [e["data"]["i"] for e in posted] == [0, 1, 2]
     assert counter(metrics, "fly_forwarded") == 3
     assert counter(metrics, "gateway_streamed") == 0
+
+
+async def test_end_actor_reports_share_a_batch_and_return_once_it_is_answered() -> None:
+    got, release = anyio.Event(), anyio.Event()
+    posts: list[Any] = []
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        posts.append(json.loads(request.content))
+        got.set()
+        await release.wait()  # the gateway holds the answer: no report may return yet
+        return httpx.Response(204)
+
+    done: list[int] = []
+    async with fake_gateway(answer) as (gw, http), anyio.create_task_group() as tg:
+        client = GatewayClient(http, tg, Metrics("memory"), default_url=gw, buffer=100)
+
+        async def report(i: int) -> None:
+            end = status_event("succeeded", id=f"id-{i}", status="succeeded")
+            await client.report(gw, f"id-{i}", end)
+            done.append(i)
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as reports:
+                for i in range(5):  # an end actor's concurrent workers
+                    reports.start_soon(report, i)
+                await got.wait()
+                assert done == []
+                release.set()
+        tg.cancel_scope.cancel()
+    assert sorted(done) == [0, 1, 2, 3, 4]
+    ids = sorted(e["id"] for body in posts for e in (body if isinstance(body, list) else [body]))
+    assert ids == [f"id-{i}" for i in range(5)]
+    assert len(posts) < 5  # shared: not one request per report
