@@ -18,9 +18,10 @@ _dict: Final = msgspec.json.Decoder(dict)
 
 
 class Item:
-    """One published event, shared by every subscriber and encoded once. A progress update is
-    encoded when first read, so one nobody streams never is (with no client watching, encoding
-    was most of what publishing a change cost); every other event at once."""
+    """One published event, shared by every subscriber and encoded once. A progress update or
+    a one-line FLY is encoded when first read, so one nobody streams never is (with no client
+    watching, encoding was most of what publishing cost; A2A and MCP watchers read `update`,
+    never the SSE bytes); every other event at once."""
 
     __slots__ = ("_sse", "event_id", "fly", "name", "record", "size")
 
@@ -38,8 +39,13 @@ class Item:
         self.fly = fly
         self.record = record
         self._sse = sse
+        if sse is None and record is None and fly and name and _one_line(fly):
+            # A FLY of compact JSON (every sidecar's): its encoded length, without encoding it.
+            fixed = len(b"id: %d\nevent: \ndata: \n\n" % event_id)
+            self.size = fixed + len(name.encode()) + len(fly)
+            return
         if sse is None and (record is None or not _small(record)):
-            # A FLY (raw JSON, any shape), a result, an error or a pause: measured, not guessed.
+            # A multi-line FLY, a result, an error or a pause: measured, not guessed.
             sse = self.sse
         #: What the replay ring counts: the encoded length, or a bound on it.
         self.size = len(sse) if sse is not None else _bound(self)
@@ -64,6 +70,10 @@ class Item:
         return FlyUpdate(event_id=self.event_id, data=_dict.decode(self.fly or b"{}"))
 
 
+def _one_line(data: bytes) -> bool:
+    return b"\n" not in data and b"\r" not in data
+
+
 def _small(rec: TaskRecord) -> bool:
     """A progress update: every field short (no result, error, message or pause)."""
     return (
@@ -83,7 +93,7 @@ def _bound(item: Item) -> int:
     printable ASCII (a quote or a backslash takes two bytes) and at most sextuples the rest
     (`\\u0000`)."""
     rec = item.record
-    assert rec is not None  # only progress updates are left unencoded
+    assert rec is not None  # progress updates; one-line FLYs are counted exactly in __init__
     text = rec.id + rec.status + rec.state + (rec.actor or "")
     return _UPDATE_FIXED + (2 if text.isascii() and text.isprintable() else 6) * len(text)
 

@@ -277,3 +277,16 @@ def test_a_progress_update_is_counted_at_no_less_than_its_encoded_size(
     item = Item(eid, record=r)
     assert item.size >= len(item.sse)
     assert item.sse.startswith(b"id: %d\nevent: update\ndata: {" % eid)
+
+
+@given(
+    hs.binary(max_size=300),
+    hs.sampled_from(["partial", "status-update", "artifact-update", "message"]),
+    hs.integers(0, 2**62),
+)
+def test_a_fly_is_counted_at_exactly_its_encoded_size(data: bytes, name: str, eid: int) -> None:
+    """A one-line FLY is counted before it is encoded (most are never read as SSE), any
+    other measured: either way the ring counts its exact encoded size."""
+    item = Item(eid, name=name, fly=data)
+    assert item.size == len(item.sse)
+    assert item.sse.startswith(b"id: %d\nevent: %b\ndata: " % (eid, name.encode()))
