@@ -20,8 +20,8 @@ from contextlib import asynccontextmanager
 from typing import Any, Final, NamedTuple
 
 import aiohttp
+import anyio
 import msgspec
-from anyio import fail_after as anyio_fail_after
 
 __all__ = ["Answer", "Http", "HttpError", "Refused", "Socket", "Streaming", "open_http"]
 
@@ -157,7 +157,7 @@ class Http:
         """A WebSocket to `url` (http/https: upgraded); `Refused` if the server says no."""
         t = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=1.0)
         try:
-            with anyio_fail_after(connect_timeout):
+            with anyio.fail_after(connect_timeout):
                 ws = await self._session.ws_connect(url, timeout=t, autoping=True)
         except aiohttp.WSServerHandshakeError as exc:
             raise Refused(exc.status) from None

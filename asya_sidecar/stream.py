@@ -27,6 +27,10 @@ log = structlog.get_logger("asya.sidecar.gateway")
 PATH: Final = "/api/v1/mesh/events"
 #: A gateway that refused the upgrade is asked again after this long (it may have been upgraded).
 REPROBE: Final = 300.0
+# A socket idle this long is replaced rather than reused. The server pings every 20 s and
+# closes a socket whose pong is 20 s late, and a ping is answered only while we read (the
+# next answer): a socket used within 15 s has answered every ping in time.
+IDLE: Final = 15.0
 _BACKOFF: Final = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
@@ -40,11 +44,13 @@ _reply = msgspec.json.Decoder(_Reply)
 class EventStream:
     """The stream to one gateway, opened on first use; `send` is called by one task at a time."""
 
-    def __init__(self, http: Http, gw: str, *, answer_within: float) -> None:
+    def __init__(self, http: Http, gw: str, *, answer_within: float, idle: float = IDLE) -> None:
         self._http = http
+        self._idle = idle
         self._url = gw + PATH
         self._within = answer_within
         self._socket: Socket | None = None
+        self._used = 0.0
         self._next_try = 0.0
         self._failures = 0
 
@@ -54,6 +60,8 @@ class EventStream:
 
     async def send(self, body: bytes) -> int | None:
         """The gateway's answer to `body` (its HTTP status), or None: the caller POSTs it."""
+        if self._socket is not None and anyio.current_time() - self._used >= self._idle:
+            await self.close()
         try:
             if self._socket is None:
                 self._socket = await self._http.websocket(self._url)
@@ -76,6 +84,7 @@ class EventStream:
             await self.close()
             raise
         self._failures = 0
+        self._used = anyio.current_time()
         return status
 
     async def close(self) -> None:
@@ -85,4 +94,4 @@ class EventStream:
                 await socket.close()
 
 
-__all__ = ["PATH", "REPROBE", "EventStream"]
+__all__ = ["IDLE", "PATH", "REPROBE", "EventStream"]

@@ -269,7 +269,7 @@ SURFACE: dict[str, list[str]] = {
         "Streaming",
         "open_http",
     ],
-    "asya_sidecar.stream": ["EventStream", "PATH", "REPROBE"],
+    "asya_sidecar.stream": ["EventStream", "IDLE", "PATH", "REPROBE"],
     "asya_sidecar.delivery": ["Delivery", "MAX_POSTS", "TIMEOUT", "tagged"],
     "asya_sidecar.forwarder": [
         "EnvelopeEvents", "GatewayOutbox", "GatewayState", "MAX_MERGED_BYTES", "NullEvents",

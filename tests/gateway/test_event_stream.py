@@ -14,6 +14,7 @@ from asya_sidecar.gateway import GatewayClient
 from asya_sidecar.http import Refused, Socket, open_http
 from asya_sidecar.metrics import Metrics
 from asya_sidecar.reports import fly, status_event
+from asya_sidecar.stream import EventStream
 
 from .helpers import running_gateway
 
@@ -105,3 +106,18 @@ async def test_the_sidecar_client_sends_its_batches_by_the_stream() -> None:
         assert metrics.registry.get_sample_value("asya_actor_fly_forwarded_total") == 15
         for task_id in ids:
             assert (await _get(g.url, task_id))["status"] == "running"
+
+
+async def test_a_socket_idle_too_long_is_replaced_and_every_message_still_answered() -> None:
+    # The server pings idle sockets and drops one whose pong is late; a ping is answered only
+    # while the client reads. So a socket idle past `idle` is not reused: with idle=0 every
+    # message goes on a new one.
+    async with running_gateway() as g, open_http(connections=4) as http:
+        task_id = await _task(g.url)
+        stream = EventStream(http, g.url, answer_within=5, idle=0)
+        ev = {"id": task_id, "type": "status", "status": "received", "data": {}}
+        try:
+            for _ in range(3):
+                assert await stream.send(json.dumps([ev]).encode()) == 204
+        finally:
+            await stream.close()
