@@ -17,8 +17,8 @@ __all__ = ["NEEDS", "asya", "gateway", "sidecar"]
 _SIDECAR: Final = ("httpx", "aiohttp", "structlog", "prometheus_client")
 NEEDS: Final = {
     "asya-sidecar": ("sidecar", _SIDECAR),
-    "asya-gateway": ("gateway", (*_SIDECAR, "starlette", "uvicorn")),
-    "asya": ("gateway", (*_SIDECAR, "starlette", "uvicorn", "rich")),
+    "asya-gateway": ("gateway", (*_SIDECAR, "starlette", "uvicorn", "websockets")),
+    "asya": ("gateway", (*_SIDECAR, "starlette", "uvicorn", "websockets", "rich")),
 }
 
 

@@ -186,6 +186,7 @@ sys.meta_path.insert(0, _Blocker())
         ("asya-sidecar", "structlog", "sidecar"),
         ("asya-sidecar", "httpx", "sidecar"),
         ("asya-gateway", "uvicorn", "gateway"),
+        ("asya-gateway", "websockets", "gateway"),
         ("asya", "starlette", "gateway"),
     ],
 )
