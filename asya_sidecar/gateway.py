@@ -2,7 +2,7 @@
 
 Per gateway one `GatewayOutbox` (every envelope's events, each envelope's in order and bounded) is
 drained by one sender task, owned by the client's task group. The sender sends everything that
-piled up while the previous batch was in flight as one batch (`delivery.Delivery`: the event
+piled up while the previous batch was in flight as one batch (`link.GatewayLink`: the event
 stream, else one POST, else per envelope). Routing only ever calls `EnvelopeEvents.put`; a full
 lane merges text FLYs (`forwarder.merge`) or drops and counts. Routing waits on the gateway in
 one bounded place only: the pre-flight (`preflight.Preflights`, answered by the gateway's task
@@ -22,10 +22,10 @@ import structlog
 
 from asya_mesh.events import Event, encode_events
 
-from .delivery import MAX_POSTS, TIMEOUT, Delivery
 from .feed import Feed
 from .forwarder import EnvelopeEvents, GatewayOutbox, GatewayState, NullEvents
 from .http import Http, HttpError, open_http
+from .link import MAX_POSTS, TIMEOUT, GatewayLink
 from .metrics import Metrics
 from .preflight import DEFAULT_PREFLIGHT_TIMEOUT, Preflights
 from .reports import resolve_gateway, safe_gateway_url
@@ -62,7 +62,7 @@ class GatewayClient:
         event_stream: bool = False,
     ) -> None:
         self._linger = status_linger
-        self._delivery = Delivery(http, metrics, self._state, event_stream=event_stream)
+        self._link = GatewayLink(http, metrics, self._state, event_stream=event_stream)
         # Every envelope names its gateway (the header the gateway set): parsed once per value.
         self._resolved: dict[tuple[Any, Any], str | None] = {}
         self._preflight_http = preflight_http or http
@@ -159,7 +159,7 @@ class GatewayClient:
                 if batch:
                     box.sending = True
                     try:
-                        await self._delivery.many(gw, batch)
+                        await self._link.many(gw, batch)
                     finally:
                         box.sending = False
                     for e in batch:
@@ -181,7 +181,7 @@ class GatewayClient:
             if accepted:
                 await sent.wait()
             else:  # no room in the outbox (too many gateways or open lanes): on its own
-                await self._delivery.one(gw, envelope_id, [event])
+                await self._link.one(gw, envelope_id, [event])
 
     async def report_now(
         self, gw: str, envelope_id: str, event: Event, within: float = 10.0
@@ -209,7 +209,7 @@ class GatewayClient:
 
     async def close_streams(self) -> None:
         """Close the event streams (the client is closing; a test ends)."""
-        await self._delivery.close_streams()
+        await self._link.close_streams()
 
     async def wait_idle(self) -> None:
         """Until every outbox is empty, nothing is in flight and every lane is closed."""

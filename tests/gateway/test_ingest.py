@@ -27,8 +27,8 @@ from asya_mesh.events import (
     encode_events,
 )
 from asya_sidecar import reports
-from asya_sidecar.delivery import tagged
 from asya_sidecar.forwarder import EnvelopeEvents, Pending
+from asya_sidecar.link import tagged
 from asya_sidecar.metrics import Metrics
 
 

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from asya_gateway.ingest import BadEvent, parse_task_events
 from asya_mesh.events import FlyEvent, StatusEvent
-from asya_sidecar.delivery import tagged
 from asya_sidecar.forwarder import EnvelopeEvents, Pending
+from asya_sidecar.link import tagged
 from asya_sidecar.metrics import Metrics
 from asya_sidecar.reports import fly, status_event
 

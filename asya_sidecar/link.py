@@ -1,7 +1,7 @@
 """How a batch of events reaches a gateway: by its event stream, one many-task POST, per
 envelope, or upstream's legacy calls; retries, the circuit breaker, counting and dropping.
 
-`Delivery.many` takes what a gateway's sender took from its outbox (many envelopes' events,
+`GatewayLink.many` takes what a gateway's sender took from its outbox (many envelopes' events,
 each envelope's in order) and tries, in order: the event stream (`stream.EventStream`, one
 message), `POST /api/v1/mesh/events` (each event carrying its task's `id`), then per envelope
 `POST /api/v1/mesh/{id}/events` (a JSON array, then one event per request after a 400/415/422)
@@ -46,7 +46,7 @@ def tagged(e: Pending) -> bytes:
     return b'{"id":' + _json.encode(e.envelope_id) + b"," + _json.encode(e.event)[1:]
 
 
-class Delivery:
+class GatewayLink:
     """Delivers batches to any gateway; `state(gw)` is what is known of each."""
 
     def __init__(
@@ -216,4 +216,4 @@ class Delivery:
             log.debug("gateway status events dropped", events=len(events))
 
 
-__all__ = ["MAX_POSTS", "TIMEOUT", "Delivery", "tagged"]
+__all__ = ["MAX_POSTS", "TIMEOUT", "GatewayLink", "tagged"]
