@@ -40,10 +40,10 @@ from .service import (
     UnknownFlow,
     UnknownTask,
 )
-from .sse import encode_sse
 from .state import TaskRecord, apply_statuses, cancel, fail, resumed, timed_out, view
 from .store import StoreError, TaskStore
-from .subscribers import Item, Subscriber
+from .subscribers import Subscriber
+from .taskfeed import TaskFeed
 from .tasks import TaskRegistry
 
 #: Sends one envelope body to a queue, durably; the app's raises `QueueMissing` for a queue no
@@ -82,8 +82,7 @@ class TaskEngine:
         self.namespace = namespace
         self.flows = flows or Flows()
         self.clock = clock
-        self.feed_buffer = feed_buffer
-        self._feed: set[Subscriber] = set()
+        self.feed = TaskFeed(feed_buffer)
         self._deadlines: list[tuple[float, str]] = []
 
     # -- TaskService ----------------------------------------------------------------------
@@ -290,15 +289,6 @@ class TaskEngine:
             tasks = sorted({tid for tid, _ in runs})
             _log.warning("FLYs not published", tasks=tasks[:10], n=len(flys), error=str(exc))
 
-    def feed(self) -> Subscriber:
-        """A cancellation-feed subscriber (the caller calls `unfeed`)."""
-        sub = Subscriber("", self.feed_buffer)
-        self._feed.add(sub)
-        return sub
-
-    def unfeed(self, sub: Subscriber) -> None:
-        self._feed.discard(sub)
-
     # -- internals ------------------------------------------------------------------------
 
     async def _change(
@@ -335,18 +325,7 @@ class TaskEngine:
         self.registry.changed(rec, eid)
         if rec.deadline_at is not None and not rec.terminal:
             self._watch_deadline(rec.deadline_at, rec.id)  # another replica's task, too
-        timeout = isinstance(rec.error, dict) and rec.error.get("type") == "Timeout"
-        # Stops, and the resume that undoes a pause: every sidecar heard `paused`, and the
-        # resumed envelope's pre-flight and watch are answered from what the feed last said.
-        if rec.status in ("canceled", "paused") or (rec.status == "failed" and timeout):
-            status = rec.status
-        elif rec.state == "resumed":
-            status = "running"
-        else:
-            return
-        item = Item(0, sse=encode_sse("task", _encoder.encode({"id": rec.id, "status": status})))
-        for sub in self._feed:
-            sub.push(item)
+        self.feed.changed(rec)
 
     def _lost(self) -> None:
         """The bus lost messages: end every stream and feed (clients resume, on any replica),
@@ -400,9 +379,7 @@ class TaskEngine:
     def close(self) -> None:
         """Finish every stream and feed (shutdown)."""
         self.registry.close_all()
-        for sub in self._feed:
-            sub.finish()
-        self._feed.clear()
+        self.feed.close()
 
 
 async def _updates(sub: Subscriber) -> AsyncIterator[TaskUpdate]:

@@ -263,12 +263,12 @@ class Gateway:
         return self._response(await self.engine.subscribe(task_id, last), task_id)
 
     async def feed(self, request: Request) -> Response:
-        sub = self.engine.feed()
+        sub = self.engine.feed.subscribe()
         return SseResponse(  # type: ignore[return-value]
             sub,
             keepalive=self.config.keepalive_seconds,
             send_timeout=self.config.send_timeout_seconds,
-            on_close=lambda: self.engine.unfeed(sub),
+            on_close=lambda: self.engine.feed.unsubscribe(sub),
         )
 
 

@@ -76,6 +76,7 @@ SURFACE: dict[str, list[str]] = {
     "asya_gateway.answers": ["merge_payload", "message_patch"],
     "asya_gateway.envelopes": ["PAUSE_HEADER", "SINK", "first_envelope", "resumed_envelope"],
     "asya_gateway.eventstream": ["PATH", "apply_batch", "serve_stream"],
+    "asya_gateway.taskfeed": ["TaskFeed", "feed_status"],
     "asya_gateway.app": ["create_app", "default_database_url"],
     "asya_gateway.rest": [
         "CreateTask", "Gateway", "HTTPError", "Resume", "http_error", "service_error",
