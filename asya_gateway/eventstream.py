@@ -4,8 +4,9 @@ Each message is what `POST /api/v1/mesh/events` takes (a JSON array of events, e
 its task's `id`). Messages are applied one after another, in order, and each is answered with
 `{"status": N}`: N is the status the POST would have answered (204; 200 with `unknown`; 400 or
 413 with `error`; 503), so a sidecar handles both alike. A stream is this project's addition
-(sidecar-gateway.md knows the POST): a POST costs both ends about twice what a message does
-(`bench/http_clients_bench.py`), and a busy sidecar sends hundreds a second. The guard
+(sidecar-gateway.md knows the POST): a message costs the gateway about two thirds of a POST's
+CPU and the sidecar a third (`bench/http_clients_bench.py`); a busy sidecar sends hundreds a
+second. The guard
 (`guard.py`) lets the upgrade through on the POST's terms: the mesh token, the mesh listener.
 """
 

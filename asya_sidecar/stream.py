@@ -2,8 +2,8 @@
 
 The sender of a gateway's outbox sends one batch at a time and waits for its answer, so the
 stream holds one message in flight: sent, then answered (`{"status": N, ...}`, N what the POST
-would have answered). A message costs both ends about half what a POST does
-(`bench/http_clients_bench.py`), and a busy sidecar sends hundreds a second.
+would have answered). A message costs the sidecar about a third of a POST's CPU and the
+gateway about two thirds (`bench/http_clients_bench.py`); a busy sidecar sends hundreds a second.
 
 When the stream cannot carry a batch it says so (`send` returns None) and the caller POSTs the
 batch instead, so nothing here can lose an event: a gateway without the stream (the upgrade
