@@ -6,8 +6,8 @@ its task's `id`). Messages are applied one after another, in order, and each is 
 413 with `error`; 503), so a sidecar handles both alike. A stream is this project's addition
 (sidecar-gateway.md knows the POST): a message costs the gateway about two thirds of a POST's
 CPU and the sidecar a third (`bench/http_clients_bench.py`); a busy sidecar sends hundreds a
-second. The guard
-(`guard.py`) lets the upgrade through on the POST's terms: the mesh token, the mesh listener.
+second. The guard (`guard.py`) lets the upgrade through on the POST's terms: the mesh token,
+the mesh listener.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any, Final
 
 import msgspec
-import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from asya_mesh.events import Event
@@ -24,7 +23,6 @@ from .engine import TaskEngine
 from .ingest import BadEvent, parse_task_events
 from .service import ServiceError, Unavailable
 
-_log = structlog.get_logger("asya.gateway")
 _encoder: Final = msgspec.json.Encoder()
 
 PATH: Final = "/api/v1/mesh/events"

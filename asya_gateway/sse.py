@@ -54,6 +54,14 @@ def encode_sse(event: str | None, data: bytes, event_id: int | None = None) -> b
     return b"".join(parts)
 
 
+def one_line_size(event: str, data: bytes, event_id: int) -> int | None:
+    """`len(encode_sse(event, data, event_id))` without encoding, when `data` is one line
+    (compact JSON, every FLY a sidecar sends) and `event` is named; else None."""
+    if not event or not data or b"\n" in data or b"\r" in data:
+        return None
+    return len(b"id: %d\nevent: \ndata: \n\n" % event_id) + len(event.encode()) + len(data)
+
+
 def encode_comment(text: str) -> bytes:
     """An SSE comment (ignored by clients; keeps proxies and idle timers happy)."""
     return b"".join(b": " + line.encode() + b"\n" for line in text.splitlines() or [""]) + b"\n"
@@ -168,4 +176,5 @@ __all__ = [
     "encode_sse",
     "fly_event_name",
     "might_be_a2a",
+    "one_line_size",
 ]

@@ -10,7 +10,7 @@ import anyio
 import msgspec
 
 from .service import FlyUpdate, StatusUpdate, TaskUpdate, TaskView
-from .sse import encode_sse
+from .sse import encode_sse, one_line_size
 from .state import TaskRecord, update_data, view
 
 _encoder: Final = msgspec.json.Encoder()
@@ -39,11 +39,11 @@ class Item:
         self.fly = fly
         self.record = record
         self._sse = sse
-        if sse is None and record is None and fly and name and _one_line(fly):
-            # A FLY of compact JSON (every sidecar's): its encoded length, without encoding it.
-            fixed = len(b"id: %d\nevent: \ndata: \n\n" % event_id)
-            self.size = fixed + len(name.encode()) + len(fly)
-            return
+        if sse is None and record is None and fly is not None:
+            size = one_line_size(name, fly, event_id)  # a one-line FLY: counted, not encoded
+            if size is not None:
+                self.size = size
+                return
         if sse is None and (record is None or not _small(record)):
             # A multi-line FLY, a result, an error or a pause: measured, not guessed.
             sse = self.sse
@@ -68,10 +68,6 @@ class Item:
         if task is not None:
             return StatusUpdate(event_id=self.event_id, task=task)
         return FlyUpdate(event_id=self.event_id, data=_dict.decode(self.fly or b"{}"))
-
-
-def _one_line(data: bytes) -> bool:
-    return b"\n" not in data and b"\r" not in data
 
 
 def _small(rec: TaskRecord) -> bool:

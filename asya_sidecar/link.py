@@ -70,11 +70,12 @@ class GatewayLink:
         every per-envelope fallback; order per envelope is the queue's."""
         st = self._state(gw)
         first = batch[0].envelope_id
-        stream = self._stream(gw)
+        multi = st.multi and not st.legacy
+        stream = self._stream(gw) if multi else None
         # One envelope's events go to its own endpoint, unless a stream is up: then everything
         # goes by the stream (an LLM's token stream is one envelope's, hundreds of batches).
         if stream is not None or any(e.envelope_id != first for e in batch):
-            if st.multi and not st.legacy:
+            if multi:
                 if st.circuit.is_open(anyio.current_time()):
                     self._drop([e.event for e in batch], st)
                     return

@@ -119,7 +119,7 @@ SURFACE: dict[str, list[str]] = {
     ],
     "asya_gateway.sse": [
         "A2A_EVENT_KEYS", "SseResponse", "SseSource", "encode_comment", "encode_sse",
-        "fly_event_name", "might_be_a2a",
+        "fly_event_name", "might_be_a2a", "one_line_size",
     ],
     "asya_gateway.rounds": ["Round", "plan_rounds"],
     "asya_gateway.state": [
