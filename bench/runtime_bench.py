@@ -5,15 +5,18 @@
 
 Measures, in one run (each figure printed with its ratio against the floor of the same run):
   raw echo      (floor) a raw asyncio + msgspec echo server in its own process: round trips/s
-                on one reused connection, and its CPU µs per round trip; small frames/s one way
+                on one reused connection, and its CPU µs per round trip, one at a time and with
+                8 connections kept busy; small frames/s one way
   runtime       trivial async handler (util:echo): envelopes/s on one reused connection, the
-                runtime's CPU µs per envelope (utime + stime of the process, all threads), and
-                envelopes/s with 8 concurrent connections; FLY frames/s for one invocation
-                yielding N FLYs from an async generator (util:fly_flood) with yield-to-read
-                latency p50/p99 (the handler stamps time.perf_counter_ns(), the client compares
-                on receipt); the same from a sync generator (`sync_fly_flood` below, run in a
-                worker thread); latency of a trivial invocation while another connection
-                streams FLYs for ~1 s.
+                runtime's CPU µs per envelope (utime + stime of the process, all threads) with
+                8 connections kept busy (as behind a sidecar with concurrency) and one envelope
+                at a time (each round trip then pays a sleep and a wake-up, which on a VM costs
+                more than the work), and envelopes/s with 8 concurrent connections; FLY
+                frames/s for one invocation yielding N FLYs from an async generator
+                (util:fly_flood) with yield-to-read latency p50/p99 (the handler stamps
+                time.perf_counter_ns(), the client compares on receipt); the same from a sync
+                generator (`sync_fly_flood` below, run in a worker thread); latency of a
+                trivial invocation while another connection streams FLYs for ~1 s.
   runtime core  the same trivial envelopes through the server's own connection code in this
                 process, with a fake socket and an event loop that never makes a syscall
                 (`runtime_core`): the runtime's own CPU µs per envelope, against the floor of
@@ -43,6 +46,8 @@ import msgspec
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import upstream_runtime  # noqa: E402
 
 from asya_runtime.codec import NEED_DATA, FrameWriter, sidecar_reader  # noqa: E402
 from asya_runtime.gcpolicy import freeze_startup_objects  # noqa: E402
@@ -138,6 +143,32 @@ async def raw_round_trips(path: str, seconds: float, pid: int) -> tuple[float, f
     cpu_us = (cpu_seconds(pid) - cpu0) / n * 1e6
     writer.close()
     return rate, cpu_us
+
+
+async def raw_concurrent(path: str, seconds: float, pid: int, conns: int = 8) -> float:
+    """The raw echo server's CPU µs per round trip with `conns` connections kept busy."""
+    enc = msgspec.msgpack.Encoder()
+    dec = msgspec.msgpack.Decoder(_Msg)
+    body = enc.encode(_Msg(i=1, text="hello"))
+    frame = len(body).to_bytes(4, "big") + body
+    pairs = [await asyncio.open_unix_connection(path) for _ in range(conns)]
+    counts = [0] * conns
+    end = time.perf_counter() + seconds
+
+    async def loop(i: int) -> None:
+        reader, writer = pairs[i]
+        while time.perf_counter() < end:
+            writer.write(frame)
+            size = int.from_bytes(await reader.readexactly(4), "big")
+            dec.decode(await reader.readexactly(size))
+            counts[i] += 1
+
+    cpu0 = cpu_seconds(pid)
+    await asyncio.gather(*(loop(i) for i in range(conns)))
+    cpu_us = (cpu_seconds(pid) - cpu0) / sum(counts) * 1e6
+    for _, writer in pairs:
+        writer.close()
+    return cpu_us
 
 
 async def raw_one_way(path: str, count: int) -> float:
@@ -400,7 +431,8 @@ async def rt_round_trips(path: str, seconds: float, pid: int) -> tuple[float, fl
     return rate, cpu_us
 
 
-async def rt_concurrent(path: str, seconds: float, conns: int = 8) -> float:
+async def rt_concurrent(path: str, seconds: float, pid: int, conns: int = 8) -> tuple[float, float]:
+    """(envelopes/s, runtime CPU µs per envelope) with `conns` connections kept busy."""
     clients = [await Client.open(path) for _ in range(conns)]
     frame = _invoke_bytes({"text": "hello"})
     counts = [0] * conns
@@ -412,11 +444,13 @@ async def rt_concurrent(path: str, seconds: float, conns: int = 8) -> float:
             counts[i] += 1
 
     t0 = time.perf_counter()
+    cpu0 = cpu_seconds(pid)
     await asyncio.gather(*(loop(i) for i in range(conns)))
     rate = sum(counts) / (time.perf_counter() - t0)
+    cpu_us = (cpu_seconds(pid) - cpu0) / sum(counts) * 1e6
     for c in clients:
         c.close()
-    return rate
+    return rate, cpu_us
 
 
 async def rt_flies(path: str, n: int) -> tuple[float, float, float]:
@@ -505,13 +539,15 @@ async def main_async(args: argparse.Namespace) -> None:
         raw = start_raw_server(raw_path)
         try:
             raw_rt, raw_cpu = await raw_round_trips(str(raw_path), args.seconds, raw.pid)
+            raw_busy_cpu = await raw_concurrent(str(raw_path), args.seconds, raw.pid)
             raw_ow = await raw_one_way(str(raw_path), 500_000)
         finally:
             raw.terminate()
             raw.wait()
         print(
             f"raw echo (floor): {raw_rt:,.0f} round trips/s (1 conn), {raw_cpu:.1f} us CPU "
-            f"per round trip; {raw_ow:,.0f} frames/s one way"
+            f"per round trip ({raw_busy_cpu:.1f} us with 8 connections busy); {raw_ow:,.0f} "
+            "frames/s one way"
         )
 
         echo_sock = tmp / "echo" / "rt.sock"
@@ -519,7 +555,7 @@ async def main_async(args: argparse.Namespace) -> None:
         proc = start_runtime("examples.handlers.util:echo", echo_sock)
         try:
             one, cpu = await rt_round_trips(str(echo_sock), args.seconds, proc.pid)
-            many = await rt_concurrent(str(echo_sock), args.seconds)
+            many, busy_cpu = await rt_concurrent(str(echo_sock), args.seconds, proc.pid)
         finally:
             proc.terminate()
             proc.wait()
@@ -528,9 +564,33 @@ async def main_async(args: argparse.Namespace) -> None:
             f"[target >= 0.8x]; {many:,.0f} envelopes/s (8 conns) = {many / raw_rt:.2f}x raw"
         )
         print(
-            f"runtime CPU per trivial async envelope: {cpu:.1f} us = {cpu / raw_cpu:.2f}x the "
-            f"raw echo's {raw_cpu:.1f} us [target <= 25 us]"
+            f"runtime CPU per trivial async envelope, 8 connections busy: {busy_cpu:.1f} us = "
+            f"{busy_cpu / raw_busy_cpu:.2f}x the raw echo's {raw_busy_cpu:.1f} us "
+            "[target <= 25 us]; "
+            f"one connection, one envelope at a time: {cpu:.1f} us = {cpu / raw_cpu:.2f}x the raw "
+            f"echo's {raw_cpu:.1f} us"
         )
+        if args.upstream:
+            up_sock = tmp / "upstream"
+            up = upstream_runtime.start(args.upstream, "examples.handlers.util.echo", up_sock, ROOT)
+            try:
+                path, pid = str(up_sock / "rt.sock"), up.pid
+                up_one, up_cpu = await upstream_runtime.cpu_per_envelope(
+                    path, args.seconds, lambda: cpu_seconds(pid), 1
+                )
+                # 4: its listen backlog is 5, and it serves one request at a time anyway
+                _, up_busy = await upstream_runtime.cpu_per_envelope(
+                    path, args.seconds, lambda: cpu_seconds(pid), 4
+                )
+            finally:
+                up.terminate()
+                up.wait()
+            print(
+                f"upstream runtime ({args.upstream}): {up_one:,.0f} envelopes/s (1 conn); CPU per "
+                f"trivial async envelope {up_busy:.1f} us with 4 clients busy = "
+                f"{up_busy / busy_cpu:.1f}x ours [target >= 10x], {up_cpu:.1f} us one at a time "
+                f"= {up_cpu / cpu:.1f}x ours"
+            )
         # Its own event loop, so its own thread (this loop sits idle in the meantime).
         await asyncio.to_thread(print_core, args.core)
 
@@ -579,6 +639,12 @@ def main() -> None:
     p.add_argument("--core", type=int, default=20_000, help="envelopes of the in-process core")
     p.add_argument("--core-only", action="store_true", help="only the in-process core measure")
     p.add_argument("--quick", action="store_true", help="1 s per measure, 20,000 FLYs")
+    p.add_argument(
+        "--upstream",
+        type=Path,
+        metavar="FILE",
+        help="a copy of upstream Asya's src/asya-runtime/asya_runtime.py, run as a peer",
+    )
     p.add_argument("--quick-client", metavar="SOCKET", help=argparse.SUPPRESS)
     p.add_argument("--raw-server", metavar="SOCKET", help=argparse.SUPPRESS)
     args = p.parse_args()
