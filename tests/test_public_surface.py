@@ -307,7 +307,8 @@ SURFACE: dict[str, list[str]] = {
         "InvokeNotDelivered", "ProtocolMismatch", "RuntimeConnection", "RuntimeLost",
         "RuntimeUnavailable", "connect", "wait_ready",
     ],
-    "asya_sidecar.worker": ["LeaseKeeper", "Lifecycle", "RuntimeHung", "Worker"],
+    "asya_sidecar.lease": ["LeaseKeeper"],
+    "asya_sidecar.worker": ["Lifecycle", "RuntimeHung", "Worker"],
 }
 # fmt: on
 

@@ -250,7 +250,7 @@ async def test_events_are_typed_on_the_wire() -> None:
 
 async def test_lease_keeper_extends_the_current_delivery_only() -> None:
     from asya_mesh.transports.memory import MemoryTransport
-    from asya_sidecar.worker import LeaseKeeper
+    from asya_sidecar.lease import LeaseKeeper
 
     extended = anyio.Event()
     seconds: list[float] = []

@@ -16,8 +16,9 @@ from asya_mesh.transports.errors import MessageTooLarge, TransportError
 from asya_mesh.transports.memory import MemoryTransport
 from asya_sidecar.config import SidecarConfig
 from asya_sidecar.gateway import GatewayClient, gateway_client
+from asya_sidecar.lease import LeaseKeeper
 from asya_sidecar.metrics import Metrics
-from asya_sidecar.worker import LeaseKeeper, Lifecycle, Worker
+from asya_sidecar.worker import Lifecycle, Worker
 
 from .fake_gateway import fake_gateway
 
