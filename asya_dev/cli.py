@@ -28,7 +28,8 @@ from anyio.abc import TaskGroup
 
 from asya_gateway.flows import Flow, Flows, load_flows
 from asya_runtime import __version__
-from asya_runtime.settings import Parser, add_arguments, given_from_args, load
+from asya_runtime.settings import load
+from asya_runtime.settings_cli import Parser, add_arguments, given_from_args
 from asya_runtime.wire import READY_FILE
 from asya_sidecar.metrics import NAMESPACE as METRICS_NAMESPACE
 

@@ -26,7 +26,8 @@ from asya_mesh.transports import TransportError
 from asya_mesh.transports.config import probe_transport
 from asya_runtime import __version__
 from asya_runtime.gcpolicy import freeze_startup_objects
-from asya_runtime.settings import ConfigError, Parser, add_arguments, given_from_args, load
+from asya_runtime.settings import ConfigError, load
+from asya_runtime.settings_cli import Parser, add_arguments, given_from_args
 
 from .app import create_app, default_database_url
 from .auth import AuthConfigError, ClientAuth, MeshAuth

@@ -30,7 +30,8 @@ from .errors import HandlerLoadError
 from .gcpolicy import freeze_startup_objects
 from .loader import LoadedHandler, ensure_cwd_importable, load_handler
 from .server import DEFAULT_CONCURRENCY, DEFAULT_SHUTDOWN_GRACE, ServerConfig, serve
-from .settings import ConfigError, Parser, add_arguments, given_from_args, load, opt
+from .settings import ConfigError, load, opt
+from .settings_cli import Parser, add_arguments, given_from_args
 from .wire import DEFAULT_MAX_FRAME_BYTES, End, Error
 
 __all__ = ["RuntimeConfig", "main", "socket_path_from_env"]

@@ -23,7 +23,8 @@ from asya_mesh.transports import TransportConfig, TransportError, open_transport
 from asya_mesh.transports.config import probe_transport
 from asya_runtime import __version__
 from asya_runtime.gcpolicy import freeze_startup_objects
-from asya_runtime.settings import ConfigError, Parser, add_arguments, given_from_args, load_one
+from asya_runtime.settings import ConfigError, load_one
+from asya_runtime.settings_cli import Parser, add_arguments, given_from_args
 from asya_runtime.wire import Envelope, Route
 
 from .config import SidecarConfig

@@ -214,9 +214,11 @@ SURFACE: dict[str, list[str]] = {
         "DEFAULT_CONCURRENCY", "DEFAULT_SHUTDOWN_GRACE", "ServerConfig", "serve",
     ],
     "asya_runtime.settings": [
-        "ConfigError", "Option", "Parser", "add_arguments", "format_default",
-        "given_from_args", "help_line", "load", "load_one", "markdown_table", "one_of",
-        "opt", "options",
+        "ConfigError", "Option", "load", "load_one", "one_of", "opt", "options",
+    ],
+    "asya_runtime.settings_cli": [
+        "Parser", "add_arguments", "format_default", "given_from_args", "help_line",
+        "markdown_table",
     ],
     "asya_runtime.slots": ["Slots"],
     "asya_runtime.socketfile": [

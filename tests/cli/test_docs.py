@@ -13,7 +13,8 @@ from asya_dev.options import DevSettings
 from asya_gateway.config import GatewayConfig
 from asya_mesh.transports import TransportConfig
 from asya_runtime.cli import RuntimeConfig
-from asya_runtime.settings import markdown_table, options
+from asya_runtime.settings import options
+from asya_runtime.settings_cli import markdown_table
 from asya_sidecar.config import SidecarConfig
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"

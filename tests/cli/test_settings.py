@@ -10,18 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asya_runtime.settings import (
-    ConfigError,
+from asya_runtime.settings import ConfigError, load, load_one, one_of, opt, options
+from asya_runtime.settings_cli import (
     Parser,
     add_arguments,
     given_from_args,
     help_line,
-    load,
-    load_one,
     markdown_table,
-    one_of,
-    opt,
-    options,
 )
 
 
