@@ -35,7 +35,8 @@ import msgspec
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asya_dev.cli import DevOptions, dev_flows, plan_mesh, wait_ready  # noqa: E402
+from asya_dev.cli import DevOptions  # noqa: E402
+from asya_dev.mesh import dev_flows, plan_mesh, wait_ready  # noqa: E402
 from asya_dev.supervisor import Supervisor  # noqa: E402
 from asya_mesh.transports import TransportConfig, open_transport, queue_name  # noqa: E402
 from bench.sse_read import read_flys  # noqa: E402

@@ -41,7 +41,8 @@ import msgspec
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asya_dev.cli import DevOptions, dev_flows, plan_mesh, wait_ready  # noqa: E402
+from asya_dev.cli import DevOptions  # noqa: E402
+from asya_dev.mesh import dev_flows, plan_mesh, wait_ready  # noqa: E402
 from asya_dev.supervisor import Supervisor  # noqa: E402
 from asya_gateway.state import TaskRecord  # noqa: E402
 from asya_gateway.store import open_store  # noqa: E402

@@ -43,7 +43,8 @@ sys.path.insert(0, str(ROOT))
 from mcp.client.session import ClientSession  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 
-from asya_dev.cli import DevOptions, plan_mesh, wait_ready  # noqa: E402
+from asya_dev.cli import DevOptions  # noqa: E402
+from asya_dev.mesh import plan_mesh, wait_ready  # noqa: E402
 from asya_dev.supervisor import Supervisor  # noqa: E402
 from asya_gateway.flows import parse_flows  # noqa: E402
 from asya_gateway.mcp import mcp_app  # noqa: E402

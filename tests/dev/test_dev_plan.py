@@ -9,15 +9,8 @@ from pathlib import Path
 import pytest
 
 import asya_gateway
-from asya_dev.cli import (
-    DEFAULT_HANDLERS,
-    DevOptions,
-    MeshNotReady,
-    feed_connected,
-    parse_actor_overrides,
-    plan_mesh,
-    wait_ready,
-)
+from asya_dev.cli import DEFAULT_HANDLERS, DevOptions, parse_actor_overrides
+from asya_dev.mesh import MeshNotReady, feed_connected, plan_mesh, wait_ready
 from asya_dev.render import SseParser, TerminalRenderer
 
 from .screen import screen
