@@ -170,9 +170,11 @@ SURFACE: dict[str, list[str]] = {
         "MemoryDelivery", "MemoryQueues", "MemoryTransport", "OnExtend", "OnSend",
     ],
     "asya_mesh.transports.rabbitmq": [
-        "ATTEMPT_HEADER", "DELAY_HEADER", "MAX_MESSAGE_BYTES", "RECONNECT_INTERVAL_SECONDS",
-        "ROUTING_KEY_LAYOUTS", "RabbitMQDelivery", "RabbitMQTransport",
-        "SEND_RETRY_SECONDS", "attempt_of", "routing_key",
+        "DELAY_HEADER", "MAX_MESSAGE_BYTES", "RECONNECT_INTERVAL_SECONDS", "RabbitMQDelivery",
+        "RabbitMQTransport", "SEND_RETRY_SECONDS",
+    ],
+    "asya_mesh.transports.rabbitmq_keys": [
+        "ATTEMPT_HEADER", "ROUTING_KEY_LAYOUTS", "attempt_of", "routing_key",
     ],
     "asya_mesh.transports.sqlite": [
         "MAX_MESSAGE_BYTES", "SAFETY_POLL_SECONDS", "SqliteDelivery", "SqliteTransport",

@@ -32,13 +32,13 @@ from aio_pika.abc import (
 from .base import Delivery, Transport
 from .delays import delay_bucket_ms
 from .errors import QueueMissing, TransportError
+from .rabbitmq_keys import ATTEMPT_HEADER, ROUTING_KEY_LAYOUTS, attempt_of, routing_key
 
 #: Below the broker's default `max_message_size` (128 MiB), leaving room for headers.
 MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
 #: How long `send` keeps retrying while the broker is unreachable before raising.
 SEND_RETRY_SECONDS: Final = 30.0
 RECONNECT_INTERVAL_SECONDS: Final = 1.0
-ATTEMPT_HEADER: Final = "x-asya-attempt"
 #: Which delay queue a delayed copy goes to. Not `x-`-prefixed: the headers exchange ignores
 #: such keys when matching, and the value names the queue (so namespaces never share one).
 DELAY_HEADER: Final = "asya-delay-queue"
@@ -58,32 +58,6 @@ async def _mapped(what: str) -> AsyncIterator[None]:
         yield
     except _BROKER_ERRORS as exc:
         raise TransportError(f"RabbitMQ {what} failed: {exc!r}") from exc
-
-
-#: `rabbitmq_routing_keys` values: the queue name itself (the default), or upstream's.
-ROUTING_KEY_LAYOUTS: Final = ("namespaced", "upstream")
-
-
-def routing_key(namespace: str, queue: str, layout: str = "upstream") -> str:
-    """The routing key a queue is bound and published with.
-
-    "namespaced": the queue name, so two namespaces on one exchange never share a key.
-    "upstream": upstream Asya's, the queue name without its `asya-{namespace}-` prefix; two
-    namespaces on one exchange then deliver each other's envelopes (give each its own exchange).
-    """
-    if layout == "namespaced":
-        return queue
-    prefix = f"asya-{namespace}-"
-    return queue[len(prefix) :] if queue.startswith(prefix) else queue
-
-
-def attempt_of(headers: dict[str, Any], redelivered: bool) -> int:
-    """1 + deliveries before this one: our requeue counter, then the broker's own count."""
-    base = int(headers.get(ATTEMPT_HEADER, 0) or 0)
-    count = headers.get("x-delivery-count")  # quorum queues count redeliveries exactly
-    if count is not None:
-        return base + int(count) + 1
-    return base + (2 if redelivered else 1)  # classic queues: only "redelivered at least once"
 
 
 def _channel_dead(message: AbstractIncomingMessage) -> bool:
@@ -390,14 +364,10 @@ class RabbitMQTransport(Transport):
 
 
 __all__ = [
-    "ATTEMPT_HEADER",
     "DELAY_HEADER",
     "MAX_MESSAGE_BYTES",
     "RECONNECT_INTERVAL_SECONDS",
-    "ROUTING_KEY_LAYOUTS",
     "SEND_RETRY_SECONDS",
     "RabbitMQDelivery",
     "RabbitMQTransport",
-    "attempt_of",
-    "routing_key",
 ]

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import asya_mesh.transports as transports
 from asya_mesh.transports import LeaseLost, TransportConfig, open_transport
 from asya_mesh.transports.doorbell import Bell, Ringer, bell_directory
-from asya_mesh.transports.rabbitmq import attempt_of, routing_key
+from asya_mesh.transports.rabbitmq_keys import attempt_of, routing_key
 from asya_mesh.transports.sqs import SqsTransport, encode_body
 
 from .conftest import config_for, require_broker
