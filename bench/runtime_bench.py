@@ -52,7 +52,8 @@ import upstream_runtime  # noqa: E402
 from asya_runtime.codec import NEED_DATA, FrameWriter, sidecar_reader  # noqa: E402
 from asya_runtime.gcpolicy import freeze_startup_objects  # noqa: E402
 from asya_runtime.loader import load_handler  # noqa: E402
-from asya_runtime.server import ServerConfig, _Connection, _Server  # noqa: E402
+from asya_runtime.server import ServerConfig, _Server  # noqa: E402
+from asya_runtime.session import Session  # noqa: E402
 from asya_runtime.wire import (  # noqa: E402
     Emit,
     End,
@@ -314,7 +315,7 @@ class _FakeStream:
 def runtime_core(n: int, warm: int = 2000) -> float:
     """The runtime's CPU µs per trivial async envelope with no socket and no syscall.
 
-    The server's own connection, unchanged (`_Connection.run`: its state table, sans-IO
+    The server's own connection, unchanged (`Session.run`: its state table, sans-IO
     reader, `Outbox`, `FrameWriter`, the loop reader callback `_on_readable`, the inline
     `_invoke` with `decode_envelope` and `drive`), on an asyncio loop whose selector reports
     the fake socket readable instead of asking the kernel. Per envelope the loop runs what it
@@ -327,8 +328,8 @@ def runtime_core(n: int, warm: int = 2000) -> float:
 
     async def run() -> None:
         server = _Server(handler, ServerConfig(socket_path=Path("rt.sock")))
-        sock.hello = len(FrameWriter().encode(server.hello))
-        await _Connection(server, _FakeStream(sock)).run()  # type: ignore[arg-type]
+        sock.hello = len(FrameWriter().encode(server.shared.hello))
+        await Session(_FakeStream(sock), server.shared).run()  # type: ignore[arg-type]
 
     sock = _FakeSocket(frame, 0, reply, warm, n)
     loop = asyncio.SelectorEventLoop(_CoreSelector(sock))

@@ -218,6 +218,7 @@ SURFACE: dict[str, list[str]] = {
     "asya_runtime.server": [
         "DEFAULT_CONCURRENCY", "DEFAULT_SHUTDOWN_GRACE", "ServerConfig", "serve",
     ],
+    "asya_runtime.session": ["Session", "Shared"],
     "asya_runtime.settings": [
         "ConfigError", "Option", "load", "load_one", "one_of", "opt", "options",
     ],
