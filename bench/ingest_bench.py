@@ -1,6 +1,6 @@
 """The gateway's CPU per task for a sidecar's events, in process, against a floor in the same run.
 
-    .venv/bin/python bench/ingest_bench.py [--quick]
+    .venv/bin/python bench/ingest_bench.py [--quick] [--payload BYTES]
 
 The real ASGI app on the embedded SQLite store (no uvicorn, no sockets) takes what the bench's
 actor sends for each task at a hop: `received` + `processing` in one `POST /api/v1/mesh/events`
@@ -8,6 +8,8 @@ and `completed` in the next, for K tasks per request (K = 1, 4, 16: a sidecar's 
 whatever piles up during its previous POST). CPU (all threads) per task. The floor does the
 irreducible part of the same work in plain code: parse the same bodies with msgspec and write
 the same rows in one bare SQLite transaction per request (WAL, synchronous=NORMAL).
+`--payload` gives each task an input payload of that many bytes: every status rewrites the
+task's stored document, payload included, so the gateway's cost per hop grows with it.
 """
 
 from __future__ import annotations
@@ -82,15 +84,19 @@ def _bodies(ids: list[str], per: int) -> list[bytes]:
     return out
 
 
-async def gateway(n: int, per: int, tmp: Path) -> float:
+async def gateway(n: int, per: int, tmp: Path, payload_bytes: int = 0) -> float:
     async def enqueue(queue: str, body: bytes) -> None:
         pass
 
     app = create_app(GatewayConfig(), enqueue=enqueue, database_url=f"sqlite:///{tmp}/gw.db")
     async with app.router.lifespan_context(app):
         ids = []
+        create: dict[str, Any] = {"route": ["g", "probe"]}
+        if payload_bytes:
+            create["payload"] = {"text": "x" * payload_bytes}
+        create_body = json.dumps(create).encode()
         for _ in range(n):
-            code, body = await _call(app, "POST", "/api/v1/mesh", b'{"route": ["g", "probe"]}')
+            code, body = await _call(app, "POST", "/api/v1/mesh", create_body)
             assert code == 201, body
             ids.append(json.loads(body)["id"])
         bodies = _bodies(ids, per)
@@ -132,12 +138,19 @@ def floor(n: int, per: int, tmp: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer tasks; a few seconds")
+    ap.add_argument(
+        "--payload",
+        type=int,
+        default=0,
+        metavar="BYTES",
+        help="each task's input payload size; the floor stays the same small rows",
+    )
     args = ap.parse_args()
     n = 800 if args.quick else 4000
     out: dict[str, Any] = {}
     for per in (1, 4, 16):
         with tempfile.TemporaryDirectory(prefix="asya-ingest-") as tmp:
-            gw = anyio.run(gateway, n, per, Path(tmp))
+            gw = anyio.run(gateway, n, per, Path(tmp), args.payload)
             fl = floor(n, per, Path(tmp))
         out[f"tasks_per_post_{per}"] = {
             "gateway_us_per_task": round(gw, 1),
