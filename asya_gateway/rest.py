@@ -9,6 +9,7 @@ parsed in `ingest.py` (the event stream's in `eventstream.py`), client streams a
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from importlib import resources
 from typing import Any, Final
 
@@ -17,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
+from asya_mesh.events import Event
 from asya_mesh.names import ACTOR_NAME_PATTERN
 
 from .answers import message_patch
@@ -217,40 +219,34 @@ class Gateway:
         """The same, as a WebSocket: one batch per message, each answered (`eventstream.py`)."""
         await serve_stream(websocket, self.engine, self.config.max_body_bytes)
 
-    async def events(self, request: Request) -> Response:
+    async def _ingest(self, request: Request, parse: Callable[[bytes], list[Event]]) -> str:
+        """Parse the body with `parse` (a bad one is a 400 naming the problem) and ingest its
+        events for the path's task; returns the task id."""
         try:
-            events = parse_events(await self._body(request))
+            events = parse(await self._body(request))
         except BadEvent as exc:
             raise HTTPError(400, str(exc)) from None
-        await self.engine.ingest(request.path_params["id"], events)
+        task_id: str = request.path_params["id"]
+        await self.engine.ingest(task_id, events)
+        return task_id
+
+    async def events(self, request: Request) -> Response:
+        await self._ingest(request, parse_events)
         return Response(status_code=204)
 
     async def legacy_fly(self, request: Request) -> Response:
-        try:
-            event = parse_legacy_fly(await self._body(request))
-        except BadEvent as exc:
-            raise HTTPError(400, str(exc)) from None
-        await self.engine.ingest(request.path_params["id"], [event])
+        await self._ingest(request, lambda body: [parse_legacy_fly(body)])
         return Response(status_code=200)
 
     async def legacy_progress(self, request: Request) -> Response:
-        task_id = request.path_params["id"]
-        try:
-            event = parse_legacy_progress(await self._body(request))
-        except BadEvent as exc:
-            raise HTTPError(400, str(exc)) from None
         # Upstream's legacy gateway says 200 for an unknown id; we say 404, or a sidecar
         # falling back from a 404 on /events would conclude this gateway is legacy-only.
-        await self.engine.ingest(task_id, [event])
+        task_id = await self._ingest(request, lambda body: [parse_legacy_progress(body)])
         rec = await self.engine.record(task_id)
         return JSONResponse({"status": "ok", "progress_percent": round(rec.progress * 100, 2)})
 
     async def legacy_final(self, request: Request) -> Response:
-        try:
-            event = parse_legacy_final(await self._body(request))
-        except BadEvent as exc:
-            raise HTTPError(400, str(exc)) from None
-        await self.engine.ingest(request.path_params["id"], [event])
+        await self._ingest(request, lambda body: [parse_legacy_final(body)])
         return JSONResponse({"status": "ok"})
 
     async def stream(self, request: Request) -> Response:
